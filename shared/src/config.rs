@@ -1,0 +1,114 @@
+//! Configuration from the environment, read once at cold start. A missing or malformed
+//! variable stops the process with a message naming every problem at once.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Collects variables and problems, so one start-up reports everything that is wrong.
+#[derive(Debug, Default)]
+pub struct EnvReader {
+    vars: BTreeMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl EnvReader {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        Self { vars: std::env::vars().collect(), problems: Vec::new() }
+    }
+
+    /// Reads a given map (tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn required(&mut self, name: &str) -> String {
+        match self.vars.get(name).map(|v| v.trim()) {
+            Some(v) if !v.is_empty() => v.to_owned(),
+            _ => {
+                self.problems.push(format!("{name} is required"));
+                String::new()
+            }
+        }
+    }
+
+    pub fn optional(&mut self, name: &str, default: &str) -> String {
+        match self.vars.get(name).map(|v| v.trim()) {
+            Some(v) if !v.is_empty() => v.to_owned(),
+            _ => default.to_owned(),
+        }
+    }
+
+    /// An `http(s)://` base URL without a trailing slash.
+    pub fn url(&mut self, name: &str, default: Option<&str>) -> String {
+        let value = match default {
+            Some(d) => self.optional(name, d),
+            None => self.required(name),
+        };
+        if !value.is_empty() && !(value.starts_with("http://") || value.starts_with("https://")) {
+            self.problems.push(format!("{name} must be an http(s) URL"));
+        }
+        value.trim_end_matches('/').to_owned()
+    }
+
+    pub fn number<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T {
+        match self.vars.get(name) {
+            None => default,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                self.problems.push(format!("{name} must be a number"));
+                default
+            }),
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
+    }
+}
+
+/// The store's configuration, needed by every function that touches the table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub table_name: String,
+}
+
+impl TableConfig {
+    pub fn read(env: &mut EnvReader) -> Self {
+        Self { table_name: env.required("TABLE_NAME") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mut env =
+            EnvReader::from_pairs([("PUBLIC_BASE_URL", "ftp://x"), ("SCHEDULE_TICK_SECONDS", "soon")]);
+        let _ = env.required("TABLE_NAME");
+        let _ = env.url("PUBLIC_BASE_URL", None);
+        let _: u64 = env.number("SCHEDULE_TICK_SECONDS", 60);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("TABLE_NAME is required"), "{err}");
+        assert!(err.contains("PUBLIC_BASE_URL must be an http(s) URL"), "{err}");
+        assert!(err.contains("SCHEDULE_TICK_SECONDS must be a number"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_trailing_slashes() {
+        let mut env = EnvReader::from_pairs([("TABLE_NAME", "t"), ("FCM_API_BASE", "http://127.0.0.1:9/")]);
+        assert_eq!(TableConfig::read(&mut env).table_name, "t");
+        assert_eq!(env.url("TWILIO_API_BASE", Some("https://api.twilio.com")), "https://api.twilio.com");
+        assert_eq!(env.url("FCM_API_BASE", None), "http://127.0.0.1:9");
+        env.finish().unwrap();
+    }
+}

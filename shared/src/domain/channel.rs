@@ -1,0 +1,204 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The two ways a message reaches a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Push,
+    Sms,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Push, Channel::Sms];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Push => "push",
+            Channel::Sms => "sms",
+        }
+    }
+
+    /// The interaction kinds a message on this channel can have.
+    pub fn event_kinds(self) -> &'static [EventKind] {
+        match self {
+            Channel::Push => &[EventKind::Sent, EventKind::Delivered, EventKind::Clicked, EventKind::Failed],
+            Channel::Sms => {
+                &[EventKind::Sent, EventKind::Delivered, EventKind::Undelivered, EventKind::Failed]
+            }
+        }
+    }
+
+    pub fn accepts(self, kind: EventKind) -> bool {
+        self.event_kinds().contains(&kind)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "push" => Ok(Channel::Push),
+            "sms" => Ok(Channel::Sms),
+            other => Err(UnknownName(other.chars().take(32).collect())),
+        }
+    }
+}
+
+/// What happened to one message for one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Sent,
+    Delivered,
+    Clicked,
+    Undelivered,
+    Failed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Sent,
+        EventKind::Delivered,
+        EventKind::Clicked,
+        EventKind::Undelivered,
+        EventKind::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Sent => "sent",
+            EventKind::Delivered => "delivered",
+            EventKind::Clicked => "clicked",
+            EventKind::Undelivered => "undelivered",
+            EventKind::Failed => "failed",
+        }
+    }
+
+    /// One character used in sort keys, so a subscription's kinds sort together and stay short.
+    pub fn code(self) -> char {
+        match self {
+            EventKind::Sent => 's',
+            EventKind::Delivered => 'd',
+            EventKind::Clicked => 'c',
+            EventKind::Undelivered => 'u',
+            EventKind::Failed => 'f',
+        }
+    }
+
+    pub fn from_code(c: char) -> Option<Self> {
+        EventKind::ALL.into_iter().find(|k| k.code() == c)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownName(s.chars().take(32).collect()))
+    }
+}
+
+/// A push subscription's device platform, which picks the provider (APNs or FCM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Ios,
+    Android,
+}
+
+/// An app's plan; only paid plans may retarget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+impl Plan {
+    pub fn allows_retargeting(self) -> bool {
+        !matches!(self, Plan::Free)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl FromStr for Plan {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "free" => Ok(Plan::Free),
+            "pro" => Ok(Plan::Pro),
+            "enterprise" => Ok(Plan::Enterprise),
+            other => Err(UnknownName(other.chars().take(32).collect())),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value `{0}`")]
+pub struct UnknownName(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_valid_per_channel_follow_the_contract() {
+        assert!(Channel::Push.accepts(EventKind::Clicked));
+        assert!(!Channel::Push.accepts(EventKind::Undelivered));
+        assert!(Channel::Sms.accepts(EventKind::Undelivered));
+        assert!(!Channel::Sms.accepts(EventKind::Clicked));
+        for c in Channel::ALL {
+            assert!(
+                c.accepts(EventKind::Sent) && c.accepts(EventKind::Delivered) && c.accepts(EventKind::Failed)
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_names_and_codes() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+            assert_eq!(EventKind::from_code(k.code()), Some(k));
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert!("opened".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn only_paid_plans_retarget() {
+        assert!(!Plan::Free.allows_retargeting());
+        assert!(Plan::Pro.allows_retargeting() && Plan::Enterprise.allows_retargeting());
+        assert_eq!("enterprise".parse::<Plan>(), Ok(Plan::Enterprise));
+    }
+}

@@ -1,0 +1,199 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ulid::Ulid;
+
+/// An id that does not parse. Callers map it to `not_found`: a malformed id names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid id")]
+pub struct IdError(pub String);
+
+macro_rules! ulid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            /// A fresh, time-sortable id.
+            pub fn new() -> Self {
+                Self(Ulid::new())
+            }
+
+            /// A fresh id whose time part is `at` (so ids sort like the clock that made them).
+            pub fn at(at: chrono::DateTime<chrono::Utc>) -> Self {
+                let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
+                Self(Ulid::from_parts(millis, rand::random()))
+            }
+
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                // Ulid::from_string accepts lower case too; ids are canonical upper case only,
+                // so one id has exactly one spelling (and one DynamoDB key).
+                if s.len() != ulid::ULID_LEN || s.bytes().any(|b| b.is_ascii_lowercase()) {
+                    return Err(IdError(s.chars().take(64).collect()));
+                }
+                Ulid::from_string(s).map(Self).map_err(|_| IdError(s.chars().take(64).collect()))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+ulid_id!(
+    /// A tenant: one app of one customer.
+    AppId
+);
+ulid_id!(
+    /// One push token or one phone number of an app.
+    SubscriptionId
+);
+ulid_id!(
+    /// One message (original or retarget) sent to many subscriptions.
+    MessageId
+);
+ulid_id!(
+    /// One scheduled follow-up of a source message.
+    RetargetId
+);
+
+/// The caller's own id for a person; links that person's subscriptions across channels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ExternalUserId(String);
+
+impl ExternalUserId {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExternalUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExternalUserId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "must be 1 to {} characters without control characters",
+                Self::MAX_LEN
+            ))
+        })
+    }
+}
+
+/// A caller- or provider-chosen id of one interaction event, used for de-duplication.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "must be 1 to {} characters without control characters",
+                Self::MAX_LEN
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_anything_else() {
+        let id = MessageId::new();
+        assert_eq!(MessageId::parse(&id.to_string()), Ok(id));
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "01ARZ3NDEKTSV4RRFFQ69G5FA",
+            "01arz3ndektsv4rrffq69g5fav",
+            "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        ] {
+            assert!(MessageId::parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn ids_made_at_a_time_sort_by_that_time() {
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let t1 = t0 + chrono::Duration::milliseconds(1);
+        assert!(SubscriptionId::at(t0) < SubscriptionId::at(t1));
+    }
+
+    #[test]
+    fn ids_deserialize_from_json_strings_only() {
+        let id = AppId::new();
+        let json = format!("\"{id}\"");
+        assert_eq!(serde_json::from_str::<AppId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<AppId>("42").is_err());
+        assert!(serde_json::from_str::<AppId>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn external_user_ids_are_bounded_and_printable() {
+        assert!(ExternalUserId::parse("user-42").is_ok());
+        assert!(ExternalUserId::parse("").is_err());
+        assert!(ExternalUserId::parse("a\u{0}b").is_err());
+        assert!(ExternalUserId::parse(&"x".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! The one place where errors become HTTP: RFC 9457 `application/problem+json` with the
+//! contract's stable `code`s. Handlers return `Result<Response, ApiError>` and never an `Err`
+//! to lambda_http (which API Gateway would turn into an opaque 502).
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+/// Every error code of the contract, with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidPhoneNumber,
+    InvalidAction,
+    Unauthorized,
+    InvalidSignature,
+    PlanRequired,
+    NotFound,
+    MethodNotAllowed,
+    AlreadyDispatched,
+    SourceExpired,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    SegmentsNotCombinable,
+    SourceNotRetargetable,
+    SendAtOutOfWindow,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidPhoneNumber => "invalid_phone_number",
+            ErrorCode::InvalidAction => "invalid_action",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::PlanRequired => "plan_required",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::AlreadyDispatched => "already_dispatched",
+            ErrorCode::SourceExpired => "source_expired",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::SegmentsNotCombinable => "segments_not_combinable",
+            ErrorCode::SourceNotRetargetable => "source_not_retargetable",
+            ErrorCode::SendAtOutOfWindow => "send_at_out_of_window",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// The status is fixed per code, except `invalid_signature`: the contract answers 403 for
+    /// Twilio and 401 for the push webhook, so that one is chosen by the caller.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::InvalidPhoneNumber | ErrorCode::InvalidAction => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::Unauthorized | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ErrorCode::PlanRequired => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::AlreadyDispatched => StatusCode::CONFLICT,
+            ErrorCode::SourceExpired => StatusCode::GONE,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::SegmentsNotCombinable
+            | ErrorCode::SourceNotRetargetable
+            | ErrorCode::SendAtOutOfWindow => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "The request is malformed",
+            ErrorCode::InvalidPhoneNumber => "The phone number is not E.164",
+            ErrorCode::InvalidAction => "The action does not apply to this channel",
+            ErrorCode::Unauthorized => "A valid API key is required",
+            ErrorCode::InvalidSignature => "The request signature does not verify",
+            ErrorCode::PlanRequired => "The app's plan does not include retargeting",
+            ErrorCode::NotFound => "No such resource",
+            ErrorCode::MethodNotAllowed => "The method is not allowed on this resource",
+            ErrorCode::AlreadyDispatched => "The retarget is already being dispatched",
+            ErrorCode::SourceExpired => "The source message is older than 30 days",
+            ErrorCode::PayloadTooLarge => "The request body is larger than 1 MiB",
+            ErrorCode::UnsupportedMediaType => "The content type is not supported",
+            ErrorCode::SegmentsNotCombinable => "A retarget audience cannot be combined with segments",
+            ErrorCode::SourceNotRetargetable => "The source message is not retargetable",
+            ErrorCode::SendAtOutOfWindow => "send_at is outside the retargeting window",
+            ErrorCode::Internal => "Internal error",
+            ErrorCode::Unavailable => "Service temporarily unavailable",
+        }
+    }
+}
+
+/// An error as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?} ({status}): {detail}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, status: code.status(), detail: detail.into() }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "no such resource")
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "missing or unknown API key")
+    }
+
+    /// Infrastructure failures: the detail goes to the log, never to the client.
+    pub fn internal(err: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(ErrorCode::Internal, "an internal error occurred; it has been logged")
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let code = self.code.as_str();
+        let body = Problem {
+            type_: format!("https://retarget.dev/problems/{}", code.replace('_', "-")),
+            title: self.code.title(),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code,
+        };
+        let mut response = json_response(self.status, &body);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}
+
+impl From<ApiError> for Response<Body> {
+    fn from(e: ApiError) -> Self {
+        e.to_response()
+    }
+}
+
+/// A JSON response. Serialising our own response types cannot fail; if it ever did, the
+/// client gets a problem+json 500 rather than a panic.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::Binary(bytes))
+            .unwrap_or_default(),
+        Err(e) => ApiError::internal(&e).to_response(),
+    }
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response<Body> {
+    Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).unwrap_or_default()
+}
+
+/// Collapse a handler result into the response API Gateway returns.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(|e| e.to_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_json(r: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(r.body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn problems_follow_rfc_9457_with_a_stable_code() {
+        let r = ApiError::new(ErrorCode::SendAtOutOfWindow, "send_at is after 2026-12-28T00:00:00Z")
+            .to_response();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/problem+json");
+        let v = body_json(&r);
+        assert_eq!(v["code"], "send_at_out_of_window");
+        assert_eq!(v["status"], 422);
+        for field in ["type", "title", "detail"] {
+            assert!(v[field].is_string(), "{field}");
+        }
+    }
+
+    #[test]
+    fn signature_status_is_chosen_by_the_webhook() {
+        let twilio = ApiError::new(ErrorCode::InvalidSignature, "bad").with_status(StatusCode::FORBIDDEN);
+        assert_eq!(twilio.to_response().status(), StatusCode::FORBIDDEN);
+        assert_eq!(body_json(&twilio.to_response())["status"], 403);
+    }
+
+    #[test]
+    fn codes_serialise_as_their_names() {
+        for code in [ErrorCode::PayloadTooLarge, ErrorCode::SegmentsNotCombinable, ErrorCode::NotFound] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

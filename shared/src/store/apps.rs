@@ -1,0 +1,263 @@
+//! Apps (tenants) and their API keys.
+
+use std::fmt;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::batch::{key, s};
+use super::{Store, StoreError};
+use crate::domain::{ApiKey, ApiKeyHash, AppId, Plan};
+use crate::keys;
+
+/// Twilio credentials of an app. The auth token both authenticates sends and keys the
+/// status-callback signatures.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_service_sid: Option<String>,
+}
+
+impl fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"***")
+            .field("messaging_service_sid", &self.messaging_service_sid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Google service account (the standard JSON key file's fields we use).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FcmConfig {
+    pub project_id: String,
+    pub client_email: String,
+    pub private_key: String,
+    pub token_uri: String,
+}
+
+impl fmt::Debug for FcmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FcmConfig")
+            .field("project_id", &self.project_id)
+            .field("client_email", &self.client_email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An APNs token-auth key (.p8, PEM) and the identifiers the provider token needs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApnsConfig {
+    pub private_key_pem: String,
+    pub key_id: String,
+    pub team_id: String,
+    pub topic: String,
+}
+
+impl fmt::Debug for ApnsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApnsConfig")
+            .field("key_id", &self.key_id)
+            .field("team_id", &self.team_id)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the operator supplies to create an app.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    pub name: String,
+    pub plan: Plan,
+    pub twilio: Option<TwilioConfig>,
+    pub fcm: Option<FcmConfig>,
+    pub apns: Option<ApnsConfig>,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct App {
+    pub app_id: AppId,
+    pub name: String,
+    pub plan: Plan,
+    pub created_at: DateTime<Utc>,
+    /// When the app last moved onto a plan with retargeting; messages created before it are
+    /// never retargetable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retargeting_enabled_at: Option<DateTime<Utc>>,
+    pub push_webhook_secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns: Option<ApnsConfig>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("app_id", &self.app_id)
+            .field("name", &self.name)
+            .field("plan", &self.plan)
+            .field("retargeting_enabled_at", &self.retargeting_enabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Whether a message created at `at` may ever be retargeted.
+    pub fn retargetable_at(&self, at: DateTime<Utc>) -> bool {
+        self.plan.allows_retargeting() && self.retargeting_enabled_at.is_some_and(|since| since <= at)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct AppItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    app: App,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyItem {
+    pk: String,
+    sk: String,
+    app_id: AppId,
+    created_at: DateTime<Utc>,
+}
+
+/// A webhook signing secret: 32 random bytes, hex.
+fn new_secret() -> String {
+    format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+impl Store {
+    pub async fn create_app(&self, new: NewApp) -> Result<App, StoreError> {
+        let now = self.clock().now();
+        let app = App {
+            app_id: AppId::at(now),
+            name: new.name,
+            plan: new.plan,
+            created_at: now,
+            retargeting_enabled_at: new.plan.allows_retargeting().then_some(now),
+            push_webhook_secret: new_secret(),
+            twilio: new.twilio,
+            fcm: new.fcm,
+            apns: new.apns,
+        };
+        let item = AppItem { pk: keys::app(app.app_id), sk: keys::SK_APP.into(), app: app.clone() };
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(serde_dynamo::to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::dynamo("PutItem app"))?;
+        Ok(app)
+    }
+
+    pub async fn get_app(&self, app_id: AppId) -> Result<Option<App>, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem app"))?;
+        match output.item {
+            Some(item) => Ok(Some(serde_dynamo::from_item::<_, AppItem>(item)?.app)),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the plan. Moving from free to a paid plan stamps `retargeting_enabled_at`;
+    /// the condition on the old plan makes two racing changes apply one after the other.
+    pub async fn set_plan(&self, app_id: AppId, plan: Plan) -> Result<App, StoreError> {
+        let current = self.get_app(app_id).await?.ok_or(StoreError::NotFound)?;
+        let now = self.clock().now();
+        let stamps = !current.plan.allows_retargeting() && plan.allows_retargeting();
+        let mut update = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
+            .condition_expression("attribute_exists(pk) AND #plan = :old")
+            .expression_attribute_names("#plan", "plan")
+            .expression_attribute_values(":old", s(current.plan.as_str()))
+            .expression_attribute_values(":new", s(plan.as_str()))
+            .return_values(ReturnValue::AllNew);
+        update = if stamps {
+            update
+                .update_expression("SET #plan = :new, retargeting_enabled_at = :now")
+                .expression_attribute_values(":now", AttributeValue::S(crate::clock::rfc3339(now)))
+        } else {
+            update.update_expression("SET #plan = :new")
+        };
+        let output = update.send().await.map_err(StoreError::dynamo("UpdateItem plan"))?;
+        let item = output.attributes.ok_or(StoreError::NotFound)?;
+        Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
+    }
+
+    /// Creates an API key for an app; the clear key is returned once and never stored.
+    pub async fn create_api_key(&self, app_id: AppId) -> Result<ApiKey, StoreError> {
+        self.get_app(app_id).await?.ok_or(StoreError::NotFound)?;
+        let api_key = ApiKey::generate();
+        let item = KeyItem {
+            pk: keys::api_key(api_key.hash().as_str()),
+            sk: keys::SK_KEY.into(),
+            app_id,
+            created_at: self.clock().now(),
+        };
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(serde_dynamo::to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::dynamo("PutItem api key"))?;
+        Ok(api_key)
+    }
+
+    /// Revokes a key of this app. A key of another app (or no key) is `NotFound`.
+    pub async fn revoke_api_key(&self, app_id: AppId, api_key: &ApiKey) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::api_key(api_key.hash().as_str()), keys::SK_KEY)))
+            .condition_expression("app_id = :app")
+            .expression_attribute_values(":app", s(app_id.to_string()))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("DeleteItem api key"));
+        match result {
+            Err(e) if e.is_condition_failed() => Err(StoreError::NotFound),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The app an API key belongs to, looked up by the key's hash.
+    pub async fn app_for_key_hash(&self, hash: &ApiKeyHash) -> Result<Option<App>, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::api_key(hash.as_str()), keys::SK_KEY)))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem api key"))?;
+        let Some(item) = output.item else { return Ok(None) };
+        let key_item: KeyItem = serde_dynamo::from_item(item)?;
+        self.get_app(key_item.app_id).await
+    }
+}

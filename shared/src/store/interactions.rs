@@ -1,0 +1,334 @@
+//! Interaction events: one item per (message, subscription, kind), spread over the message's
+//! shards, written in batches, read back as one stream merged across shards.
+//!
+//! Why one item per kind: a write is then a blind, idempotent put (BatchWriteItem, 25 per
+//! request, no read-modify-write), replays and any order leave the same items, and a
+//! subscription's kinds sit next to each other in its shard (sort key `{sub}#{kind code}`),
+//! so an audience is decided one subscription at a time while streaming.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use super::batch::{Item, key, n, s};
+use super::{Store, StoreError};
+use crate::domain::{AppId, EventId, EventKind, ExternalUserId, MessageId, SubscriptionId};
+use crate::keys;
+
+/// What the store needs to know of a message to read or write its interactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageScope {
+    pub app_id: AppId,
+    pub message_id: MessageId,
+    /// Epoch seconds: `created_at + 30 days`; also the TTL of every interaction item.
+    pub expires_at: i64,
+    pub shards: u8,
+}
+
+/// One event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub subscription_id: SubscriptionId,
+    pub kind: EventKind,
+    /// Copied onto the item so cross-channel audiences need no per-member lookup.
+    pub external_user_id: Option<ExternalUserId>,
+    pub event_id: Option<EventId>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Per input event: whether it was newly recorded (`true`) or a duplicate (`false`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordOutcome {
+    pub newly_recorded: Vec<bool>,
+}
+
+impl RecordOutcome {
+    pub fn accepted(&self) -> usize {
+        self.newly_recorded.iter().filter(|n| **n).count()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.newly_recorded.len() - self.accepted()
+    }
+}
+
+/// One stored interaction as audiences read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionRow {
+    pub subscription_id: SubscriptionId,
+    pub kind: EventKind,
+    pub external_user_id: Option<ExternalUserId>,
+}
+
+impl InteractionRow {
+    fn order_key(&self) -> (SubscriptionId, char) {
+        (self.subscription_id, self.kind.code())
+    }
+}
+
+const ATTR_EXTERNAL_USER: &str = "ext";
+const ATTR_EVENT_ID: &str = "eid";
+const ATTR_OCCURRED_AT: &str = "at";
+/// Items per Query page: small pages keep each shard's prefetch buffer small.
+const PAGE_ITEMS: i32 = 500;
+
+fn interaction_key(scope: &MessageScope, sub: SubscriptionId, kind: EventKind) -> Item {
+    key(
+        keys::interaction_partition(scope.message_id, keys::shard_of(sub, scope.shards)),
+        keys::interaction_sort(sub, kind),
+    )
+}
+
+impl Store {
+    /// Records events of one message. Idempotent and order-independent: an event whose
+    /// (subscription, kind) is already stored — earlier, or earlier in this same call — is a
+    /// duplicate and changes nothing. Newly recorded events are counted in the message's stats.
+    ///
+    /// Requests: one BatchGetItem per 100 events, one BatchWriteItem per 25 new ones, one
+    /// UpdateItem for the counters.
+    pub async fn record_interactions(
+        &self,
+        scope: &MessageScope,
+        events: &[Interaction],
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut candidates = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            if seen.insert((e.subscription_id, e.kind)) {
+                candidates.push(i);
+            }
+        }
+
+        let lookup = candidates
+            .iter()
+            .map(|&i| interaction_key(scope, events[i].subscription_id, events[i].kind))
+            .collect();
+        let existing: HashSet<(String, String)> = self
+            .batch_get(lookup, Some("pk, sk"))
+            .await?
+            .into_iter()
+            .filter_map(|item| Some((string_attr(&item, keys::PK)?, string_attr(&item, keys::SK)?)))
+            .collect();
+
+        let mut newly_recorded = vec![false; events.len()];
+        let mut writes = Vec::new();
+        let mut counts: HashMap<EventKind, u64> = HashMap::new();
+        for i in candidates {
+            let e = &events[i];
+            let mut item = interaction_key(scope, e.subscription_id, e.kind);
+            let pk_sk = (
+                string_attr(&item, keys::PK).unwrap_or_default(),
+                string_attr(&item, keys::SK).unwrap_or_default(),
+            );
+            if existing.contains(&pk_sk) {
+                continue;
+            }
+            newly_recorded[i] = true;
+            *counts.entry(e.kind).or_default() += 1;
+            item.insert(keys::EXPIRES_AT.into(), n(scope.expires_at));
+            item.insert(ATTR_OCCURRED_AT.into(), n(e.occurred_at.timestamp()));
+            if let Some(user) = &e.external_user_id {
+                item.insert(ATTR_EXTERNAL_USER.into(), s(user.as_str()));
+            }
+            if let Some(event_id) = &e.event_id {
+                item.insert(ATTR_EVENT_ID.into(), s(event_id.as_str()));
+            }
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            writes.push(WriteRequest::builder().put_request(put).build());
+        }
+
+        // Items first, counters after: a crash in between under-counts by what this call
+        // added (the retry sees duplicates), but never counts an event twice.
+        self.batch_write(writes).await?;
+        self.add_to_stats(scope, &counts).await?;
+        Ok(RecordOutcome { newly_recorded })
+    }
+
+    /// Adds to the message's counters, on one randomly chosen stats shard so that a hot
+    /// campaign's counter updates spread like its items.
+    pub async fn add_to_stats(
+        &self,
+        scope: &MessageScope,
+        counts: &HashMap<EventKind, u64>,
+    ) -> Result<(), StoreError> {
+        if counts.values().all(|c| *c == 0) {
+            return Ok(());
+        }
+        let shard = rand::random::<u8>() % scope.shards.max(1);
+        let mut adds = Vec::new();
+        let mut update = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::message(scope.app_id, scope.message_id), keys::stats_shard(shard))))
+            .expression_attribute_names("#exp", keys::EXPIRES_AT)
+            .expression_attribute_values(":exp", n(scope.expires_at));
+        for (kind, count) in counts.iter().filter(|(_, c)| **c > 0) {
+            adds.push(format!("#{k} :{k}", k = kind.as_str()));
+            update = update
+                .expression_attribute_names(format!("#{}", kind.as_str()), kind.as_str())
+                .expression_attribute_values(format!(":{}", kind.as_str()), n(count));
+        }
+        update
+            .update_expression(format!("SET #exp = :exp ADD {}", adds.join(", ")))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem stats"))?;
+        Ok(())
+    }
+
+    /// Per-kind counts of distinct subscriptions, summed over the stats shards; zero once the
+    /// message's data has expired.
+    pub async fn message_stats(&self, scope: &MessageScope) -> Result<HashMap<EventKind, u64>, StoreError> {
+        let mut totals: HashMap<EventKind, u64> = EventKind::ALL.into_iter().map(|k| (k, 0)).collect();
+        let now = self.clock().now_epoch();
+        if now >= scope.expires_at {
+            return Ok(totals);
+        }
+        let mut pages = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :stats)")
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#exp", keys::EXPIRES_AT)
+            .expression_attribute_values(":pk", s(keys::message(scope.app_id, scope.message_id)))
+            .expression_attribute_values(":stats", s(keys::SK_STATS_PREFIX))
+            .expression_attribute_values(":now", n(now))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(StoreError::dynamo("Query stats"))?;
+            for item in page.items.unwrap_or_default() {
+                for kind in EventKind::ALL {
+                    if let Some(AttributeValue::N(v)) = item.get(kind.as_str()) {
+                        *totals.entry(kind).or_default() += v.parse::<u64>().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Every unexpired interaction of a message, in (subscription, kind) order, each exactly
+    /// once: all shards are queried in parallel (each prefetching at most one page ahead) and
+    /// merged. `start_after` resumes after a subscription (an audience cursor).
+    pub fn interactions(
+        &self,
+        scope: &MessageScope,
+        start_after: Option<SubscriptionId>,
+    ) -> InteractionStream {
+        let now = self.clock().now_epoch();
+        let mut shards = Vec::new();
+        if now < scope.expires_at {
+            for shard in 0..scope.shards {
+                let (tx, rx) = mpsc::channel(1);
+                tokio::spawn(query_shard(self.clone(), *scope, shard, start_after, now, tx));
+                shards.push(ShardCursor { page: VecDeque::new(), rx: Some(rx) });
+            }
+        }
+        InteractionStream { shards }
+    }
+}
+
+fn string_attr(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn decode_row(item: &Item) -> Result<InteractionRow, StoreError> {
+    let sk =
+        string_attr(item, keys::SK).ok_or_else(|| StoreError::Corrupt("interaction without sk".into()))?;
+    let (subscription_id, kind) = keys::parse_interaction_sort(&sk)
+        .ok_or_else(|| StoreError::Corrupt(format!("interaction sk `{sk}`")))?;
+    let external_user_id = string_attr(item, ATTR_EXTERNAL_USER).and_then(|u| ExternalUserId::parse(&u).ok());
+    Ok(InteractionRow { subscription_id, kind, external_user_id })
+}
+
+type Page = Result<Vec<InteractionRow>, StoreError>;
+
+async fn query_shard(
+    store: Store,
+    scope: MessageScope,
+    shard: u8,
+    start_after: Option<SubscriptionId>,
+    now: i64,
+    tx: mpsc::Sender<Page>,
+) {
+    let mut query = store
+        .client()
+        .query()
+        .table_name(store.table())
+        .filter_expression("#exp > :now")
+        .projection_expression("sk, #ext")
+        .expression_attribute_names("#exp", keys::EXPIRES_AT)
+        .expression_attribute_names("#ext", ATTR_EXTERNAL_USER)
+        .expression_attribute_values(":pk", s(keys::interaction_partition(scope.message_id, shard)))
+        .expression_attribute_values(":now", n(now))
+        .limit(PAGE_ITEMS);
+    query = match start_after {
+        // `~` sorts after every kind code, so this skips all of that subscription's kinds.
+        Some(sub) => query
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":after", s(format!("{sub}#~"))),
+        None => query.key_condition_expression("pk = :pk"),
+    };
+    let mut pages = query.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let rows = page
+            .map_err(StoreError::dynamo("Query interactions"))
+            .and_then(|p| p.items.unwrap_or_default().iter().map(decode_row).collect::<Result<Vec<_>, _>>());
+        let failed = rows.is_err();
+        if tx.send(rows).await.is_err() || failed {
+            return; // the reader is gone, or has been told of the error
+        }
+    }
+}
+
+struct ShardCursor {
+    page: VecDeque<InteractionRow>,
+    /// `None` once the shard is exhausted.
+    rx: Option<mpsc::Receiver<Page>>,
+}
+
+/// The merged, ordered stream of a message's interactions. Memory: at most two small pages
+/// per shard, whatever the audience size.
+pub struct InteractionStream {
+    shards: Vec<ShardCursor>,
+}
+
+impl InteractionStream {
+    pub async fn next(&mut self) -> Option<Result<InteractionRow, StoreError>> {
+        for shard in &mut self.shards {
+            while shard.page.is_empty() {
+                let Some(rx) = shard.rx.as_mut() else { break };
+                match rx.recv().await {
+                    Some(Ok(rows)) => shard.page.extend(rows),
+                    Some(Err(e)) => {
+                        shard.rx = None;
+                        return Some(Err(e));
+                    }
+                    None => shard.rx = None,
+                }
+            }
+        }
+        let next = self
+            .shards
+            .iter_mut()
+            .filter(|s| !s.page.is_empty())
+            .min_by_key(|s| s.page.front().map(InteractionRow::order_key))?;
+        next.page.pop_front().map(Ok)
+    }
+
+    pub fn into_stream(self) -> impl Stream<Item = Result<InteractionRow, StoreError>> {
+        futures::stream::unfold(self, |mut s| async move { s.next().await.map(|row| (row, s)) })
+    }
+}
