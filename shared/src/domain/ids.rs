@@ -30,7 +30,11 @@ macro_rules! ulid_id {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 // Ulid::from_string accepts lower case too; ids are canonical upper case only,
                 // so one id has exactly one spelling (and one DynamoDB key).
-                if s.len() != ulid::ULID_LEN || s.bytes().any(|b| b.is_ascii_lowercase()) {
+                // The first character must be 0-7: anything above overflows 128 bits.
+                let canonical = s.len() == ulid::ULID_LEN
+                    && s.bytes().next().is_some_and(|b| (b'0'..=b'7').contains(&b))
+                    && !s.bytes().any(|b| b.is_ascii_lowercase());
+                if !canonical {
                     return Err(IdError(s.chars().take(64).collect()));
                 }
                 Ulid::from_string(s).map(Self).map_err(|_| IdError(s.chars().take(64).collect()))
