@@ -17,6 +17,7 @@ pub mod domain;
 pub mod keys;
 pub mod problem;
 pub mod resources;
+pub mod routes;
 pub mod store;
 pub mod telemetry;
 
