@@ -53,7 +53,8 @@ impl EnvReader {
             Some(d) => self.optional(name, d),
             None => self.required(name),
         };
-        if !value.is_empty() && !(value.starts_with("http://") || value.starts_with("https://")) {
+        let is_http = value.starts_with("http://") || value.starts_with("https://");
+        if !value.is_empty() && !is_http {
             self.problems.push(format!("{name} must be an http(s) URL"));
         }
         value.trim_end_matches('/').to_owned()

@@ -29,7 +29,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AppCommand {
     /// Create an app and its first API key.
-    Create(CreateApp),
+    Create(Box<CreateApp>),
     /// Change an app's plan (free → paid stamps retargeting_enabled_at).
     SetPlan {
         #[arg(long)]
@@ -101,7 +101,7 @@ impl From<StoreError> for AdminError {
 
 pub async fn run(store: &Store, cli: Cli) -> Result<Value, AdminError> {
     match cli.command {
-        Command::App(AppCommand::Create(args)) => create_app(store, args).await,
+        Command::App(AppCommand::Create(args)) => create_app(store, *args).await,
         Command::App(AppCommand::SetPlan { app_id, plan }) => {
             let app = store.set_plan(app_id, plan).await.map_err(not_found_as(AdminError::UnknownApp))?;
             Ok(json!({

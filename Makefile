@@ -1,0 +1,42 @@
+# Entry points. The scripts install what they need into the git-ignored .local/ folder.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help run test dev fmt lint ci clean-local
+
+# Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-core'
+TEST_ARGS ?=
+
+help:
+	@echo "make run          end-to-end demo against a fresh local stack (exit 0 = every step passed)"
+	@echo "make test         every test, against a private DynamoDB Local + moto (TEST_ARGS=... for cargo test)"
+	@echo "make dev          local stack in the foreground on 127.0.0.1:\$${API_PORT:-3000} (Ctrl-C stops it)"
+	@echo "make fmt          cargo fmt --all"
+	@echo "make lint         rustfmt check + clippy -D warnings"
+	@echo "make ci           what CI runs (.ci/run)"
+	@echo "make clean-local  stop local services and delete .local/"
+
+run:
+	bash scripts/run.sh
+
+test:
+	bash scripts/test.sh $(TEST_ARGS)
+
+dev:
+	bash scripts/dev.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+ci:
+	bash .ci/run
+
+# Stop the services of every SERVICES_DIR under .local before deleting it (java would linger).
+clean-local:
+	@for d in .local/*/; do \
+	  if [ -e "$$d/dynamodb.pid" ] || [ -e "$$d/moto.pid" ]; then SERVICES_DIR="$$d" bash scripts/services.sh stop; fi; \
+	done
+	rm -rf .local

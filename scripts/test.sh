@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a private DynamoDB Local + moto server.
+# Extra arguments go to cargo test, e.g. scripts/test.sh -p retarget-core -- --nocapture
+# Its own SERVICES_DIR lets it run next to make dev / make run.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+export SERVICES_DIR=.local/test-services
+
+# shellcheck disable=SC2317 # only called from the EXIT trap
+cleanup() {
+  local rc=$?
+  bash scripts/services.sh stop || true
+  exit "$rc"
+}
+trap cleanup EXIT
+
+bash scripts/services.sh install
+bash scripts/services.sh start
+# shellcheck source=/dev/null
+. "$SERVICES_DIR/services.env"
+
+log "cargo test --workspace --all-targets $*"
+run_fg cargo test --workspace --all-targets "$@"
+exit "$FG_STATUS"

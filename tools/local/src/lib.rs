@@ -1,0 +1,261 @@
+//! The local stack: everything the deployed system has, on this machine and offline.
+//!
+//! - [`provision`] creates the table, queues and bus in DynamoDB Local and the emulator from
+//!   the same definitions the template is checked against;
+//! - [`LocalApi`] serves the contract's routes by handing API Gateway–shaped requests to the
+//!   Lambda handler functions themselves, plus the local-only test clock `/dev/clock`;
+//! - [`serve`] is the HTTP server in front of it.
+
+pub mod apigw;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use aws_config::SdkConfig;
+use bytes::Bytes;
+use chrono::Duration;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use lambda_http::{Body, Request, RequestExt, Response};
+use retarget_shared::clock::rfc3339;
+use retarget_shared::config::EnvReader;
+use retarget_shared::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::routes::{NoMatch, match_route};
+use retarget_shared::{Clock, Store, TestClock, aws, resources};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+/// What `make dev` passes in; every name has a working default.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub api_port: u16,
+    pub table_name: String,
+    pub resource_prefix: String,
+    pub event_bus_name: String,
+    pub stack_env_file: Option<PathBuf>,
+    pub schedule_tick_seconds: u64,
+    pub public_base_url: String,
+    pub twilio_api_base: String,
+    pub fcm_api_base: String,
+    pub apns_api_base: String,
+}
+
+impl LocalConfig {
+    pub fn read(env: &mut EnvReader) -> Self {
+        let api_port = env.number("API_PORT", 3000u16);
+        let public_default = format!("http://127.0.0.1:{api_port}");
+        Self {
+            api_port,
+            table_name: env.optional("TABLE_NAME", "retarget-local"),
+            resource_prefix: env.optional("RESOURCE_PREFIX", "retarget-local"),
+            event_bus_name: env.optional("EVENT_BUS_NAME", "retarget-local-bus"),
+            stack_env_file: Some(env.optional("STACK_ENV_FILE", ".local/stack.env").into()),
+            schedule_tick_seconds: env.number("SCHEDULE_TICK_SECONDS", 60u64),
+            public_base_url: env.url("PUBLIC_BASE_URL", Some(&public_default)),
+            twilio_api_base: env.url("TWILIO_API_BASE", Some("https://api.twilio.com")),
+            fcm_api_base: env.url("FCM_API_BASE", Some("https://fcm.googleapis.com")),
+            apns_api_base: env.url("APNS_API_BASE", Some("https://api.push.apple.com")),
+        }
+    }
+}
+
+/// What [`provision`] made.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table_name: String,
+    pub push_queue_url: String,
+    pub push_dlq_url: String,
+    pub sms_queue_url: String,
+    pub sms_dlq_url: String,
+    pub event_bus_name: String,
+}
+
+/// Creates whatever is missing; safe to run against an existing stack.
+pub async fn provision(sdk: &SdkConfig, config: &LocalConfig) -> anyhow::Result<Resources> {
+    let dynamodb = aws::dynamodb(sdk);
+    let exists = match dynamodb.describe_table().table_name(&config.table_name).send().await {
+        Ok(_) => true,
+        Err(e) => {
+            let e = aws_sdk_dynamodb::Error::from(e);
+            if matches!(e, aws_sdk_dynamodb::Error::ResourceNotFoundException(_)) {
+                false
+            } else {
+                return Err(e).context("DescribeTable (is DynamoDB Local running?)");
+            }
+        }
+    };
+    if !exists {
+        resources::create_table(&dynamodb, &config.table_name).await.context("create the table")?;
+    }
+    let sqs = aws::sqs(sdk);
+    let push = resources::create_queue(&sqs, &config.resource_prefix, &resources::PUSH_QUEUE)
+        .await
+        .context("create the push queue (is the emulator running?)")?;
+    let sms = resources::create_queue(&sqs, &config.resource_prefix, &resources::SMS_QUEUE)
+        .await
+        .context("create the SMS queue")?;
+    resources::create_event_bus(&aws::eventbridge(sdk), &config.event_bus_name)
+        .await
+        .context("create the event bus")?;
+    Ok(Resources {
+        table_name: config.table_name.clone(),
+        push_queue_url: push.queue_url,
+        push_dlq_url: push.dlq_url,
+        sms_queue_url: sms.queue_url,
+        sms_dlq_url: sms.dlq_url,
+        event_bus_name: config.event_bus_name.clone(),
+    })
+}
+
+/// `export NAME=value` lines so `. .local/stack.env && cargo run -p retarget-admin -- …` works.
+pub fn stack_env(api_url: &str, res: &Resources) -> String {
+    let mut vars = vec![
+        ("API_URL".to_owned(), api_url.to_owned()),
+        ("TABLE_NAME".to_owned(), res.table_name.clone()),
+        ("PUSH_QUEUE_URL".to_owned(), res.push_queue_url.clone()),
+        ("SMS_QUEUE_URL".to_owned(), res.sms_queue_url.clone()),
+        ("EVENT_BUS_NAME".to_owned(), res.event_bus_name.clone()),
+    ];
+    for name in [
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_EVENTBRIDGE",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        let fallback = match name {
+            "AWS_REGION" => "us-east-1",
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "local",
+            _ => "",
+        };
+        vars.push((name.to_owned(), std::env::var(name).unwrap_or_else(|_| fallback.to_owned())));
+    }
+    vars.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''"))).collect()
+}
+
+/// Writes the file whole or not at all (a reader polling for it never sees half).
+pub fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(tmp, path)
+}
+
+/// The local API: the Lambda handlers behind one router, and the test clock.
+pub struct LocalApi {
+    pub clock: Arc<TestClock>,
+    pub store: Store,
+    pub resources: Resources,
+    pub config: LocalConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceClock {
+    advance_seconds: i64,
+}
+
+impl LocalApi {
+    pub fn new(sdk: &SdkConfig, config: LocalConfig, resources: Resources) -> Self {
+        let clock = Arc::new(TestClock::following_wall_clock());
+        let store = Store::new(aws::dynamodb(sdk), resources.table_name.clone(), clock.clone());
+        Self { clock, store, resources, config }
+    }
+
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let path = request.raw_http_path();
+        if path == "/dev/clock" {
+            return self.dev_clock(&request).unwrap_or_else(|e| e.to_response());
+        }
+        match match_route(request.method(), path) {
+            // No function is wired yet: the routes arrive with their issues.
+            Ok(_) | Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
+            Err(NoMatch::MethodNotAllowed) => ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed here", request.method()),
+            )
+            .to_response(),
+        }
+    }
+
+    fn dev_clock(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+        match *request.method() {
+            Method::GET => {}
+            Method::POST => {
+                let body: AdvanceClock = serde_json::from_slice(request.body().as_ref())
+                    .map_err(|e| ApiError::invalid_request(format!("body: {e}")))?;
+                if !(0..=10 * 366 * 86_400).contains(&body.advance_seconds) {
+                    return Err(ApiError::invalid_request(
+                        "advance_seconds: the clock only moves forward, by at most ten years",
+                    ));
+                }
+                self.clock.advance(Duration::seconds(body.advance_seconds));
+                tracing::info!(advance_seconds = body.advance_seconds, now = %rfc3339(self.clock.now()), "test clock advanced");
+            }
+            _ => return Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET or POST")),
+        }
+        Ok(json_response(StatusCode::OK, &serde_json::json!({ "now": rfc3339(self.clock.now()) })))
+    }
+}
+
+/// API Gateway HTTP APIs refuse bodies over 10 MB before any function runs; so does this.
+const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+async fn handle_http(
+    api: Arc<LocalApi>,
+    peer: SocketAddr,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let response =
+        match Limited::new(body, GATEWAY_BODY_LIMIT).collect().await {
+            Err(_) => ApiError::new(ErrorCode::PayloadTooLarge, "request body over the gateway's limit")
+                .to_response(),
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                match apigw::to_lambda_request(&parts, &bytes, peer.ip(), api.clock.now()) {
+                    Ok(request) => api.handle(request).await,
+                    Err(e) => ApiError::invalid_request(format!("request could not be represented: {e}"))
+                        .to_response(),
+                }
+            }
+        };
+    let (parts, body) = response.into_parts();
+    Ok(hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref()))))
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, api: Arc<LocalApi>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle_http(api.clone(), peer, req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
+        }
+    }
+}
