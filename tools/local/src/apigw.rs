@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use lambda_http::{Body, Request};
+use lambda_http::Request;
 use serde_json::{Map, Value, json};
 
 pub fn to_lambda_request(
@@ -55,7 +55,3 @@ pub fn to_lambda_request(
     lambda_http::request::from_str(&event.to_string())
 }
 
-/// The body bytes of a lambda_http request, whichever way API Gateway encoded them.
-pub fn body_bytes(body: &Body) -> &[u8] {
-    body.as_ref()
-}
