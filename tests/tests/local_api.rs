@@ -66,7 +66,8 @@ async fn the_test_clock_moves_forward_only() {
     assert!((31 * 86_400..31 * 86_400 + 30).contains(&moved), "moved {moved}s");
 
     for bad in [json!({"advance_seconds": -1}), json!({"advance_seconds": "10"}), json!({"seconds": 10})] {
-        let (status, content_type, body) = call(reqwest::Method::POST, clock.clone(), Some(bad.clone())).await;
+        let (status, content_type, body) =
+            call(reqwest::Method::POST, clock.clone(), Some(bad.clone())).await;
         assert_eq!((status, content_type.as_str()), (400, "application/problem+json"), "{bad}");
         assert_eq!(body["code"], "invalid_request");
     }
@@ -75,7 +76,8 @@ async fn the_test_clock_moves_forward_only() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_problem_json() {
     let stack = start().await;
-    let (status, content_type, body) = call(reqwest::Method::GET, format!("{}/v1/unknown", stack.url), None).await;
+    let (status, content_type, body) =
+        call(reqwest::Method::GET, format!("{}/v1/unknown", stack.url), None).await;
     assert_eq!((status, content_type.as_str()), (404, "application/problem+json"));
     assert_eq!(body["code"], "not_found");
     let (status, _, body) = call(reqwest::Method::PATCH, format!("{}/v1/events", stack.url), None).await;
@@ -86,7 +88,8 @@ async fn unknown_routes_and_methods_answer_problem_json() {
 async fn bodies_over_the_gateway_limit_are_refused() {
     let stack = start().await;
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
-    let response = reqwest::Client::new().post(format!("{}/v1/events", stack.url)).body(big).send().await.unwrap();
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/events", stack.url)).body(big).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 413);
 }
 
@@ -111,7 +114,10 @@ async fn provisioning_creates_the_queues_and_the_stack_env_names_them() {
         assert_eq!(get("VisibilityTimeout"), Some(spec.visibility_timeout_seconds.to_string()));
         assert_eq!(get("MaximumMessageSize"), Some(retarget_shared::resources::MAX_MESSAGE_SIZE.to_string()));
         let redrive: Value = serde_json::from_str(&get("RedrivePolicy").unwrap()).unwrap();
-        assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), spec.max_receive_count.to_string());
+        assert_eq!(
+            redrive["maxReceiveCount"].to_string().trim_matches('"'),
+            spec.max_receive_count.to_string()
+        );
     }
     let env = stack_env(&stack.url, &stack.resources);
     for name in [
@@ -142,7 +148,8 @@ fn requests_reach_handlers_shaped_like_api_gateway_http_api_events() {
         .unwrap();
     let (parts, ()) = request.into_parts();
     let now = chrono::Utc::now();
-    let lambda = apigw::to_lambda_request(&parts, b"MessageStatus=delivered", [127, 0, 0, 1].into(), now).unwrap();
+    let lambda =
+        apigw::to_lambda_request(&parts, b"MessageStatus=delivered", [127, 0, 0, 1].into(), now).unwrap();
     assert_eq!(lambda.raw_http_path(), "/v1/webhooks/twilio/01ABC");
     assert_eq!(lambda.uri().query(), Some("message_id=M&subscription_id=S"));
     assert_eq!(lambda.query_string_parameters().first("subscription_id"), Some("S"));
@@ -150,7 +157,8 @@ fn requests_reach_handlers_shaped_like_api_gateway_http_api_events() {
     assert_eq!(lambda.body().as_ref(), b"MessageStatus=delivered");
     assert!(matches!(lambda.request_context(), lambda_http::request::RequestContext::ApiGatewayV2(_)));
 
-    let (parts, ()) = http::Request::builder().method("POST").uri("/v1/events").body(()).unwrap().into_parts();
+    let (parts, ()) =
+        http::Request::builder().method("POST").uri("/v1/events").body(()).unwrap().into_parts();
     let binary = apigw::to_lambda_request(&parts, &[0xff, 0xfe, 0x00], [127, 0, 0, 1].into(), now).unwrap();
     assert_eq!(binary.body().as_ref(), &[0xff, 0xfe, 0x00], "non-UTF-8 bodies survive base64");
 }

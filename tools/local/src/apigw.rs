@@ -54,4 +54,3 @@ pub fn to_lambda_request(
     });
     lambda_http::request::from_str(&event.to_string())
 }
-
