@@ -16,8 +16,11 @@ pub mod config;
 pub mod domain;
 pub mod keys;
 pub mod problem;
+pub mod queue;
+pub mod request;
 pub mod resources;
 pub mod routes;
+pub mod signatures;
 pub mod store;
 pub mod telemetry;
 

@@ -162,6 +162,15 @@ impl ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound => ApiError::not_found(),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
 impl From<ApiError> for Response<Body> {
     fn from(e: ApiError) -> Self {
         e.to_response()

@@ -62,3 +62,168 @@ impl World {
         items
     }
 }
+
+/// A fresh push and SMS queue pair (with DLQs) in the emulator, named uniquely for this test.
+pub struct TestQueues {
+    pub push: Arc<retarget_shared::queue::Queue>,
+    pub sms: Arc<retarget_shared::queue::Queue>,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl TestQueues {
+    pub async fn new() -> Self {
+        let sqs = aws::sqs(sdk().await);
+        let prefix = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let push =
+            resources::create_queue(&sqs, &prefix, &resources::PUSH_QUEUE).await.expect("create push queue");
+        let sms =
+            resources::create_queue(&sqs, &prefix, &resources::SMS_QUEUE).await.expect("create sms queue");
+        Self {
+            push: Arc::new(retarget_shared::queue::Queue::new(sqs.clone(), push.queue_url)),
+            sms: Arc::new(retarget_shared::queue::Queue::new(sqs.clone(), sms.queue_url)),
+            sqs,
+        }
+    }
+
+    /// Receives (and deletes) everything on a queue, decoded as send jobs.
+    pub async fn drain(&self, queue: &retarget_shared::queue::Queue) -> Vec<retarget_shared::queue::SendJob> {
+        let mut jobs = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(queue.url())
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return jobs;
+            }
+            for m in messages {
+                jobs.push(serde_json::from_str(m.body().unwrap_or_default()).expect("a send job"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue.url())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+/// An app with a working API key.
+pub struct TestApp {
+    pub app: retarget_shared::store::App,
+    pub api_key: String,
+}
+
+impl World {
+    pub async fn app(&self, plan: retarget_shared::domain::Plan) -> TestApp {
+        let app = self
+            .store
+            .create_app(retarget_shared::store::NewApp {
+                name: "Test App".into(),
+                plan,
+                twilio: None,
+                fcm: None,
+                apns: None,
+            })
+            .await
+            .expect("create app");
+        let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
+        TestApp { app, api_key }
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) request as Lambda receives it: the recorded fixture
+/// `fixtures/apigw-http-api-request.json` with this method, path, query, headers and body,
+/// parsed by lambda_http itself.
+pub struct ApiRequest {
+    event: serde_json::Value,
+}
+
+impl ApiRequest {
+    pub fn new(method: &str, target: &str) -> Self {
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-http-api-request.json")).expect("fixture");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        event["rawPath"] = path.into();
+        event["rawQueryString"] = query.into();
+        event["requestContext"]["http"]["method"] = method.into();
+        event["requestContext"]["http"]["path"] = path.into();
+        Self { event }
+    }
+
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target)
+    }
+
+    pub fn post(target: &str) -> Self {
+        Self::new("POST", target)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.event["headers"][name.to_ascii_lowercase()] = value.into();
+        self
+    }
+
+    pub fn bearer(self, api_key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {api_key}"))
+    }
+
+    pub fn json(self, body: &serde_json::Value) -> Self {
+        self.header("content-type", "application/json").raw_body(body.to_string().as_bytes())
+    }
+
+    pub fn raw_body(mut self, body: &[u8]) -> Self {
+        use base64::Engine as _;
+        match std::str::from_utf8(body) {
+            Ok(text) => {
+                self.event["body"] = text.into();
+                self.event["isBase64Encoded"] = false.into();
+            }
+            Err(_) => {
+                self.event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
+                self.event["isBase64Encoded"] = true.into();
+            }
+        }
+        self
+    }
+
+    pub fn build(self) -> lambda_http::Request {
+        lambda_http::request::from_str(&self.event.to_string()).expect("a valid API Gateway event")
+    }
+}
+
+/// A handler's response, read back.
+#[derive(Debug)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: serde_json::Value,
+}
+
+impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
+    fn from(r: lambda_http::Response<lambda_http::Body>) -> Self {
+        let content_type =
+            r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = serde_json::from_slice(r.body().as_ref()).unwrap_or(serde_json::Value::Null);
+        Self { status: r.status().as_u16(), content_type, body }
+    }
+}
+
+impl ApiResponse {
+    /// Asserts an RFC 9457 problem with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.content_type.as_str(), self.body["code"].as_str()),
+            (status, "application/problem+json", Some(code)),
+            "{self:?}"
+        );
+    }
+}

@@ -34,7 +34,8 @@ async fn app_create_prints_the_contracts_fields_and_a_working_key() {
     )
     .await
     .unwrap();
-    let fields: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
+    let mut fields: Vec<_> = out.as_object().unwrap().keys().cloned().collect();
+    fields.sort();
     assert_eq!(fields, ["api_key", "app_id", "plan", "push_webhook_secret"]);
     assert_eq!(out["plan"], "pro");
 

@@ -4,6 +4,8 @@
 mod apps;
 mod batch;
 mod interactions;
+mod messages;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ use crate::clock::SharedClock;
 pub use apps::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
 pub use batch::{BatchStats, RetryPolicy};
 pub use interactions::{Interaction, InteractionRow, InteractionStream, MessageScope, RecordOutcome};
+pub use messages::{Contents, Message, MessageStatus};
+pub use subscriptions::{Address, Subscription, SubscriptionStatus, Upserted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -27,7 +27,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::problem::{ApiError, ErrorCode, json_response};
-use retarget_shared::routes::{NoMatch, match_route};
+use retarget_shared::queue::Queue;
+use retarget_shared::routes::{Function, NoMatch, match_route};
 use retarget_shared::{Clock, Store, TestClock, aws, resources};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -157,6 +158,8 @@ pub struct LocalApi {
     pub store: Store,
     pub resources: Resources,
     pub config: LocalConfig,
+    pub subscriptions: retarget_subscriptions::Deps,
+    pub messages: retarget_messages::Deps,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +172,12 @@ impl LocalApi {
     pub fn new(sdk: &SdkConfig, config: LocalConfig, resources: Resources) -> Self {
         let clock = Arc::new(TestClock::following_wall_clock());
         let store = Store::new(aws::dynamodb(sdk), resources.table_name.clone(), clock.clone());
-        Self { clock, store, resources, config }
+        let sqs = aws::sqs(sdk);
+        let push_queue = Arc::new(Queue::new(sqs.clone(), resources.push_queue_url.clone()));
+        let sms_queue = Arc::new(Queue::new(sqs, resources.sms_queue_url.clone()));
+        let subscriptions = retarget_subscriptions::Deps { store: store.clone() };
+        let messages = retarget_messages::Deps { store: store.clone(), push_queue, sms_queue };
+        Self { clock, store, resources, config, subscriptions, messages }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -178,8 +186,13 @@ impl LocalApi {
             return self.dev_clock(&request).unwrap_or_else(|e| e.to_response());
         }
         match match_route(request.method(), path) {
-            // No function is wired yet: the routes arrive with their issues.
-            Ok(_) | Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
+            Ok(matched) => match matched.function {
+                Function::Subscriptions => retarget_subscriptions::handle(&self.subscriptions, request).await,
+                Function::Messages => retarget_messages::handle(&self.messages, request).await,
+                // Routes whose functions have not landed yet.
+                _ => ApiError::not_found().to_response(),
+            },
+            Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
             Err(NoMatch::MethodNotAllowed) => ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 format!("{} is not allowed here", request.method()),

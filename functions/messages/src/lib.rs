@@ -1,0 +1,241 @@
+//! Messages: create one (resolve its recipients, put them on the channel's queue in packed
+//! send jobs) and read one back with its per-kind stats.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use retarget_shared::Store;
+use retarget_shared::clock::rfc3339;
+use retarget_shared::domain::{Channel, EventKind, ExternalUserId, SubscriptionId};
+use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::queue::{Queue, SendJob};
+use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::routes::Route;
+use retarget_shared::store::{App, Contents, Message, MessageStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// What the handlers need; built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub push_queue: Arc<Queue>,
+    pub sms_queue: Arc<Queue>,
+}
+
+impl Deps {
+    pub fn queue(&self, channel: Channel) -> &Queue {
+        match channel {
+            Channel::Push => &self.push_queue,
+            Channel::Sms => &self.sms_queue,
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(&deps.store, request).await?;
+    match matched.route {
+        Route::CreateMessage => create(deps, &app, request).await,
+        Route::GetMessage => get(deps, &app, path_id(matched.param)?).await,
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// Largest recipient list one request may name (OneSignal's own limit is 20,000).
+pub const MAX_INCLUDED: usize = 20_000;
+/// How far ahead a message may be scheduled.
+pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 30;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentsIn {
+    #[serde(default)]
+    pub title: Option<String>,
+    pub body: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMessage {
+    channel: Channel,
+    contents: ContentsIn,
+    #[serde(default)]
+    include_subscription_ids: Option<Vec<SubscriptionId>>,
+    #[serde(default)]
+    include_external_user_ids: Option<Vec<ExternalUserId>>,
+    #[serde(default)]
+    send_at: Option<DateTime<Utc>>,
+}
+
+/// Checks message contents for a channel: a body within the channel's limit, a short title,
+/// an http(s) url. Shared with retargets, whose contents follow the same rules.
+pub fn validate_contents(channel: Channel, contents: ContentsIn) -> Result<Contents, ApiError> {
+    let body_limit = match channel {
+        // Twilio's own limit on a message body.
+        Channel::Sms => 1600,
+        Channel::Push => 4000,
+    };
+    let body_len = contents.body.chars().count();
+    if contents.body.trim().is_empty() || body_len > body_limit {
+        return Err(ApiError::invalid_request(format!(
+            "contents.body: must be 1 to {body_limit} characters for {channel}"
+        )));
+    }
+    if contents.title.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(ApiError::invalid_request("contents.title: at most 200 characters"));
+    }
+    if let Some(url) = &contents.url {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ApiError::invalid_request(
+                "contents.url: must be an http(s) URL of at most 2048 characters",
+            ));
+        }
+    }
+    Ok(Contents { title: contents.title, body: contents.body, url: contents.url })
+}
+
+/// The active subscriptions on `channel` a request names, each once, in id order.
+async fn resolve_recipients(
+    store: &Store,
+    app: &App,
+    channel: Channel,
+    subscription_ids: Option<Vec<SubscriptionId>>,
+    external_user_ids: Option<Vec<ExternalUserId>>,
+) -> Result<Vec<SubscriptionId>, ApiError> {
+    let mut recipients = BTreeSet::new();
+    match (subscription_ids, external_user_ids) {
+        (Some(ids), None) => {
+            check_list_len("include_subscription_ids", ids.len())?;
+            for sub in store.get_subscriptions(app.app_id, ids).await?.into_values() {
+                if sub.channel == channel && sub.is_active() {
+                    recipients.insert(sub.subscription_id);
+                }
+            }
+        }
+        (None, Some(users)) => {
+            check_list_len("include_external_user_ids", users.len())?;
+            let users: BTreeSet<ExternalUserId> = users.into_iter().collect();
+            let found: Vec<Vec<SubscriptionId>> = stream::iter(users)
+                .map(|user| async move {
+                    let subs = store.subscriptions_of_person(app.app_id, &user, channel).await?;
+                    Ok::<_, ApiError>(
+                        subs.into_iter().filter(|s| s.is_active()).map(|s| s.subscription_id).collect(),
+                    )
+                })
+                .buffer_unordered(16)
+                .try_collect()
+                .await?;
+            recipients.extend(found.into_iter().flatten());
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "include_subscription_ids, include_external_user_ids: give exactly one of them",
+            ));
+        }
+    }
+    Ok(recipients.into_iter().collect())
+}
+
+fn check_list_len(field: &str, len: usize) -> Result<(), ApiError> {
+    if len == 0 || len > MAX_INCLUDED {
+        return Err(ApiError::invalid_request(format!("{field}: must list 1 to {MAX_INCLUDED} ids")));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Created {
+    message_id: String,
+    status: MessageStatus,
+    recipients: u64,
+}
+
+async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body: CreateMessage = json_body(request)?;
+    let contents = validate_contents(body.channel, body.contents)?;
+    let now = deps.store.clock().now();
+    let send_at = body.send_at.unwrap_or(now).max(now);
+    if send_at > now + Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+        return Err(ApiError::invalid_request(format!(
+            "send_at: at most {MAX_SCHEDULE_AHEAD_DAYS} days ahead"
+        )));
+    }
+    let recipients = resolve_recipients(
+        &deps.store,
+        app,
+        body.channel,
+        body.include_subscription_ids,
+        body.include_external_user_ids,
+    )
+    .await?;
+
+    let mut message = Message::new(app.app_id, body.channel, contents, now);
+    message.retargetable = app.retargetable_at(now);
+    message.recipients = recipients.len() as u64;
+    message.send_at = send_at;
+    message.status = if send_at > now { MessageStatus::Scheduled } else { MessageStatus::Sending };
+    deps.store.create_message(&message).await?;
+
+    if message.status == MessageStatus::Sending {
+        let jobs = SendJob::split(app.app_id, message.message_id, message.channel, &recipients);
+        deps.queue(message.channel).send_jobs(&jobs).await.map_err(|e| {
+            tracing::error!(error = %e, message_id = %message.message_id, "enqueueing recipients failed");
+            ApiError::new(ErrorCode::Unavailable, "the message could not be queued for sending; try again")
+        })?;
+    }
+    tracing::info!(message_id = %message.message_id, channel = %message.channel, recipients = message.recipients, status = ?message.status, "message created");
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &Created {
+            message_id: message.message_id.to_string(),
+            status: message.status,
+            recipients: message.recipients,
+        },
+    ))
+}
+
+async fn get(
+    deps: &Deps,
+    app: &App,
+    id: retarget_shared::domain::MessageId,
+) -> Result<Response<Body>, ApiError> {
+    let (message, stats) =
+        deps.store.get_message_with_stats(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut view = json!({
+        "message_id": message.message_id.to_string(),
+        "channel": message.channel,
+        "created_at": rfc3339(message.created_at),
+        "expires_at": rfc3339(message.expires_at),
+        "retargetable": message.retargetable,
+        "status": message.status,
+        "send_at": rfc3339(message.send_at),
+        "recipients": message.recipients,
+        "contents": message.contents,
+        "stats": {
+            "sent": stats[&EventKind::Sent],
+            "delivered": stats[&EventKind::Delivered],
+            "clicked": stats[&EventKind::Clicked],
+            "failed": stats[&EventKind::Failed],
+            "undelivered": stats[&EventKind::Undelivered],
+        },
+    });
+    if let Some(source) = message.retarget_of {
+        view["retarget_of"] = source.to_string().into();
+    }
+    Ok(json_response(StatusCode::OK, &view))
+}

@@ -1,0 +1,162 @@
+//! Subscriptions: register a push token or phone number (upsert by address), read one,
+//! unsubscribe one. `external_user_id` links a person's subscriptions across channels.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use retarget_shared::Store;
+use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
+use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::routes::Route;
+use retarget_shared::store::{Address, App, Subscription, Upserted};
+use serde::{Deserialize, Serialize};
+
+/// What the handlers need; built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+}
+
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(&deps.store, request).await?;
+    match matched.route {
+        Route::CreateSubscription => create(deps, &app, request).await,
+        Route::GetSubscription => {
+            let id = path_id(matched.param)?;
+            let sub = deps.store.get_subscription(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+            Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
+        }
+        Route::Unsubscribe => {
+            let id = path_id(matched.param)?;
+            let sub = deps.store.unsubscribe(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+            tracing::info!(subscription_id = %sub.subscription_id, "unsubscribed");
+            Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSubscription {
+    channel: Channel,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    platform: Option<Platform>,
+    #[serde(default)]
+    phone_number: Option<String>,
+    #[serde(default)]
+    external_user_id: Option<ExternalUserId>,
+}
+
+/// Push tokens: FCM registration tokens are ~160 characters and APNs device tokens 64 hex
+/// digits; anything printable up to 4 KiB is accepted so new token formats keep working.
+const MAX_TOKEN_LEN: usize = 4096;
+
+fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
+    match body.channel {
+        Channel::Push => {
+            if body.phone_number.is_some() {
+                return Err(ApiError::invalid_request("phone_number: not allowed for channel push"));
+            }
+            let token = body
+                .token
+                .clone()
+                .ok_or_else(|| ApiError::invalid_request("token: required for channel push"))?;
+            if token.is_empty()
+                || token.len() > MAX_TOKEN_LEN
+                || token.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ApiError::invalid_request(format!(
+                    "token: must be 1 to {MAX_TOKEN_LEN} printable characters without spaces"
+                )));
+            }
+            let platform = body.platform.ok_or_else(|| {
+                ApiError::invalid_request("platform: required for channel push (ios or android)")
+            })?;
+            Ok(Address::Push { platform, token })
+        }
+        Channel::Sms => {
+            if body.token.is_some() || body.platform.is_some() {
+                return Err(ApiError::invalid_request("token, platform: not allowed for channel sms"));
+            }
+            let phone = body
+                .phone_number
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid_request("phone_number: required for channel sms"))?;
+            let phone_number = PhoneNumber::parse(phone)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidPhoneNumber, format!("phone_number: {e}")))?;
+            Ok(Address::Sms { phone_number })
+        }
+    }
+}
+
+async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body: CreateSubscription = json_body(request)?;
+    let address = address(&body)?;
+    let (sub, upserted) = deps.store.upsert_subscription(app.app_id, address, body.external_user_id).await?;
+    let status = match upserted {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Updated => StatusCode::OK,
+    };
+    tracing::info!(subscription_id = %sub.subscription_id, channel = %sub.channel, ?upserted, "subscription upserted");
+    Ok(json_response(status, &CreatedView::from(&sub)))
+}
+
+#[derive(Serialize)]
+struct CreatedView<'a> {
+    subscription_id: String,
+    channel: Channel,
+    external_user_id: Option<&'a str>,
+    status: &'static str,
+}
+
+impl<'a> From<&'a Subscription> for CreatedView<'a> {
+    fn from(s: &'a Subscription) -> Self {
+        Self {
+            subscription_id: s.subscription_id.to_string(),
+            channel: s.channel,
+            external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
+            status: status_name(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SubscriptionView<'a> {
+    subscription_id: String,
+    channel: Channel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<Platform>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+    external_user_id: Option<&'a str>,
+    status: &'static str,
+}
+
+impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
+    fn from(s: &'a Subscription) -> Self {
+        Self {
+            subscription_id: s.subscription_id.to_string(),
+            channel: s.channel,
+            platform: s.platform,
+            token: s.token.as_deref(),
+            phone_number: s.phone_number.as_ref().map(PhoneNumber::as_e164),
+            external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
+            status: status_name(s),
+        }
+    }
+}
+
+fn status_name(s: &Subscription) -> &'static str {
+    if s.is_active() { "active" } else { "unsubscribed" }
+}

@@ -1,0 +1,253 @@
+//! Send jobs on the channel queues: many recipients per SQS message, ten messages per
+//! SendMessageBatch, failed entries retried until every job is on the queue (or an error says
+//! which were not — never a silent drop).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppId, Channel, MessageId, SubscriptionId};
+
+/// Recipients per SQS message: small enough that a sender finishes one message well inside
+/// its timeout, large enough that a million recipients take 200 SendMessageBatch calls.
+pub const RECIPIENTS_PER_JOB: usize = 500;
+const ENTRIES_PER_BATCH: usize = 10;
+
+/// One SQS message: send `message_id` to these subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendJob {
+    pub app_id: AppId,
+    pub message_id: MessageId,
+    pub channel: Channel,
+    pub subscription_ids: Vec<SubscriptionId>,
+}
+
+impl SendJob {
+    /// Splits recipients into jobs of at most [`RECIPIENTS_PER_JOB`].
+    pub fn split(
+        app_id: AppId,
+        message_id: MessageId,
+        channel: Channel,
+        recipients: &[SubscriptionId],
+    ) -> Vec<SendJob> {
+        recipients
+            .chunks(RECIPIENTS_PER_JOB)
+            .map(|chunk| SendJob { app_id, message_id, channel, subscription_ids: chunk.to_vec() })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("SQS {operation} failed: {source}")]
+    Sqs {
+        operation: &'static str,
+        #[source]
+        source: Box<aws_sdk_sqs::Error>,
+    },
+    #[error("{count} SQS messages still failing after {attempts} attempts: {last_error}")]
+    EntriesFailed { count: usize, attempts: u32, last_error: String },
+    #[error("job does not serialise: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Requests made, for benchmarks and tests.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub batch_requests: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub entry_retries: AtomicU64,
+}
+
+/// A channel's work queue.
+#[derive(Debug)]
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    max_attempts: u32,
+    pub stats: QueueStats,
+}
+
+impl Queue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into(), max_attempts: 8, stats: QueueStats::default() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Puts every job on the queue.
+    pub async fn send_jobs(&self, jobs: &[SendJob]) -> Result<(), QueueError> {
+        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+        for chunk in bodies.chunks(ENTRIES_PER_BATCH) {
+            self.send_batch(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+        // Entry ids are the index in this chunk, so a failed entry maps back to its body.
+        let mut pending: Vec<usize> = (0..bodies.len()).collect();
+        let mut last_error = String::new();
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                self.stats.entry_retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                let backoff = Duration::from_millis(50u64 << attempt.min(6)).mul_f64(rand::random::<f64>());
+                tokio::time::sleep(backoff).await;
+            }
+            let entries = pending
+                .iter()
+                .map(|&i| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&bodies[i])
+                        .build()
+                        .map_err(|e| QueueError::Sqs {
+                            operation: "SendMessageBatch",
+                            source: Box::new(e.into()),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.stats.batch_requests.fetch_add(1, Ordering::Relaxed);
+            let output = match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(e) => {
+                    // The whole call failed (throttling, network): retry every entry.
+                    last_error = aws_sdk_sqs::Error::from(e).to_string();
+                    continue;
+                }
+            };
+            let sent = output.successful.len();
+            self.stats.messages_sent.fetch_add(sent as u64, Ordering::Relaxed);
+            let failed: Vec<usize> = output.failed.iter().filter_map(|f| f.id.parse().ok()).collect();
+            if let Some(f) = output.failed.first() {
+                last_error = format!("{}: {}", f.code, f.message.as_deref().unwrap_or(""));
+                // A sender fault (bad body) will not succeed on retry.
+                if f.sender_fault {
+                    return Err(QueueError::EntriesFailed {
+                        count: failed.len(),
+                        attempts: attempt + 1,
+                        last_error,
+                    });
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            pending = failed;
+        }
+        Err(QueueError::EntriesFailed { count: pending.len(), attempts: self.max_attempts, last_error })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_hold_at_most_the_limit_and_keep_every_recipient() {
+        let subs: Vec<_> = (0..1234).map(|_| SubscriptionId::new()).collect();
+        let jobs = SendJob::split(AppId::new(), MessageId::new(), Channel::Sms, &subs);
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j.subscription_ids.len() <= RECIPIENTS_PER_JOB));
+        let all: Vec<_> = jobs.iter().flat_map(|j| j.subscription_ids.clone()).collect();
+        assert_eq!(all, subs);
+    }
+
+    #[test]
+    fn a_full_job_fits_an_sqs_message_many_times_over() {
+        let subs: Vec<_> = (0..RECIPIENTS_PER_JOB).map(|_| SubscriptionId::new()).collect();
+        let job = &SendJob::split(AppId::new(), MessageId::new(), Channel::Push, &subs)[0];
+        let size = serde_json::to_string(job).unwrap().len();
+        assert!(size * ENTRIES_PER_BATCH < crate::resources::MAX_MESSAGE_SIZE as usize, "{size} bytes");
+    }
+
+    mod partial_failures {
+        use super::*;
+        use aws_sdk_sqs::Client;
+        use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+        use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        fn ok(id: &str) -> SendMessageBatchResultEntry {
+            SendMessageBatchResultEntry::builder()
+                .id(id)
+                .message_id("m")
+                .md5_of_message_body("x")
+                .build()
+                .unwrap()
+        }
+
+        fn failed(id: &str, sender_fault: bool) -> BatchResultErrorEntry {
+            BatchResultErrorEntry::builder()
+                .id(id)
+                .code("InternalError")
+                .sender_fault(sender_fault)
+                .build()
+                .unwrap()
+        }
+
+        fn jobs(n: usize) -> Vec<SendJob> {
+            (0..n)
+                .map(|_| SendJob {
+                    app_id: AppId::new(),
+                    message_id: MessageId::new(),
+                    channel: Channel::Sms,
+                    subscription_ids: vec![SubscriptionId::new()],
+                })
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn failed_entries_are_resent_alone_until_accepted() {
+            let first = mock!(Client::send_message_batch).then_output(|| {
+                SendMessageBatchOutput::builder()
+                    .successful(ok("0"))
+                    .successful(ok("2"))
+                    .failed(failed("1", false))
+                    .build()
+                    .unwrap()
+            });
+            let retry = mock!(Client::send_message_batch)
+                .match_requests(|r| r.entries().len() == 1 && r.entries()[0].id() == "1")
+                .then_output(|| {
+                    SendMessageBatchOutput::builder()
+                        .successful(ok("1"))
+                        .set_failed(Some(vec![]))
+                        .build()
+                        .unwrap()
+                });
+            let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, [&first, &retry]);
+            let queue = Queue::new(client, "q");
+            queue.send_jobs(&jobs(3)).await.unwrap();
+            assert_eq!(queue.stats.messages_sent.load(Ordering::Relaxed), 3);
+            assert_eq!(queue.stats.batch_requests.load(Ordering::Relaxed), 2);
+            assert_eq!(retry.num_calls(), 1);
+        }
+
+        #[tokio::test]
+        async fn sender_faults_are_errors_not_retries() {
+            let bad = mock!(Client::send_message_batch).then_output(|| {
+                SendMessageBatchOutput::builder()
+                    .successful(ok("0"))
+                    .failed(failed("1", true))
+                    .build()
+                    .unwrap()
+            });
+            let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&bad]);
+            let err = Queue::new(client, "q").send_jobs(&jobs(2)).await.unwrap_err();
+            assert!(matches!(err, QueueError::EntriesFailed { count: 1, .. }), "{err}");
+            assert_eq!(bad.num_calls(), 1);
+        }
+    }
+}

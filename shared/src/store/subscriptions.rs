@@ -1,0 +1,321 @@
+//! Subscriptions: one push token or phone number of an app, optionally linked to a person
+//! (`external_user_id`) across channels.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::batch::{key, s};
+use super::{Store, StoreError};
+use crate::domain::{AppId, Channel, ExternalUserId, PhoneNumber, Platform, SubscriptionId};
+use crate::keys;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    Unsubscribed,
+}
+
+/// Where a subscription's messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Push { platform: Platform, token: String },
+    Sms { phone_number: PhoneNumber },
+}
+
+impl Address {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Address::Push { .. } => Channel::Push,
+            Address::Sms { .. } => Channel::Sms,
+        }
+    }
+
+    fn claim_value(&self) -> &str {
+        match self {
+            Address::Push { token, .. } => token,
+            Address::Sms { phone_number } => phone_number.as_e164(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub subscription_id: SubscriptionId,
+    pub app_id: AppId,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<PhoneNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<ExternalUserId>,
+    pub status: SubscriptionStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    pub fn is_active(&self) -> bool {
+        self.status == SubscriptionStatus::Active
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubscriptionItem {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    #[serde(flatten)]
+    subscription: Subscription,
+}
+
+impl SubscriptionItem {
+    fn new(subscription: Subscription) -> Self {
+        let person = subscription.external_user_id.as_ref().map(|u| keys::person(subscription.app_id, u));
+        Self {
+            pk: keys::subscription(subscription.app_id, subscription.subscription_id),
+            sk: keys::SK_SUB.into(),
+            gsi1sk: person
+                .as_ref()
+                .map(|_| keys::person_sort(subscription.channel, subscription.subscription_id)),
+            gsi1pk: person,
+            subscription,
+        }
+    }
+}
+
+/// Whether an upsert created the subscription or found it by its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+}
+
+impl Store {
+    /// Creates the subscription of an address, or — when the app already has that token or
+    /// phone number — updates and reactivates the existing one, keeping its id. Races between
+    /// two upserts of one address resolve to one subscription (the address claim is a
+    /// conditional put in the same transaction as the subscription).
+    pub async fn upsert_subscription(
+        &self,
+        app_id: AppId,
+        address: Address,
+        external_user_id: Option<ExternalUserId>,
+    ) -> Result<(Subscription, Upserted), StoreError> {
+        let now = self.clock().now();
+        let channel = address.channel();
+        let claim_pk = keys::address(app_id, channel, address.claim_value());
+        let (platform, token, phone_number) = match address.clone() {
+            Address::Push { platform, token } => (Some(platform), Some(token), None),
+            Address::Sms { phone_number } => (None, None, Some(phone_number)),
+        };
+        let subscription = Subscription {
+            subscription_id: SubscriptionId::at(now),
+            app_id,
+            channel,
+            platform,
+            token,
+            phone_number,
+            external_user_id: external_user_id.clone(),
+            status: SubscriptionStatus::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
+        claim.insert("subscription_id".into(), s(subscription.subscription_id.to_string()));
+        let put_claim = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(claim))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let put_subscription = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_claim).build())
+            .transact_items(TransactWriteItem::builder().put(put_subscription).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok((subscription, Upserted::Created)),
+            Err(e) => {
+                let e = aws_sdk_dynamodb::Error::from(e);
+                let claimed = matches!(&e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
+                    if t.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed"));
+                if !claimed {
+                    return Err(StoreError::Dynamo {
+                        operation: "TransactWriteItems subscription",
+                        source: Box::new(e),
+                    });
+                }
+                let existing = self.claimed_subscription(&claim_pk).await?;
+                let updated = self.refresh_subscription(app_id, existing, &address, external_user_id).await?;
+                Ok((updated, Upserted::Updated))
+            }
+        }
+    }
+
+    async fn claimed_subscription(&self, claim_pk: &str) -> Result<SubscriptionId, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(claim_pk, keys::SK_ADDR)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem address claim"))?;
+        match output.item.as_ref().and_then(|i| i.get("subscription_id")) {
+            Some(AttributeValue::S(id)) => {
+                SubscriptionId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            _ => Err(StoreError::Corrupt(format!("address claim {claim_pk} without subscription"))),
+        }
+    }
+
+    async fn refresh_subscription(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+        address: &Address,
+        external_user_id: Option<ExternalUserId>,
+    ) -> Result<Subscription, StoreError> {
+        let mut sets = vec!["#status = :active", "updated_at = :now"];
+        let mut update = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
+            .return_values(ReturnValue::AllNew);
+        if let Address::Push { platform, .. } = address {
+            sets.push("platform = :platform");
+            let platform = serde_json::to_value(platform).ok().and_then(|v| v.as_str().map(str::to_owned));
+            update = update.expression_attribute_values(":platform", s(platform.unwrap_or_default()));
+        }
+        if let Some(user) = &external_user_id {
+            sets.extend(["external_user_id = :user", "gsi1pk = :person", "gsi1sk = :person_sort"]);
+            update = update
+                .expression_attribute_values(":user", s(user.as_str()))
+                .expression_attribute_values(":person", s(keys::person(app_id, user)))
+                .expression_attribute_values(":person_sort", s(keys::person_sort(address.channel(), id)));
+        }
+        let output = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem subscription"))?;
+        let item = output.attributes.ok_or(StoreError::NotFound)?;
+        Ok(serde_dynamo::from_item::<_, SubscriptionItem>(item)?.subscription)
+    }
+
+    pub async fn get_subscription(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem subscription"))?;
+        output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
+    }
+
+    /// The subscriptions of this app among `ids` (others' and missing ones are simply absent).
+    pub async fn get_subscriptions(
+        &self,
+        app_id: AppId,
+        ids: impl IntoIterator<Item = SubscriptionId>,
+    ) -> Result<HashMap<SubscriptionId, Subscription>, StoreError> {
+        let mut unique: Vec<SubscriptionId> = ids.into_iter().collect();
+        unique.sort();
+        unique.dedup();
+        let keys = unique.iter().map(|id| key(keys::subscription(app_id, *id), keys::SK_SUB)).collect();
+        self.batch_get(keys, None)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let sub = serde_dynamo::from_item::<_, SubscriptionItem>(item)?.subscription;
+                Ok((sub.subscription_id, sub))
+            })
+            .collect()
+    }
+
+    /// Marks a subscription unsubscribed; `None` when the app has no such subscription.
+    pub async fn unsubscribe(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET #status = :unsubscribed, updated_at = :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":unsubscribed", s("unsubscribed"))
+            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem unsubscribe"));
+        match result {
+            Ok(output) => output
+                .attributes
+                .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
+                .transpose(),
+            Err(e) if e.is_condition_failed() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A person's subscriptions on one channel (any status), through GSI1.
+    pub async fn subscriptions_of_person(
+        &self,
+        app_id: AppId,
+        user: &ExternalUserId,
+        channel: Channel,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut pages = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(keys::GSI1)
+            .key_condition_expression("gsi1pk = :person AND begins_with(gsi1sk, :channel)")
+            .expression_attribute_values(":person", s(keys::person(app_id, user)))
+            .expression_attribute_values(":channel", s(format!("{channel}#")))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(StoreError::dynamo("Query person"))?.items.unwrap_or_default() {
+                found.push(serde_dynamo::from_item::<_, SubscriptionItem>(item)?.subscription);
+            }
+        }
+        Ok(found)
+    }
+}
