@@ -14,6 +14,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod ingest;
 pub mod keys;
 pub mod problem;
 pub mod queue;

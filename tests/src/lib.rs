@@ -227,3 +227,38 @@ impl ApiResponse {
         );
     }
 }
+
+impl World {
+    /// A stored subscription of `app` (push tokens get platform android).
+    pub async fn subscription(
+        &self,
+        app: &TestApp,
+        channel: retarget_shared::domain::Channel,
+        address: &str,
+        external_user_id: Option<&str>,
+    ) -> retarget_shared::domain::SubscriptionId {
+        use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
+        use retarget_shared::store::Address;
+        let address = match channel {
+            Channel::Push => Address::Push { platform: Platform::Android, token: address.into() },
+            Channel::Sms => Address::Sms { phone_number: PhoneNumber::parse(address).expect("E.164") },
+        };
+        let user = external_user_id.map(|u| ExternalUserId::parse(u).expect("external user id"));
+        self.store.upsert_subscription(app.app.app_id, address, user).await.expect("upsert").0.subscription_id
+    }
+
+    /// A stored message of `app`, created now (by the test clock), retargetable as the plan says.
+    pub async fn message(
+        &self,
+        app: &TestApp,
+        channel: retarget_shared::domain::Channel,
+    ) -> retarget_shared::store::Message {
+        use retarget_shared::Clock;
+        let now = self.clock.now();
+        let contents = retarget_shared::store::Contents { title: None, body: "hello".into(), url: None };
+        let mut message = retarget_shared::store::Message::new(app.app.app_id, channel, contents, now);
+        message.retargetable = app.app.retargetable_at(now);
+        self.store.create_message(&message).await.expect("create message");
+        message
+    }
+}

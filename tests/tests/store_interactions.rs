@@ -139,10 +139,10 @@ async fn the_shard_fan_in_returns_every_item_once_in_order() {
     // The items really are spread over every shard's partition.
     let mut used_shards = BTreeSet::new();
     for item in world.scan_all().await {
-        if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
-            if pk.starts_with("MSG#") {
-                used_shards.insert(pk.clone());
-            }
+        if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok())
+            && pk.starts_with("MSG#")
+        {
+            used_shards.insert(pk.clone());
         }
     }
     assert_eq!(used_shards.len(), keys::DEFAULT_SHARDS as usize);

@@ -160,6 +160,8 @@ pub struct LocalApi {
     pub config: LocalConfig,
     pub subscriptions: retarget_subscriptions::Deps,
     pub messages: retarget_messages::Deps,
+    pub events: retarget_events::Deps,
+    pub webhooks: retarget_webhooks::Deps,
 }
 
 #[derive(Deserialize)]
@@ -177,7 +179,10 @@ impl LocalApi {
         let sms_queue = Arc::new(Queue::new(sqs, resources.sms_queue_url.clone()));
         let subscriptions = retarget_subscriptions::Deps { store: store.clone() };
         let messages = retarget_messages::Deps { store: store.clone(), push_queue, sms_queue };
-        Self { clock, store, resources, config, subscriptions, messages }
+        let events = retarget_events::Deps { store: store.clone() };
+        let webhooks =
+            retarget_webhooks::Deps { store: store.clone(), public_base_url: config.public_base_url.clone() };
+        Self { clock, store, resources, config, subscriptions, messages, events, webhooks }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -189,6 +194,8 @@ impl LocalApi {
             Ok(matched) => match matched.function {
                 Function::Subscriptions => retarget_subscriptions::handle(&self.subscriptions, request).await,
                 Function::Messages => retarget_messages::handle(&self.messages, request).await,
+                Function::Events => retarget_events::handle(&self.events, request).await,
+                Function::Webhooks => retarget_webhooks::handle(&self.webhooks, request).await,
                 // Routes whose functions have not landed yet.
                 _ => ApiError::not_found().to_response(),
             },

@@ -1,0 +1,104 @@
+//! `POST /v1/events`: 1 to 1000 interaction events per request, validated one by one and
+//! recorded in batches. Replays and any order leave the same state.
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use retarget_shared::Store;
+use retarget_shared::domain::{EventId, EventKind};
+use retarget_shared::ingest::{IncomingEvent, Outcome, Rejection, record_events};
+use retarget_shared::problem::{ApiError, json_response, respond};
+use retarget_shared::request::{authenticate, json_body, matched_route};
+use retarget_shared::routes::Route;
+use serde::{Deserialize, Serialize};
+
+pub const MAX_EVENTS: usize = 1000;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+}
+
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(&deps.store, request).await?;
+    match matched.route {
+        Route::RecordEvents => record(deps, app.app_id, request).await,
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsBody {
+    events: Vec<EventIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn {
+    #[serde(default)]
+    event_id: Option<EventId>,
+    // Strings, not ids: an id that does not parse is a per-event `unknown_*`, not a 400.
+    message_id: String,
+    subscription_id: String,
+    kind: EventKind,
+    #[serde(default)]
+    occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    index: usize,
+    code: Rejection,
+}
+
+#[derive(Serialize)]
+struct Recorded {
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+}
+
+async fn record(
+    deps: &Deps,
+    app_id: retarget_shared::domain::AppId,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let body: EventsBody = json_body(request)?;
+    if body.events.is_empty() || body.events.len() > MAX_EVENTS {
+        return Err(ApiError::invalid_request(format!("events: must hold 1 to {MAX_EVENTS} events")));
+    }
+    let events: Vec<IncomingEvent> = body
+        .events
+        .into_iter()
+        .map(|e| IncomingEvent {
+            event_id: e.event_id,
+            message_id: e.message_id.parse().ok(),
+            subscription_id: e.subscription_id.parse().ok(),
+            kind: e.kind,
+            occurred_at: e.occurred_at,
+        })
+        .collect();
+    let outcomes = record_events(&deps.store, app_id, &events).await?;
+    let mut response = Recorded { accepted: 0, duplicates: 0, rejected: Vec::new() };
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Accepted => response.accepted += 1,
+            Outcome::Duplicate => response.duplicates += 1,
+            Outcome::Rejected(code) => response.rejected.push(Rejected { index, code }),
+        }
+    }
+    tracing::info!(
+        accepted = response.accepted,
+        duplicates = response.duplicates,
+        rejected = response.rejected.len(),
+        "events recorded"
+    );
+    Ok(json_response(StatusCode::OK, &response))
+}

@@ -1,0 +1,159 @@
+//! Provider webhooks. Both verify a signature before reading anything, map the provider's
+//! status to an interaction kind, and record it through the same path as `POST /v1/events`,
+//! so duplicated and out-of-order deliveries leave the same state (a late `sent` never undoes
+//! a `delivered`: kinds are separate facts, not a status that is overwritten).
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use retarget_shared::Store;
+use retarget_shared::domain::{AppId, EventId, EventKind};
+use retarget_shared::ingest::{IncomingEvent, Outcome, Rejection, record_events};
+use retarget_shared::problem::{ApiError, ErrorCode, no_content, respond};
+use retarget_shared::request::{body, matched_route, parse_json, path_id, url_decode_pairs};
+use retarget_shared::routes::Route;
+use retarget_shared::signatures::{verify_push, verify_twilio};
+use retarget_shared::store::App;
+use serde::Deserialize;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    /// The public URL prefix Twilio was given (`PUBLIC_BASE_URL`), part of what it signs.
+    pub public_base_url: String,
+}
+
+pub const TWILIO_SIGNATURE: &str = "x-twilio-signature";
+pub const PUSH_SIGNATURE: &str = "retarget-signature";
+
+#[tracing::instrument(skip_all, fields(path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app_id: AppId = path_id(matched.param)?;
+    let app = deps.store.get_app(app_id).await?.ok_or_else(ApiError::not_found)?;
+    match matched.route {
+        Route::TwilioWebhook => twilio(deps, &app, request).await,
+        Route::PushWebhook => push(deps, &app, request).await,
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// Twilio's MessageStatus → the kind it records; `None` for in-flight statuses.
+pub fn twilio_kind(status: &str) -> Option<EventKind> {
+    match status {
+        "sent" => Some(EventKind::Sent),
+        "delivered" | "read" => Some(EventKind::Delivered),
+        "undelivered" => Some(EventKind::Undelivered),
+        "failed" => Some(EventKind::Failed),
+        // accepted, queued, sending, scheduled, canceled, and anything new: nothing to record.
+        _ => None,
+    }
+}
+
+fn twilio_forbidden() -> ApiError {
+    ApiError::new(ErrorCode::InvalidSignature, "X-Twilio-Signature does not verify")
+        .with_status(StatusCode::FORBIDDEN)
+}
+
+async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let raw = body(request)?;
+    let signature =
+        request.headers().get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok()).ok_or_else(twilio_forbidden)?;
+    let auth_token = app.twilio.as_ref().map(|t| t.auth_token.as_str()).ok_or_else(twilio_forbidden)?;
+    let query = request.uri().query().unwrap_or("");
+    let mut url = format!("{}{}", deps.public_base_url, request.raw_http_path());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let params = url_decode_pairs(raw);
+    if !verify_twilio(auth_token, &url, &params, signature) {
+        tracing::warn!(app_id = %app.app_id, "Twilio callback with a bad signature");
+        return Err(twilio_forbidden());
+    }
+
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let status =
+        param("MessageStatus").ok_or_else(|| ApiError::invalid_request("MessageStatus: required"))?;
+    let Some(kind) = twilio_kind(status) else { return Ok(no_content()) };
+    let query_pairs = url_decode_pairs(query.as_bytes());
+    let query_param = |name: &str| query_pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (Some(message_id), Some(subscription_id)) =
+        (query_param("message_id"), query_param("subscription_id"))
+    else {
+        return Err(ApiError::invalid_request("message_id, subscription_id: required in the callback URL"));
+    };
+    // One Twilio message has one status history: its sid and the status make a natural event id.
+    let event_id = param("MessageSid").and_then(|sid| EventId::parse(&format!("twilio:{sid}:{status}")).ok());
+    let event = IncomingEvent {
+        event_id,
+        message_id: message_id.parse().ok(),
+        subscription_id: subscription_id.parse().ok(),
+        kind,
+        occurred_at: None,
+    };
+    record_one(deps, app, event).await
+}
+
+#[derive(Deserialize)]
+struct PushEvent {
+    event_id: EventId,
+    kind: PushKind,
+    message_id: String,
+    subscription_id: String,
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum PushKind {
+    Delivered,
+    Clicked,
+}
+
+async fn push(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let raw = body(request)?;
+    let unauthorized = |detail: String| {
+        ApiError::new(ErrorCode::InvalidSignature, detail).with_status(StatusCode::UNAUTHORIZED)
+    };
+    let header = request
+        .headers()
+        .get(PUSH_SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("Retarget-Signature is missing".into()))?;
+    verify_push(&app.push_webhook_secret, header, raw, deps.store.clock().now_epoch())
+        .map_err(|e| unauthorized(format!("Retarget-Signature: {e}")))?;
+
+    let event: PushEvent = parse_json(raw)?;
+    let incoming = IncomingEvent {
+        event_id: Some(event.event_id),
+        message_id: event.message_id.parse().ok(),
+        subscription_id: event.subscription_id.parse().ok(),
+        kind: match event.kind {
+            PushKind::Delivered => EventKind::Delivered,
+            PushKind::Clicked => EventKind::Clicked,
+        },
+        occurred_at: Some(event.occurred_at),
+    };
+    record_one(deps, app, incoming).await
+}
+
+async fn record_one(deps: &Deps, app: &App, event: IncomingEvent) -> Result<Response<Body>, ApiError> {
+    let outcome = record_events(&deps.store, app.app_id, std::slice::from_ref(&event)).await?;
+    match outcome.first().copied().unwrap_or(Outcome::Accepted) {
+        Outcome::Accepted | Outcome::Duplicate => Ok(no_content()),
+        // Data past its 30 days is simply no longer recorded; the provider must not retry.
+        Outcome::Rejected(Rejection::MessageExpired) => Ok(no_content()),
+        Outcome::Rejected(Rejection::UnknownMessage | Rejection::UnknownSubscription) => {
+            Err(ApiError::not_found())
+        }
+        Outcome::Rejected(Rejection::InvalidKind) => Err(ApiError::invalid_request(format!(
+            "kind: {} is not valid for this message's channel",
+            event.kind
+        ))),
+    }
+}
