@@ -1,22 +1,19 @@
 //! The main job (`make run`): a story told against the running local stack, each step checked.
-//! For now it covers what the foundation offers — apps and keys, the test clock, the API's
-//! error contract, and the sharded interaction store on the stack's own table; each later
-//! feature adds its chapter.
+//! So far: apps and keys, the test clock, the error contract, subscriptions, a push message,
+//! signed provider webhooks, stats and 30-day expiry; each later feature adds its chapter.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser as _;
-use retarget_shared::domain::{EventKind, MessageId, SubscriptionId};
-use retarget_shared::store::{Interaction, MessageScope};
-use retarget_shared::{Store, SystemClock, aws, keys};
+use retarget_shared::{Store, SystemClock, aws};
 use serde_json::Value;
 
 struct Demo {
     api_url: String,
+    api_key: String,
     http: reqwest::Client,
     store: Store,
     step: usize,
@@ -36,6 +33,33 @@ impl Demo {
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, String, Value)> {
         let response = self.http.post(format!("{}{path}", self.api_url)).json(&body).send().await?;
         Self::read(response).await
+    }
+
+    async fn authed_get(&self, path: &str) -> anyhow::Result<(u16, String, Value)> {
+        let response =
+            self.http.get(format!("{}{path}", self.api_url)).bearer_auth(&self.api_key).send().await?;
+        Self::read(response).await
+    }
+
+    async fn authed_post(&self, path: &str, body: Value) -> anyhow::Result<(u16, String, Value)> {
+        let url = format!("{}{path}", self.api_url);
+        let response = self.http.post(url).bearer_auth(&self.api_key).json(&body).send().await?;
+        Self::read(response).await
+    }
+
+    /// A push-provider event signed as the contract says (`Retarget-Signature: t=…,v1=…`).
+    async fn signed_push(&self, app_id: &str, secret: &str, t: i64, event: &Value) -> anyhow::Result<u16> {
+        let body = event.to_string();
+        let signature = retarget_shared::signatures::push_signature(secret, t, body.as_bytes());
+        let response = self
+            .http
+            .post(format!("{}/v1/webhooks/push/{app_id}", self.api_url))
+            .header("Retarget-Signature", format!("t={t},v1={signature}"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
     }
 
     async fn read(response: reqwest::Response) -> anyhow::Result<(u16, String, Value)> {
@@ -92,54 +116,90 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ensure!(status == 405 && body["code"] == "method_not_allowed", "GET /v1/events answered {status}");
     ok(format!("GET /v1/events → {status} {}", body["code"]));
 
-    demo.heading("Record 2,000 interactions into the sharded store, twice, and read them back");
-    let scope = MessageScope {
-        app_id: retarget_shared::domain::AppId::parse(&app_id)?,
-        message_id: MessageId::new(),
-        expires_at: (Utc::now() + Duration::days(keys::RETENTION_DAYS)).timestamp(),
-        shards: keys::DEFAULT_SHARDS,
-    };
-    let events: Vec<Interaction> = (0..1000)
-        .map(|_| SubscriptionId::new())
-        .flat_map(|sub| {
-            [EventKind::Sent, EventKind::Delivered].map(|kind| Interaction {
-                subscription_id: sub,
-                kind,
-                external_user_id: None,
-                event_id: None,
-                occurred_at: Utc::now(),
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    let first = demo.store.record_interactions(&scope, &events[..1000]).await?;
-    let second = demo.store.record_interactions(&scope, &events[1000..]).await?;
-    let replay = demo.store.record_interactions(&scope, &events).await?;
-    ensure!(first.accepted() + second.accepted() == 2000, "not every event was recorded");
-    ensure!(replay.accepted() == 0 && replay.duplicates() == 2000, "the replay recorded something");
-    ok(format!(
-        "2,000 recorded, replay: 0 accepted, 2,000 duplicates ({} ms)",
-        started.elapsed().as_millis()
-    ));
-    let [writes, written, gets, retries] = demo.store.stats().snapshot();
-    ok(format!("{writes} BatchWriteItem for {written} items, {gets} BatchGetItem, {retries} retries"));
-    let mut stream = demo.store.interactions(&scope, None);
-    let mut rows = 0;
-    let mut last = None;
-    while let Some(row) = stream.next().await {
-        let row = row?;
-        let key = (row.subscription_id, row.kind.code());
-        if last.is_some_and(|l| l >= key) {
-            bail!("the merged stream is out of order");
+    demo.heading("Register push and SMS subscriptions, linked by external user ids");
+    demo.api_key = api_key.to_owned();
+    let mut push_subs = Vec::new();
+    let mut sms_subs = Vec::new();
+    for i in 1..=6 {
+        let user = format!("shopper-{i}");
+        let platform = if i % 2 == 0 { "ios" } else { "android" };
+        let push = serde_json::json!({"channel":"push","token":format!("device-token-{i}"),"platform":platform,"external_user_id":user});
+        let (status, _, body) = demo.authed_post("/v1/subscriptions", push).await?;
+        ensure!(status == 201, "push subscription answered {status}: {body}");
+        push_subs.push(body["subscription_id"].as_str().context("no id")?.to_owned());
+        if i <= 4 {
+            let sms = serde_json::json!({"channel":"sms","phone_number":format!("+1555010000{i}"),"external_user_id":user});
+            let (status, _, body) = demo.authed_post("/v1/subscriptions", sms).await?;
+            ensure!(status == 201, "sms subscription answered {status}: {body}");
+            sms_subs.push(body["subscription_id"].as_str().context("no id")?.to_owned());
         }
-        last = Some(key);
-        rows += 1;
     }
-    ensure!(rows == 2000, "read back {rows} rows");
-    ok(format!("read back {rows} rows from {} shards, in order, each once", keys::DEFAULT_SHARDS));
-    let stats = demo.store.message_stats(&scope).await?;
-    ensure!(stats[&EventKind::Sent] == 1000 && stats[&EventKind::Delivered] == 1000, "stats {stats:?}");
-    ok("stats: 1,000 sent, 1,000 delivered");
+    ok(format!(
+        "{} push and {} SMS subscriptions for 6 shoppers (shoppers 1-4 have both)",
+        push_subs.len(),
+        sms_subs.len()
+    ));
+    let again = serde_json::json!({"channel":"push","token":"device-token-1","platform":"android","external_user_id":"shopper-1"});
+    let (status, _, body) = demo.authed_post("/v1/subscriptions", again).await?;
+    ensure!(
+        status == 200 && body["subscription_id"] == push_subs[0].as_str(),
+        "re-registering answered {status}"
+    );
+    ok("registering a token again returns the same subscription (200)");
+
+    demo.heading("Send a push message to every shopper");
+    let message = serde_json::json!({"channel":"push","contents":{"title":"Back in stock","body":"The blue sneakers are back","url":"https://shop.example/sneakers"},
+        "include_external_user_ids":["shopper-1","shopper-2","shopper-3","shopper-4","shopper-5","shopper-6"]});
+    let (status, _, body) = demo.authed_post("/v1/messages", message).await?;
+    ensure!(status == 202 && body["recipients"] == 6, "message answered {status}: {body}");
+    let message_id = body["message_id"].as_str().context("no message id")?.to_owned();
+    ok(format!("message {message_id}: {} recipients, status {}", body["recipients"], body["status"]));
+
+    demo.heading("The push provider reports: 6 sent, 4 confirmed deliveries, 2 clicks (signed webhooks)");
+    let events: Vec<Value> = push_subs
+        .iter()
+        .map(|s| serde_json::json!({"message_id": message_id, "subscription_id": s, "kind": "sent"}))
+        .collect();
+    let (status, _, body) = demo.authed_post("/v1/events", serde_json::json!({"events": events})).await?;
+    ensure!(status == 200 && body["accepted"] == 6, "events answered {status}: {body}");
+    ok(format!("POST /v1/events: {} accepted", body["accepted"]));
+    let secret = created["push_webhook_secret"].as_str().context("no secret")?;
+    let now = demo.clock().await?.timestamp();
+    let mut delivered = 0;
+    for (i, sub) in push_subs.iter().enumerate().take(4) {
+        for kind in if i < 2 { &["delivered", "clicked"][..] } else { &["delivered"][..] } {
+            let event = serde_json::json!({"event_id": format!("evt-{i}-{kind}"), "kind": kind, "message_id": message_id,
+                "subscription_id": sub, "occurred_at": retarget_shared::clock::rfc3339(Utc::now())});
+            for _ in 0..2 {
+                // Providers deliver at least once: every webhook arrives twice.
+                let status = demo.signed_push(&app_id, secret, now, &event).await?;
+                ensure!(status == 204, "push webhook answered {status}");
+            }
+            delivered += 1;
+        }
+    }
+    ok(format!("{delivered} webhook events, each delivered twice, all 204"));
+    let status =
+        demo.signed_push(&app_id, "not-the-secret", now, &serde_json::json!({"event_id":"x"})).await?;
+    ensure!(status == 401, "a forged webhook answered {status}");
+    ok("a forged signature is refused: 401");
+
+    demo.heading("Message stats count each subscription once");
+    let (status, _, body) = demo.authed_get(&format!("/v1/messages/{message_id}")).await?;
+    ensure!(status == 200, "GET message answered {status}");
+    let stats = &body["stats"];
+    ok(format!(
+        "sent {}, delivered {}, clicked {} (retargetable: {}, expires {})",
+        stats["sent"], stats["delivered"], stats["clicked"], body["retargetable"], body["expires_at"]
+    ));
+    ensure!(stats["sent"] == 6 && stats["delivered"] == 4 && stats["clicked"] == 2, "stats {stats}");
+
+    demo.heading("Thirty days later the interaction data has expired");
+    let (status, _, _) = demo.post("/dev/clock", serde_json::json!({"advance_seconds": 30 * 86_400})).await?;
+    ensure!(status == 200, "advancing the clock answered {status}");
+    let (_, _, body) = demo.authed_get(&format!("/v1/messages/{message_id}")).await?;
+    ensure!(body["stats"]["sent"] == 0 && body["stats"]["clicked"] == 0, "expired stats {}", body["stats"]);
+    ok("stats read 0 although DynamoDB Local never deletes anything: every read filters expires_at");
     Ok(())
 }
 
@@ -155,6 +215,7 @@ async fn main() -> ExitCode {
         api_url: api_url.trim_end_matches('/').to_owned(),
         http: reqwest::Client::new(),
         store: Store::new(aws::dynamodb(&sdk), table, Arc::new(SystemClock)),
+        api_key: String::new(),
         step: 0,
     };
     println!("retarget demo against {}", demo.api_url);
