@@ -110,21 +110,28 @@ impl Store {
     }
 
     /// Reads every key (100 per BatchGetItem), returning the items that exist, in no order.
+    /// `consistent` reads see every write acknowledged before them, at twice the read cost.
     pub async fn batch_get(
         &self,
         keys: Vec<Item>,
         projection: Option<&str>,
+        consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
         let pages: Vec<Vec<Item>> = stream::iter(chunks)
-            .map(|chunk| self.get_chunk(chunk, projection))
+            .map(|chunk| self.get_chunk(chunk, projection, consistent))
             .buffer_unordered(self.inner.retry.concurrency)
             .try_collect()
             .await?;
         Ok(pages.into_iter().flatten().collect())
     }
 
-    async fn get_chunk(&self, keys: Vec<Item>, projection: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    async fn get_chunk(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let policy = self.inner.retry;
         let stats = &self.inner.stats;
         let mut found = Vec::new();
@@ -137,6 +144,7 @@ impl Store {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
                 .set_projection_expression(projection.map(str::to_owned))
+                .consistent_read(consistent)
                 .build()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             stats.get_requests.fetch_add(1, Ordering::Relaxed);

@@ -107,7 +107,9 @@ impl Store {
             .map(|&i| interaction_key(scope, events[i].subscription_id, events[i].kind))
             .collect();
         let existing: HashSet<(String, String)> = self
-            .batch_get(lookup, Some("pk, sk"))
+            // Strongly consistent: a retry right after a write must see it, or the counters would
+            // count the event twice.
+            .batch_get(lookup, Some("pk, sk"), true)
             .await?
             .into_iter()
             .filter_map(|item| Some((string_attr(&item, keys::PK)?, string_attr(&item, keys::SK)?)))

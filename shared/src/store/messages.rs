@@ -175,7 +175,7 @@ impl Store {
         unique.sort();
         unique.dedup();
         let keys = unique.iter().map(|id| key(keys::message(app_id, *id), keys::SK_MSG)).collect();
-        self.batch_get(keys, None)
+        self.batch_get(keys, None, false)
             .await?
             .into_iter()
             .map(|item| {

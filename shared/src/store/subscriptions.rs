@@ -253,7 +253,7 @@ impl Store {
         unique.sort();
         unique.dedup();
         let keys = unique.iter().map(|id| key(keys::subscription(app_id, *id), keys::SK_SUB)).collect();
-        self.batch_get(keys, None)
+        self.batch_get(keys, None, false)
             .await?
             .into_iter()
             .map(|item| {
