@@ -10,9 +10,11 @@
 //! - [`config`], [`aws`], [`telemetry`]: process wiring used by every `main.rs`.
 //! - [`problem`]: the one place errors become RFC 9457 problem+json responses.
 
+pub mod audience;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod contents;
 pub mod domain;
 pub mod ingest;
 pub mod keys;

@@ -10,12 +10,13 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
 use retarget_shared::clock::rfc3339;
+use retarget_shared::contents::{ContentsIn, validate_contents};
 use retarget_shared::domain::{Channel, EventKind, ExternalUserId, SubscriptionId};
 use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
 use retarget_shared::queue::{Queue, SendJob};
 use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
 use retarget_shared::routes::Route;
-use retarget_shared::store::{App, Contents, Message, MessageStatus};
+use retarget_shared::store::{App, Message, MessageStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -58,16 +59,6 @@ pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 30;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContentsIn {
-    #[serde(default)]
-    pub title: Option<String>,
-    pub body: String,
-    #[serde(default)]
-    pub url: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateMessage {
     channel: Channel,
     contents: ContentsIn,
@@ -77,36 +68,6 @@ struct CreateMessage {
     include_external_user_ids: Option<Vec<ExternalUserId>>,
     #[serde(default)]
     send_at: Option<DateTime<Utc>>,
-}
-
-/// Checks message contents for a channel: a body within the channel's limit, a short title,
-/// an http(s) url. Shared with retargets, whose contents follow the same rules.
-pub fn validate_contents(channel: Channel, contents: ContentsIn) -> Result<Contents, ApiError> {
-    let body_limit = match channel {
-        // Twilio's own limit on a message body.
-        Channel::Sms => 1600,
-        Channel::Push => 4000,
-    };
-    let body_len = contents.body.chars().count();
-    if contents.body.trim().is_empty() || body_len > body_limit {
-        return Err(ApiError::invalid_request(format!(
-            "contents.body: must be 1 to {body_limit} characters for {channel}"
-        )));
-    }
-    if contents.title.as_ref().is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::invalid_request("contents.title: at most 200 characters"));
-    }
-    if let Some(url) = &contents.url {
-        let ok = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-            && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok {
-            return Err(ApiError::invalid_request(
-                "contents.url: must be an http(s) URL of at most 2048 characters",
-            ));
-        }
-    }
-    Ok(Contents { title: contents.title, body: contents.body, url: contents.url })
 }
 
 /// The active subscriptions on `channel` a request names, each once, in id order.

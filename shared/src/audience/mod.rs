@@ -1,0 +1,8 @@
+//! Audiences: who of a source message's recipients match a predicate, mapped to the target
+//! channel, streamed and paged without holding the audience in memory.
+
+mod predicate;
+mod source;
+
+pub use predicate::{Action, KindSet, Predicate, PredicateError};
+pub use source::{check_source, retargetable_source};
