@@ -166,6 +166,10 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::NotFound => ApiError::not_found(),
+            crate::store::StoreError::AlreadyDispatched(status) => ApiError::new(
+                ErrorCode::AlreadyDispatched,
+                format!("the retarget is already {}; it can no longer be cancelled", status.as_str()),
+            ),
             other => ApiError::internal(&other),
         }
     }

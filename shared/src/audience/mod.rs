@@ -3,6 +3,10 @@
 
 mod predicate;
 mod source;
+mod stream;
 
 pub use predicate::{Action, KindSet, Predicate, PredicateError};
 pub use source::{check_source, retargetable_source};
+pub use stream::{
+    AudienceSpec, AudienceStream, BadCursor, Counts, Cursor, Member, Page, Resolved, count, page,
+};

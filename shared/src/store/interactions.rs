@@ -55,6 +55,16 @@ impl RecordOutcome {
     }
 }
 
+/// Where a read of a message's interactions starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Beginning,
+    /// After every interaction of this subscription.
+    After(SubscriptionId),
+    /// At this subscription's first interaction.
+    At(SubscriptionId),
+}
+
 /// One stored interaction as audiences read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InteractionRow {
@@ -218,6 +228,32 @@ impl Store {
         Ok(totals)
     }
 
+    /// The kinds recorded for each of `subscriptions` (absent: nothing recorded); empty once the
+    /// message's data has expired.
+    pub async fn kinds_of(
+        &self,
+        scope: &MessageScope,
+        channel: crate::domain::Channel,
+        subscriptions: &[SubscriptionId],
+    ) -> Result<HashMap<SubscriptionId, Vec<EventKind>>, StoreError> {
+        let mut found: HashMap<SubscriptionId, Vec<EventKind>> = HashMap::new();
+        if self.clock().now_epoch() >= scope.expires_at {
+            return Ok(found);
+        }
+        let keys = subscriptions
+            .iter()
+            .flat_map(|sub| channel.event_kinds().iter().map(|kind| interaction_key(scope, *sub, *kind)))
+            .collect();
+        for item in self.batch_get(keys, Some("sk"), false).await? {
+            if let Some((sub, kind)) =
+                string_attr(&item, keys::SK).and_then(|sk| keys::parse_interaction_sort(&sk))
+            {
+                found.entry(sub).or_default().push(kind);
+            }
+        }
+        Ok(found)
+    }
+
     /// Every unexpired interaction of a message, in (subscription, kind) order, each exactly
     /// once: all shards are queried in parallel (each prefetching at most one page ahead) and
     /// merged. `start_after` resumes after a subscription (an audience cursor).
@@ -226,12 +262,17 @@ impl Store {
         scope: &MessageScope,
         start_after: Option<SubscriptionId>,
     ) -> InteractionStream {
+        self.interactions_from(scope, start_after.map_or(Start::Beginning, Start::After))
+    }
+
+    /// As [`Store::interactions`], from any [`Start`].
+    pub fn interactions_from(&self, scope: &MessageScope, start: Start) -> InteractionStream {
         let now = self.clock().now_epoch();
         let mut shards = Vec::new();
         if now < scope.expires_at {
             for shard in 0..scope.shards {
                 let (tx, rx) = mpsc::channel(1);
-                tokio::spawn(query_shard(self.clone(), *scope, shard, start_after, now, tx));
+                tokio::spawn(query_shard(self.clone(), *scope, shard, start, now, tx));
                 shards.push(ShardCursor { page: VecDeque::new(), rx: Some(rx) });
             }
         }
@@ -261,7 +302,7 @@ async fn query_shard(
     store: Store,
     scope: MessageScope,
     shard: u8,
-    start_after: Option<SubscriptionId>,
+    start: Start,
     now: i64,
     tx: mpsc::Sender<Page>,
 ) {
@@ -276,12 +317,15 @@ async fn query_shard(
         .expression_attribute_values(":pk", s(keys::interaction_partition(scope.message_id, shard)))
         .expression_attribute_values(":now", n(now))
         .limit(PAGE_ITEMS);
-    query = match start_after {
+    query = match start {
+        Start::Beginning => query.key_condition_expression("pk = :pk"),
         // `~` sorts after every kind code, so this skips all of that subscription's kinds.
-        Some(sub) => query
-            .key_condition_expression("pk = :pk AND sk > :after")
-            .expression_attribute_values(":after", s(format!("{sub}#~"))),
-        None => query.key_condition_expression("pk = :pk"),
+        Start::After(sub) => query
+            .key_condition_expression("pk = :pk AND sk > :from")
+            .expression_attribute_values(":from", s(format!("{sub}#~"))),
+        Start::At(sub) => query
+            .key_condition_expression("pk = :pk AND sk >= :from")
+            .expression_attribute_values(":from", s(format!("{sub}#"))),
     };
     let mut pages = query.into_paginator().send();
     while let Some(page) = pages.next().await {

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{key, s};
+use super::batch::{Item, key, s};
 use super::interactions::MessageScope;
 use super::{Store, StoreError};
 use crate::domain::{AppId, Channel, EventKind, MessageId};
@@ -93,18 +93,22 @@ struct MessageItem {
     message: Message,
 }
 
+/// The stored item of a message (also written by the retarget transaction).
+pub(crate) fn message_item(message: &Message) -> Result<Item, StoreError> {
+    Ok(serde_dynamo::to_item(MessageItem {
+        pk: keys::message(message.app_id, message.message_id),
+        sk: keys::SK_MSG.into(),
+        expires_at: (message.expires_at + Duration::days(keys::MESSAGE_TOMBSTONE_DAYS)).timestamp(),
+        message: message.clone(),
+    })?)
+}
+
 impl Store {
     pub async fn create_message(&self, message: &Message) -> Result<(), StoreError> {
-        let item = MessageItem {
-            pk: keys::message(message.app_id, message.message_id),
-            sk: keys::SK_MSG.into(),
-            expires_at: (message.expires_at + Duration::days(keys::MESSAGE_TOMBSTONE_DAYS)).timestamp(),
-            message: message.clone(),
-        };
         self.client()
             .put_item()
             .table_name(self.table())
-            .set_item(Some(serde_dynamo::to_item(item)?))
+            .set_item(Some(message_item(message)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await

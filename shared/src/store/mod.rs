@@ -5,6 +5,7 @@ mod apps;
 mod batch;
 mod interactions;
 mod messages;
+mod retargets;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -16,8 +17,9 @@ use crate::clock::SharedClock;
 
 pub use apps::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
 pub use batch::{BatchStats, RetryPolicy};
-pub use interactions::{Interaction, InteractionRow, InteractionStream, MessageScope, RecordOutcome};
+pub use interactions::{Interaction, InteractionRow, InteractionStream, MessageScope, RecordOutcome, Start};
 pub use messages::{Contents, Message, MessageStatus};
+pub use retargets::{Retarget, RetargetStatus};
 pub use subscriptions::{Address, Subscription, SubscriptionStatus, Upserted};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum StoreError {
     NotFound,
     #[error("already exists")]
     AlreadyExists,
+    /// A retarget can no longer change: the scheduler has taken it (it is in this status).
+    #[error("the retarget is already {}", .0.as_str())]
+    AlreadyDispatched(RetargetStatus),
 }
 
 impl StoreError {

@@ -243,6 +243,30 @@ impl Store {
         output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
     }
 
+    /// Bulk load for benchmarks and migrations: writes subscriptions and their address claims
+    /// with BatchWriteItem, without the upsert's uniqueness transaction. The caller guarantees
+    /// the addresses are new.
+    pub async fn bulk_load_subscriptions(&self, subscriptions: &[Subscription]) -> Result<(), StoreError> {
+        let mut writes = Vec::with_capacity(subscriptions.len() * 2);
+        for sub in subscriptions {
+            let address = match (&sub.token, &sub.phone_number) {
+                (Some(token), _) => token.clone(),
+                (None, Some(phone)) => phone.as_e164().to_owned(),
+                (None, None) => return Err(StoreError::Corrupt("subscription without an address".into())),
+            };
+            let mut claim = key(keys::address(sub.app_id, sub.channel, &address), keys::SK_ADDR);
+            claim.insert("subscription_id".into(), s(sub.subscription_id.to_string()));
+            for item in [claim, serde_dynamo::to_item(SubscriptionItem::new(sub.clone()))?] {
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                writes.push(aws_sdk_dynamodb::types::WriteRequest::builder().put_request(put).build());
+            }
+        }
+        self.batch_write(writes).await
+    }
+
     /// The subscriptions of this app among `ids` (others' and missing ones are simply absent).
     pub async fn get_subscriptions(
         &self,
@@ -300,16 +324,37 @@ impl Store {
         user: &ExternalUserId,
         channel: Channel,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let mut pages = self
+        self.query_person(app_id, user, Some(channel)).await
+    }
+
+    /// All of a person's subscriptions, every channel and status, in (channel, id) order.
+    pub async fn person_subscriptions(
+        &self,
+        app_id: AppId,
+        user: &ExternalUserId,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        self.query_person(app_id, user, None).await
+    }
+
+    async fn query_person(
+        &self,
+        app_id: AppId,
+        user: &ExternalUserId,
+        channel: Option<Channel>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let query = self
             .client()
             .query()
             .table_name(self.table())
             .index_name(keys::GSI1)
-            .key_condition_expression("gsi1pk = :person AND begins_with(gsi1sk, :channel)")
-            .expression_attribute_values(":person", s(keys::person(app_id, user)))
-            .expression_attribute_values(":channel", s(format!("{channel}#")))
-            .into_paginator()
-            .send();
+            .expression_attribute_values(":person", s(keys::person(app_id, user)));
+        let query = match channel {
+            Some(channel) => query
+                .key_condition_expression("gsi1pk = :person AND begins_with(gsi1sk, :channel)")
+                .expression_attribute_values(":channel", s(format!("{channel}#"))),
+            None => query.key_condition_expression("gsi1pk = :person"),
+        };
+        let mut pages = query.into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(StoreError::dynamo("Query person"))?.items.unwrap_or_default() {

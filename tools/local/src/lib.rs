@@ -162,6 +162,8 @@ pub struct LocalApi {
     pub messages: retarget_messages::Deps,
     pub events: retarget_events::Deps,
     pub webhooks: retarget_webhooks::Deps,
+    pub retargets: retarget_retargets::Deps,
+    pub audiences: retarget_audiences::Deps,
 }
 
 #[derive(Deserialize)]
@@ -182,7 +184,20 @@ impl LocalApi {
         let events = retarget_events::Deps { store: store.clone() };
         let webhooks =
             retarget_webhooks::Deps { store: store.clone(), public_base_url: config.public_base_url.clone() };
-        Self { clock, store, resources, config, subscriptions, messages, events, webhooks }
+        let retargets = retarget_retargets::Deps { store: store.clone() };
+        let audiences = retarget_audiences::Deps { store: store.clone() };
+        Self {
+            clock,
+            store,
+            resources,
+            config,
+            subscriptions,
+            messages,
+            events,
+            webhooks,
+            retargets,
+            audiences,
+        }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -196,8 +211,8 @@ impl LocalApi {
                 Function::Messages => retarget_messages::handle(&self.messages, request).await,
                 Function::Events => retarget_events::handle(&self.events, request).await,
                 Function::Webhooks => retarget_webhooks::handle(&self.webhooks, request).await,
-                // Routes whose functions have not landed yet.
-                _ => ApiError::not_found().to_response(),
+                Function::Retargets => retarget_retargets::handle(&self.retargets, request).await,
+                Function::Audiences => retarget_audiences::handle(&self.audiences, request).await,
             },
             Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
             Err(NoMatch::MethodNotAllowed) => ApiError::new(

@@ -1,0 +1,146 @@
+//! Audiences of a source message: `GET /v1/messages/{id}/audience` pages through the members,
+//! `GET /v1/messages/{id}/audience/count` counts them; both stream the source's interactions
+//! (see `retarget_shared::audience`), neither holds the audience in memory.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use retarget_shared::Store;
+use retarget_shared::audience::{AudienceSpec, Cursor, Predicate, count, page, retargetable_source};
+use retarget_shared::domain::{Channel, MessageId};
+use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::request::{authenticate, matched_route, path_id, query_pairs};
+use retarget_shared::routes::Route;
+use retarget_shared::store::App;
+use serde_json::json;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+}
+
+#[tracing::instrument(skip_all, fields(path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(&deps.store, request).await?;
+    let query = AudienceQuery::parse(&query_pairs(request))?;
+    let paged = match matched.route {
+        Route::Audience => true,
+        Route::AudienceCount => false,
+        _ => return Err(ApiError::not_found()),
+    };
+    let message_id: MessageId = path_id(matched.param)?;
+    let spec = audience_spec(&deps.store, &app, message_id, &query).await?;
+    if paged {
+        let result = page(&deps.store, spec.clone(), query.cursor, query.limit).await?;
+        let mut body = json!({
+            "message_id": message_id.to_string(),
+            "channel": spec.target,
+            "subscriptions": result.members,
+            "next_cursor": result.next_cursor.map(|c| c.encode()),
+        });
+        describe_predicate(&mut body, &spec.predicate);
+        Ok(json_response(StatusCode::OK, &body))
+    } else {
+        let counts = count(&deps.store, spec).await?;
+        Ok(json_response(StatusCode::OK, &counts))
+    }
+}
+
+/// `action` for the seed's actions; `action: null` plus `did`/`did_not` for combined ones.
+pub fn describe_predicate(body: &mut serde_json::Value, predicate: &Predicate) {
+    match predicate {
+        Predicate::Action(action) => body["action"] = action.as_str().into(),
+        Predicate::Combined { did, did_not } => {
+            body["action"] = serde_json::Value::Null;
+            body["did"] = json!(did);
+            body["did_not"] = json!(did_not);
+        }
+    }
+}
+
+/// The query string, checked for form only (400 `invalid_request`); whether the action fits
+/// the source is decided after the source checks, as the contract orders errors.
+#[derive(Debug)]
+struct AudienceQuery {
+    action: Option<String>,
+    did: Vec<String>,
+    did_not: Vec<String>,
+    channel: Option<Channel>,
+    limit: usize,
+    cursor: Option<Cursor>,
+}
+
+impl AudienceQuery {
+    fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+        let mut q = AudienceQuery {
+            action: None,
+            did: vec![],
+            did_not: vec![],
+            channel: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
+        let mut combined = false;
+        for (name, value) in pairs {
+            match name.as_str() {
+                "action" => q.action = Some(value.clone()),
+                "did" => {
+                    combined = true;
+                    q.did.push(value.clone());
+                }
+                "did_not" => {
+                    combined = true;
+                    q.did_not.push(value.clone());
+                }
+                "channel" => {
+                    q.channel = Some(
+                        value
+                            .parse()
+                            .map_err(|_| ApiError::invalid_request("channel: must be push or sms"))?,
+                    );
+                }
+                "limit" => {
+                    q.limit =
+                        value.parse().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                            ApiError::invalid_request(format!("limit: must be 1 to {MAX_LIMIT}"))
+                        })?;
+                }
+                "cursor" => {
+                    q.cursor = Some(
+                        Cursor::decode(value)
+                            .map_err(|e| ApiError::invalid_request(format!("cursor: {e}")))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+        match (&q.action, combined) {
+            (Some(_), true) => Err(ApiError::invalid_request("action, did/did_not: use one form, not both")),
+            (None, false) => Err(ApiError::invalid_request("action: required (or did / did_not)")),
+            _ => Ok(q),
+        }
+    }
+}
+
+async fn audience_spec(
+    store: &Store,
+    app: &App,
+    message_id: MessageId,
+    q: &AudienceQuery,
+) -> Result<AudienceSpec, ApiError> {
+    let source = retargetable_source(store, app, message_id).await?;
+    let predicate = match &q.action {
+        Some(action) => Predicate::action(action, source.channel),
+        None => Predicate::combined(&q.did, &q.did_not, source.channel),
+    }
+    .map_err(|e| ApiError::new(ErrorCode::InvalidAction, e.to_string()))?;
+    let target = q.channel.unwrap_or(source.channel);
+    Ok(AudienceSpec { source, predicate, target })
+}

@@ -1,0 +1,321 @@
+//! Retargets: schedule a follow-up message to the audience of a source message (computed
+//! later, at dispatch), read one, cancel one, list a source's retargets.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use retarget_shared::Store;
+use retarget_shared::audience::{Predicate, PredicateError, check_source};
+use retarget_shared::clock::rfc3339;
+use retarget_shared::contents::{ContentsIn, validate_contents};
+use retarget_shared::domain::{Channel, MessageId, RetargetId};
+use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::routes::Route;
+use retarget_shared::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+
+/// What the handlers need; built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+}
+
+/// How far in the past `send_at` may be (clock skew between client and service).
+pub const SEND_AT_GRACE_SECONDS: i64 = 60;
+
+#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
+pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
+    respond(route(deps, &request).await)
+}
+
+async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(&deps.store, request).await?;
+    match matched.route {
+        Route::CreateRetarget => create(deps, &app, request).await,
+        Route::GetRetarget => {
+            let id: RetargetId = path_id(matched.param)?;
+            let retarget = deps.store.get_retarget(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+            Ok(json_response(StatusCode::OK, &view(&retarget)))
+        }
+        Route::CancelRetarget => {
+            let id: RetargetId = path_id(matched.param)?;
+            // `already_dispatched` (409) comes through `StoreError::AlreadyDispatched`.
+            let retarget =
+                deps.store.cancel_retarget(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+            tracing::info!(retarget_id = %retarget.retarget_id, "retarget cancelled");
+            Ok(json_response(StatusCode::OK, &view(&retarget)))
+        }
+        Route::MessageRetargets => {
+            let id: MessageId = path_id(matched.param)?;
+            deps.store.get_message(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+            let retargets = deps.store.retargets_of_message(app.app_id, id).await?;
+            let views: Vec<Value> = retargets.iter().map(view).collect();
+            Ok(json_response(StatusCode::OK, &json!({ "retargets": views })))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRetarget {
+    // A string, not an id: an id that does not parse names nothing (404, after the 400s and
+    // `segments_not_combinable`).
+    source_message_id: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    did: Option<KindNames>,
+    #[serde(default)]
+    did_not: Option<KindNames>,
+    #[serde(default)]
+    channel: Option<Channel>,
+    contents: ContentsIn,
+    // Parsed strictly as RFC 3339 below.
+    #[serde(default)]
+    send_at: Option<String>,
+    // Segments a retarget audience cannot be combined with: any value counts (422
+    // `segments_not_combinable`); only their presence is looked at.
+    #[serde(default)]
+    included_segments: Option<IgnoredAny>,
+    #[serde(default)]
+    excluded_segments: Option<IgnoredAny>,
+    #[serde(default)]
+    filters: Option<IgnoredAny>,
+    #[serde(default)]
+    include_subscription_ids: Option<IgnoredAny>,
+    #[serde(default)]
+    include_external_user_ids: Option<IgnoredAny>,
+}
+
+impl CreateRetarget {
+    fn segment_fields(&self) -> Vec<&'static str> {
+        [
+            ("included_segments", self.included_segments.is_some()),
+            ("excluded_segments", self.excluded_segments.is_some()),
+            ("filters", self.filters.is_some()),
+            ("include_subscription_ids", self.include_subscription_ids.is_some()),
+            ("include_external_user_ids", self.include_external_user_ids.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect()
+    }
+}
+
+/// Event kind names: a JSON array of names or one comma-separated string. The names are
+/// checked against the source's channel later (400 `invalid_action`).
+#[derive(Debug, Default)]
+struct KindNames(Vec<String>);
+
+impl KindNames {
+    fn count(&self) -> usize {
+        self.0.iter().flat_map(|n| n.split(',')).filter(|n| !n.trim().is_empty()).count()
+    }
+}
+
+impl<'de> Deserialize<'de> for KindNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> Visitor<'de> for Names {
+            type Value = KindNames;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of event kind names or a comma-separated string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KindNames, E> {
+                Ok(KindNames(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KindNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(KindNames(names))
+            }
+        }
+        d.deserialize_any(Names)
+    }
+}
+
+/// The audience as asked for, before the source's channel is known.
+enum PredicateIn {
+    Action(String),
+    Combined { did: Vec<String>, did_not: Vec<String> },
+}
+
+impl PredicateIn {
+    fn from_body(
+        action: Option<String>,
+        did: Option<KindNames>,
+        did_not: Option<KindNames>,
+    ) -> Result<Self, ApiError> {
+        match (action, did, did_not) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                Err(ApiError::invalid_request("action, did, did_not: give either action or did/did_not"))
+            }
+            (Some(action), None, None) => Ok(PredicateIn::Action(action)),
+            (None, None, None) => {
+                Err(ApiError::invalid_request("action: required (or did/did_not naming event kinds)"))
+            }
+            (None, did, did_not) => {
+                let (did, did_not) = (did.unwrap_or_default(), did_not.unwrap_or_default());
+                if did.count() + did_not.count() == 0 {
+                    return Err(ApiError::invalid_request("did, did_not: name at least one event kind"));
+                }
+                Ok(PredicateIn::Combined { did: did.0, did_not: did_not.0 })
+            }
+        }
+    }
+
+    fn for_source(&self, channel: Channel) -> Result<Predicate, PredicateError> {
+        match self {
+            PredicateIn::Action(action) => Predicate::action(action, channel),
+            PredicateIn::Combined { did, did_not } => Predicate::combined(did, did_not, channel),
+        }
+    }
+}
+
+fn parse_send_at(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(raw).map(|t| t.to_utc()).map_err(|_| {
+        ApiError::invalid_request("send_at: must be an RFC 3339 time such as 2026-11-28T14:00:00Z")
+    })
+}
+
+fn revalidate(channel: Channel, contents: &Contents) -> Result<Contents, ApiError> {
+    validate_contents(
+        channel,
+        ContentsIn { title: contents.title.clone(), body: contents.body.clone(), url: contents.url.clone() },
+    )
+}
+
+#[derive(Serialize)]
+struct Created {
+    retarget_id: String,
+    message_id: String,
+    status: RetargetStatus,
+    send_at: String,
+}
+
+/// The checks run in the contract's order: 400 `invalid_request`, 422
+/// `segments_not_combinable`, 404, 403, 410, 422 `source_not_retargetable`, 400
+/// `invalid_action`, 422 `send_at_out_of_window`. Nothing is written before all passed.
+async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body: CreateRetarget = json_body(request)?;
+    let segments = body.segment_fields();
+    let predicate_in = PredicateIn::from_body(body.action, body.did, body.did_not)?;
+    let send_at = body.send_at.as_deref().map(parse_send_at).transpose()?;
+    // With an explicit channel the contents are checked for it now; without one, against the
+    // most lenient channel now and against the source's channel once the source is known.
+    let contents = validate_contents(body.channel.unwrap_or(Channel::Push), body.contents)?;
+
+    if !segments.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::SegmentsNotCombinable,
+            format!(
+                "{}: a retarget's audience is its source's; it takes no other segments",
+                segments.join(", ")
+            ),
+        ));
+    }
+
+    let source_id: MessageId = body.source_message_id.parse().map_err(|_| ApiError::not_found())?;
+    let source = deps.store.get_message(app.app_id, source_id).await?.ok_or_else(ApiError::not_found)?;
+    let channel = body.channel.unwrap_or(source.channel);
+    let contents = if body.channel.is_none() { revalidate(channel, &contents)? } else { contents };
+
+    let now = deps.store.clock().now();
+    check_source(app, &source, now)?;
+    let predicate = predicate_in
+        .for_source(source.channel)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidAction, e.to_string()))?;
+
+    let send_at = send_at.unwrap_or(now);
+    let earliest = now - Duration::seconds(SEND_AT_GRACE_SECONDS);
+    if send_at < earliest || send_at > source.expires_at {
+        return Err(ApiError::new(
+            ErrorCode::SendAtOutOfWindow,
+            format!(
+                "send_at: must be between {} and the source's expiry {}",
+                rfc3339(earliest),
+                rfc3339(source.expires_at)
+            ),
+        ));
+    }
+    // A time within the grace period means "now".
+    let send_at = send_at.max(now);
+
+    let mut message = Message::new(app.app_id, channel, contents, now);
+    message.retargetable = app.retargetable_at(now);
+    message.retarget_of = Some(source.message_id);
+    message.status = MessageStatus::Scheduled;
+    message.send_at = send_at;
+    let retarget = Retarget {
+        retarget_id: RetargetId::at(now),
+        app_id: app.app_id,
+        message_id: message.message_id,
+        source_message_id: source.message_id,
+        predicate,
+        channel,
+        send_at,
+        status: RetargetStatus::Scheduled,
+        audience_size: None,
+        enqueued: None,
+        unreachable: None,
+        created_at: now,
+        failure: None,
+    };
+    deps.store.create_retarget(&retarget, &message).await?;
+    tracing::info!(
+        retarget_id = %retarget.retarget_id,
+        source_message_id = %source.message_id,
+        channel = %channel,
+        predicate = %retarget.predicate,
+        send_at = %rfc3339(send_at),
+        "retarget scheduled"
+    );
+    Ok(json_response(
+        StatusCode::CREATED,
+        &Created {
+            retarget_id: retarget.retarget_id.to_string(),
+            message_id: retarget.message_id.to_string(),
+            status: retarget.status,
+            send_at: rfc3339(retarget.send_at),
+        },
+    ))
+}
+
+/// A retarget as GET, DELETE and the per-message list show it. `action` is null for a
+/// combined predicate, which shows `did` and `did_not` instead; the counts are null until
+/// the dispatch sets them.
+fn view(r: &Retarget) -> Value {
+    let mut v = json!({
+        "retarget_id": r.retarget_id.to_string(),
+        "message_id": r.message_id.to_string(),
+        "source_message_id": r.source_message_id.to_string(),
+        "action": Value::Null,
+        "channel": r.channel,
+        "send_at": rfc3339(r.send_at),
+        "status": r.status,
+        "audience_size": r.audience_size,
+        "enqueued": r.enqueued,
+        "unreachable": r.unreachable,
+        "created_at": rfc3339(r.created_at),
+    });
+    match &r.predicate {
+        Predicate::Action(action) => v["action"] = action.as_str().into(),
+        Predicate::Combined { did, did_not } => {
+            v["did"] = did.iter().map(|k| k.as_str()).collect::<Vec<_>>().into();
+            v["did_not"] = did_not.iter().map(|k| k.as_str()).collect::<Vec<_>>().into();
+        }
+    }
+    if let Some(failure) = &r.failure {
+        v["failure"] = failure.as_str().into();
+    }
+    v
+}

@@ -1,0 +1,402 @@
+//! Audiences through the audiences function (API Gateway events) against DynamoDB Local,
+//! checked against a plain in-memory model of the contract's rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+use proptest::prelude::*;
+use rand::seq::SliceRandom;
+use retarget_audiences::{Deps, handle};
+use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::store::{Interaction, Message};
+use retarget_shared::{Clock, keys};
+use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
+use serde_json::Value;
+
+async fn call(world: &World, t: &TestApp, target: &str) -> ApiResponse {
+    handle(&Deps { store: world.store.clone() }, ApiRequest::get(target).bearer(&t.api_key).build())
+        .await
+        .into()
+}
+
+async fn record(world: &World, message: &Message, events: &[(SubscriptionId, EventKind, Option<&str>)]) {
+    let now = world.clock.now();
+    let interactions: Vec<Interaction> = events
+        .iter()
+        .map(|(sub, kind, user)| Interaction {
+            subscription_id: *sub,
+            kind: *kind,
+            external_user_id: user.map(|u| retarget_shared::domain::ExternalUserId::parse(u).unwrap()),
+            event_id: None,
+            occurred_at: now,
+        })
+        .collect();
+    world.store.record_interactions(&message.scope(), &interactions).await.unwrap();
+}
+
+/// Every member of an audience, paging with `limit`; asserts no member comes twice.
+async fn all_pages(world: &World, t: &TestApp, base: &str, limit: usize) -> Vec<String> {
+    let mut members = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let mut target = format!("{base}&limit={limit}");
+        if let Some(c) = &cursor {
+            target.push_str(&format!("&cursor={c}"));
+        }
+        let r = call(world, t, &target).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let page = r.body["subscriptions"].as_array().unwrap();
+        assert!(page.len() <= limit);
+        members.extend(page.iter().map(|m| m["subscription_id"].as_str().unwrap().to_owned()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<_> = members.iter().collect();
+    assert_eq!(unique.len(), members.len(), "a member came twice: {members:?}");
+    members
+}
+
+fn ids(subs: &[SubscriptionId]) -> BTreeSet<String> {
+    subs.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn push_actions_on_the_same_channel() {
+    use EventKind::*;
+    let world = World::new().await;
+    let t = world.app(Plan::Pro).await;
+    let message = world.message(&t, Channel::Push).await;
+    let mut s = Vec::new();
+    for i in 0..6 {
+        s.push(world.subscription(&t, Channel::Push, &format!("tok-{i}"), None).await);
+    }
+    record(
+        &world,
+        &message,
+        &[
+            (s[0], Sent, None),
+            (s[1], Sent, None),
+            (s[1], Delivered, None),
+            (s[2], Sent, None),
+            (s[2], Delivered, None),
+            (s[2], Clicked, None),
+            (s[3], Clicked, None),
+            (s[4], Failed, None),
+            (s[5], Sent, None),
+            (s[5], Clicked, None),
+        ],
+    )
+    .await;
+    world.store.unsubscribe(t.app.app_id, s[5]).await.unwrap();
+    let m = message.message_id;
+    for (action, expected) in [
+        ("sent", vec![s[0], s[1], s[2], s[3], s[4]]),
+        ("delivered", vec![s[1], s[2], s[3]]),
+        ("not_delivered", vec![s[0], s[4]]),
+        ("clicked", vec![s[2], s[3]]),
+        ("not_clicked", vec![s[0], s[1], s[4]]),
+    ] {
+        let base = format!("/v1/messages/{m}/audience?action={action}");
+        let members: BTreeSet<String> = all_pages(&world, &t, &base, 2).await.into_iter().collect();
+        assert_eq!(members, ids(&expected), "{action}");
+        let count = call(&world, &t, &format!("/v1/messages/{m}/audience/count?action={action}")).await;
+        assert_eq!(
+            (count.body["count"].as_u64(), count.body["unreachable"].as_u64()),
+            (Some(expected.len() as u64), Some(0)),
+            "{action}"
+        );
+    }
+    let combined =
+        all_pages(&world, &t, &format!("/v1/messages/{m}/audience?did=delivered&did_not=clicked"), 10).await;
+    assert_eq!(combined.into_iter().collect::<BTreeSet<_>>(), ids(&[s[1]]));
+}
+
+#[tokio::test]
+async fn sms_to_push_through_external_user_ids() {
+    use EventKind::*;
+    let world = World::new().await;
+    let t = world.app(Plan::Pro).await;
+    let message = world.message(&t, Channel::Sms).await;
+    // Person a: two phones (both undelivered) and two devices → each device once.
+    let a1 = world.subscription(&t, Channel::Sms, "+15550000001", Some("a")).await;
+    let a2 = world.subscription(&t, Channel::Sms, "+15550000002", Some("a")).await;
+    let a_push1 = world.subscription(&t, Channel::Push, "a-1", Some("a")).await;
+    let a_push2 = world.subscription(&t, Channel::Push, "a-2", Some("a")).await;
+    // Person b: one phone, device unsubscribed → unreachable.
+    let b1 = world.subscription(&t, Channel::Sms, "+15550000003", Some("b")).await;
+    let b_push = world.subscription(&t, Channel::Push, "b-1", Some("b")).await;
+    world.store.unsubscribe(t.app.app_id, b_push).await.unwrap();
+    // No external user id → unreachable.
+    let c1 = world.subscription(&t, Channel::Sms, "+15550000004", None).await;
+    // Person d: delivered → not in not_delivered.
+    let d1 = world.subscription(&t, Channel::Sms, "+15550000005", Some("d")).await;
+    world.subscription(&t, Channel::Push, "d-1", Some("d")).await;
+    record(
+        &world,
+        &message,
+        &[
+            (a1, Sent, Some("a")),
+            (a1, Undelivered, Some("a")),
+            (a2, Failed, Some("a")),
+            (b1, Undelivered, Some("b")),
+            (c1, Failed, None),
+            (d1, Sent, Some("d")),
+            (d1, Delivered, Some("d")),
+        ],
+    )
+    .await;
+    let m = message.message_id;
+    for limit in [1, 2, 5] {
+        let members = all_pages(
+            &world,
+            &t,
+            &format!("/v1/messages/{m}/audience?action=not_delivered&channel=push"),
+            limit,
+        )
+        .await;
+        assert_eq!(members.into_iter().collect::<BTreeSet<_>>(), ids(&[a_push1, a_push2]), "limit {limit}");
+    }
+    let count =
+        call(&world, &t, &format!("/v1/messages/{m}/audience/count?action=not_delivered&channel=push")).await;
+    assert_eq!((count.body["count"].as_u64(), count.body["unreachable"].as_u64()), (Some(2), Some(2)));
+    let page =
+        call(&world, &t, &format!("/v1/messages/{m}/audience?action=not_delivered&channel=push")).await;
+    assert_eq!(page.body["channel"], "push");
+    assert_eq!(page.body["action"], "not_delivered");
+    assert!(page.body["subscriptions"].as_array().unwrap().iter().all(|m| m["external_user_id"] == "a"));
+}
+
+#[tokio::test]
+async fn source_rules_and_error_precedence() {
+    let world = World::new().await;
+    let pro = world.app(Plan::Pro).await;
+    let sms = world.message(&pro, Channel::Sms).await;
+    let m = sms.message_id;
+    let q = |path: &str| format!("/v1/messages/{m}{path}");
+
+    call(&world, &pro, &q("/audience?action=clicked")).await.assert_problem(400, "invalid_action");
+    call(&world, &pro, &q("/audience?did=clicked")).await.assert_problem(400, "invalid_action");
+    call(&world, &pro, &q("/audience?action=opened")).await.assert_problem(400, "invalid_action");
+    call(&world, &pro, &q("/audience")).await.assert_problem(400, "invalid_request");
+    call(&world, &pro, &q("/audience?action=sent&did=sent")).await.assert_problem(400, "invalid_request");
+    call(&world, &pro, &q("/audience?action=sent&limit=0")).await.assert_problem(400, "invalid_request");
+    call(&world, &pro, &q("/audience?action=sent&limit=1001")).await.assert_problem(400, "invalid_request");
+    call(&world, &pro, &q("/audience?action=sent&cursor=forged"))
+        .await
+        .assert_problem(400, "invalid_request");
+    call(&world, &pro, &q("/audience?action=sent&channel=fax")).await.assert_problem(400, "invalid_request");
+    let missing = retarget_shared::domain::MessageId::new();
+    call(&world, &pro, &format!("/v1/messages/{missing}/audience?action=clicked"))
+        .await
+        .assert_problem(404, "not_found");
+    let other = world.app(Plan::Pro).await;
+    call(&world, &other, &q("/audience?action=sent")).await.assert_problem(404, "not_found");
+
+    // Free plan: 403 before anything about the action.
+    let free = world.app(Plan::Free).await;
+    let free_message = world.message(&free, Channel::Push).await;
+    call(&world, &free, &format!("/v1/messages/{}/audience?action=opened", free_message.message_id))
+        .await
+        .assert_problem(403, "plan_required");
+    // Upgraded later: the old message stays unretargetable.
+    world.clock.advance(Duration::seconds(1));
+    world.store.set_plan(free.app.app_id, Plan::Pro).await.unwrap();
+    call(&world, &free, &format!("/v1/messages/{}/audience/count?action=sent", free_message.message_id))
+        .await
+        .assert_problem(422, "source_not_retargetable");
+
+    // The 30-day edge, exactly.
+    world.clock.advance(Duration::days(keys::RETENTION_DAYS) - Duration::seconds(2));
+    assert_eq!(call(&world, &pro, &q("/audience/count?action=sent")).await.status, 200);
+    world.clock.advance(Duration::seconds(1));
+    call(&world, &pro, &q("/audience/count?action=sent")).await.assert_problem(410, "source_expired");
+    call(&world, &pro, &q("/audience?action=clicked")).await.assert_problem(410, "source_expired");
+}
+
+// ---- The reference model ----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    /// (channel, person index or none, unsubscribed)
+    subscriptions: Vec<(Channel, Option<usize>, bool)>,
+    /// (subscription index, kind index) — duplicates and invalid-for-channel kinds are dropped.
+    events: Vec<(usize, usize)>,
+    source: Channel,
+    target: Channel,
+    predicate: usize,
+    limit: usize,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let sub = (
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
+        proptest::option::of(0..5usize),
+        proptest::bool::weighted(0.2),
+    );
+    (
+        proptest::collection::vec(sub, 1..18),
+        proptest::collection::vec((0..18usize, 0..5usize), 0..50),
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
+        0..8usize,
+        1..4usize,
+    )
+        .prop_map(|(subscriptions, events, source, target, predicate, limit)| Scenario {
+            subscriptions,
+            events,
+            source,
+            target,
+            predicate,
+            limit,
+        })
+}
+
+const KINDS: [&str; 5] = ["sent", "delivered", "clicked", "undelivered", "failed"];
+
+/// The model's rule for one predicate: which recorded kinds put a subscription in.
+type Rule = Box<dyn Fn(&BTreeSet<&str>) -> bool>;
+
+/// The query string of predicate `i` for a source channel, and the model's rule for it.
+fn predicate(i: usize, channel: Channel) -> (String, Rule) {
+    let has = |k: &'static str| move |s: &BTreeSet<&str>| s.contains(k);
+    match (i, channel) {
+        (0, _) => ("action=sent".into(), Box::new(|s: &BTreeSet<&str>| !s.is_empty())),
+        (1, Channel::Push) => (
+            "action=delivered".into(),
+            Box::new(move |s: &BTreeSet<&str>| has("delivered")(s) || has("clicked")(s)),
+        ),
+        (1, Channel::Sms) => ("action=delivered".into(), Box::new(has("delivered"))),
+        (2, Channel::Push) => (
+            "action=not_delivered".into(),
+            Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("delivered")(s) && !has("clicked")(s)),
+        ),
+        (2, Channel::Sms) => (
+            "action=not_delivered".into(),
+            Box::new(move |s: &BTreeSet<&str>| {
+                (has("undelivered")(s) || has("failed")(s)) && !has("delivered")(s)
+            }),
+        ),
+        (3, Channel::Push) => ("action=clicked".into(), Box::new(has("clicked"))),
+        (4, Channel::Push) => (
+            "action=not_clicked".into(),
+            Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("clicked")(s)),
+        ),
+        (5, _) => (
+            "did=sent&did_not=delivered".into(),
+            Box::new(move |s: &BTreeSet<&str>| has("sent")(s) && !has("delivered")(s)),
+        ),
+        (6, _) => {
+            ("did_not=failed".into(), Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("failed")(s)))
+        }
+        _ => (
+            "did=delivered,sent".into(),
+            Box::new(move |s: &BTreeSet<&str>| has("delivered")(s) && has("sent")(s)),
+        ),
+    }
+}
+
+fn valid_for(channel: Channel, kind: &str) -> bool {
+    match channel {
+        Channel::Push => kind != "undelivered",
+        Channel::Sms => kind != "clicked",
+    }
+}
+
+async fn check(scenario: Scenario) {
+    let world = World::new().await;
+    let t = world.app(Plan::Pro).await;
+    let message = world.message(&t, scenario.source).await;
+    let mut subs = Vec::new();
+    for (i, (channel, person, _)) in scenario.subscriptions.iter().enumerate() {
+        let address = match channel {
+            Channel::Push => format!("token-{i}"),
+            Channel::Sms => format!("+1555000{i:04}"),
+        };
+        let user = person.map(|p| format!("person-{p}"));
+        subs.push(world.subscription(&t, *channel, &address, user.as_deref()).await);
+    }
+    for (i, (_, _, unsubscribed)) in scenario.subscriptions.iter().enumerate() {
+        if *unsubscribed {
+            world.store.unsubscribe(t.app.app_id, subs[i]).await.unwrap();
+        }
+    }
+    // Events: only for source-channel subscriptions and kinds valid there; duplicated, shuffled.
+    let mut events = Vec::new();
+    let mut model_kinds: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+    for (s, k) in &scenario.events {
+        let s = s % subs.len();
+        let (channel, person, _) = scenario.subscriptions[s];
+        if channel != scenario.source || !valid_for(channel, KINDS[*k]) {
+            continue;
+        }
+        model_kinds.entry(s).or_default().insert(KINDS[*k]);
+        let user = person.map(|p| format!("person-{p}"));
+        events.push((subs[s], KINDS[*k].parse::<EventKind>().unwrap(), user.clone()));
+        events.push((subs[s], KINDS[*k].parse::<EventKind>().unwrap(), user));
+    }
+    events.shuffle(&mut rand::rng());
+    let as_refs: Vec<(SubscriptionId, EventKind, Option<&str>)> =
+        events.iter().map(|(s, k, u)| (*s, *k, u.as_deref())).collect();
+    for chunk in as_refs.chunks(9) {
+        record(&world, &message, chunk).await;
+    }
+
+    // The model.
+    let (query, rule) = predicate(scenario.predicate, scenario.source);
+    let mut expected = BTreeSet::new();
+    let mut unreachable = 0u64;
+    for (s, kinds) in &model_kinds {
+        if !rule(kinds) {
+            continue;
+        }
+        let (_, person, unsubscribed) = scenario.subscriptions[*s];
+        if scenario.target == scenario.source {
+            if !unsubscribed {
+                expected.insert(subs[*s].to_string());
+            }
+            continue;
+        }
+        let targets: Vec<String> = scenario
+            .subscriptions
+            .iter()
+            .enumerate()
+            .filter(|(_, (c, p, u))| *c == scenario.target && !u && person.is_some() && *p == person)
+            .map(|(i, _)| subs[i].to_string())
+            .collect();
+        if targets.is_empty() {
+            unreachable += 1;
+        }
+        expected.extend(targets);
+    }
+
+    let m = message.message_id;
+    let channel = scenario.target.as_str();
+    let count = call(&world, &t, &format!("/v1/messages/{m}/audience/count?{query}&channel={channel}")).await;
+    assert_eq!(count.status, 200, "{count:?}");
+    assert_eq!(count.body["count"].as_u64(), Some(expected.len() as u64), "{query} {scenario:?}");
+    assert_eq!(count.body["unreachable"].as_u64(), Some(unreachable), "{query} {scenario:?}");
+    let members = all_pages(
+        &world,
+        &t,
+        &format!("/v1/messages/{m}/audience?{query}&channel={channel}"),
+        scenario.limit,
+    )
+    .await;
+    assert_eq!(members.into_iter().collect::<BTreeSet<_>>(), expected, "{query} {scenario:?}");
+    let _: Value = count.body;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn audiences_equal_the_model(scenario in scenario()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(check(scenario));
+    }
+}
