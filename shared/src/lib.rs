@@ -23,6 +23,7 @@ pub mod queue;
 pub mod request;
 pub mod resources;
 pub mod routes;
+pub mod sending;
 pub mod signatures;
 pub mod store;
 pub mod telemetry;
