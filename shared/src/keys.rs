@@ -13,6 +13,7 @@
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               |                                                      | message by id |
 //! | message stats shard  | `APP#{app}#MSG#{msg}`                | `STATS#{nn}`        |                                                      | per-kind counters, summed on read (same Query as the message) |
 //! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk |
+//! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
 //! | retarget             | `APP#{app}#RT#{rt}`                  | `RT`                | 1: `APP#{app}#MSG#{source}#RTS` / `{rt}`; 2 while scheduled: `DUE` / `{send_at epoch:010}#{app}#{rt}` | by id; per source; due ones |
 //!
 //! Ids are ULIDs (fixed length, `#`-free), so every key splits unambiguously.
@@ -112,6 +113,13 @@ pub fn parse_interaction_sort(sk: &str) -> Option<(SubscriptionId, EventKind)> {
         return None;
     }
     Some((SubscriptionId::parse(sub).ok()?, kind))
+}
+
+pub const SK_SEND: &str = "SEND";
+
+/// The idempotency record of sending one message to one subscription.
+pub fn send(msg: MessageId, sub: SubscriptionId) -> String {
+    format!("SEND#{msg}#{sub}")
 }
 
 pub fn retarget(app: AppId, rt: RetargetId) -> String {

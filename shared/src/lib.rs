@@ -12,9 +12,11 @@
 
 pub mod audience;
 pub mod aws;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod contents;
+pub mod dispatch;
 pub mod domain;
 pub mod ingest;
 pub mod keys;
@@ -23,6 +25,7 @@ pub mod queue;
 pub mod request;
 pub mod resources;
 pub mod routes;
+pub mod sender;
 pub mod sending;
 pub mod signatures;
 pub mod store;

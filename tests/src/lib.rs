@@ -262,3 +262,88 @@ impl World {
         message
     }
 }
+
+/// A fresh event bus in the emulator with a rule that copies every `retarget` event to a
+/// queue, so tests can read what was put on the bus.
+pub struct TestBus {
+    pub bus: retarget_shared::bus::EventBus,
+    pub name: String,
+    capture_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl TestBus {
+    pub async fn new() -> Self {
+        let sdk = sdk().await;
+        let eventbridge = aws::eventbridge(sdk);
+        let sqs = aws::sqs(sdk);
+        let name = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+        resources::create_event_bus(&eventbridge, &name).await.expect("create bus");
+        let capture_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-capture"))
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .unwrap_or_default();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&capture_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        eventbridge
+            .put_rule()
+            .name(format!("{name}-all"))
+            .event_bus_name(&name)
+            .event_pattern(r#"{"source":["retarget"]}"#)
+            .send()
+            .await
+            .expect("rule");
+        eventbridge
+            .put_targets()
+            .rule(format!("{name}-all"))
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder().id("capture").arn(arn).build().expect("target"),
+            )
+            .send()
+            .await
+            .expect("targets");
+        Self { bus: retarget_shared::bus::EventBus::new(eventbridge, &name), name, capture_url, sqs }
+    }
+
+    /// Every event captured so far (EventBridge envelopes).
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.capture_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return events;
+            }
+            for m in messages {
+                events.push(serde_json::from_str(m.body().unwrap_or_default()).expect("event json"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.capture_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}

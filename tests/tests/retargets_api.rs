@@ -360,14 +360,29 @@ async fn due_retargets_are_claimed_exactly_once_and_never_when_cancelled() {
     assert_eq!(winners[0].status, RetargetStatus::Dispatching);
     assert!(store.due_retargets(start, 100).await.unwrap().is_empty());
 
+    // While its run holds the lease it is not due; a run that died leaves the lease to expire
+    // and the retarget comes due again, to be resumed.
+    let lease = Duration::seconds(retarget_shared::store::DISPATCH_LEASE_SECONDS);
+    assert!(store.due_retargets(start + lease - Duration::seconds(1), 100).await.unwrap().is_empty());
     let in_an_hour = start + Duration::hours(1);
-    assert_eq!(store.due_retargets(in_an_hour, 100).await.unwrap(), vec![(app, due_later)]);
+    let mut due = store.due_retargets(in_an_hour, 100).await.unwrap();
+    due.sort();
+    let mut expected = vec![(app, now_rt), (app, due_later)];
+    expected.sort();
+    assert_eq!(due, expected);
     let mut many = Vec::new();
     for _ in 0..8 {
         many.push(store.claim_retarget(app, due_later, in_an_hour));
     }
     let results = futures::future::join_all(many).await;
     assert_eq!(results.into_iter().filter(|r| matches!(r, Ok(Some(_)))).count(), 1);
+    // Only a finished dispatch leaves the due index for good.
+    for rt in [now_rt, due_later] {
+        store
+            .finish_retarget(app, rt, RetargetStatus::Dispatched, Some(0), Some(0), Some(0), None)
+            .await
+            .unwrap();
+    }
     assert!(store.due_retargets(in_an_hour + Duration::days(40), 100).await.unwrap().is_empty());
     assert!(store.cancel_retarget(app, RetargetId::new()).await.unwrap().is_none());
 }

@@ -269,6 +269,8 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
         unreachable: None,
         created_at: now,
         failure: None,
+        progress: None,
+        lease_owner: None,
     };
     deps.store.create_retarget(&retarget, &message).await?;
     tracing::info!(

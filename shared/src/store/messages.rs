@@ -188,4 +188,26 @@ impl Store {
             })
             .collect()
     }
+
+    /// A scheduled message goes out: it is now sending, to this many recipients.
+    pub async fn mark_message_sending(
+        &self,
+        app_id: AppId,
+        id: MessageId,
+        recipients: u64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::message(app_id, id), keys::SK_MSG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET #status = :sending, recipients = :n")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":n", AttributeValue::N(recipients.to_string()))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem message sending"))?;
+        Ok(())
+    }
 }

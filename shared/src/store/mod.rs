@@ -6,6 +6,7 @@ mod batch;
 mod interactions;
 mod messages;
 mod retargets;
+mod sends;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ pub use apps::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
 pub use batch::{BatchStats, RetryPolicy};
 pub use interactions::{Interaction, InteractionRow, InteractionStream, MessageScope, RecordOutcome, Start};
 pub use messages::{Contents, Message, MessageStatus};
-pub use retargets::{Retarget, RetargetStatus};
+pub use retargets::{DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus};
+pub use sends::SendClaim;
 pub use subscriptions::{Address, Subscription, SubscriptionStatus, Upserted};
 
 #[derive(Debug, thiserror::Error)]

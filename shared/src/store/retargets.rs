@@ -69,7 +69,28 @@ pub struct Retarget {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// How far a dispatch got (resumed from here after a crash or a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<DispatchProgress>,
+    /// Who holds the dispatch lease: only that run may checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
 }
+
+/// A dispatch checkpoint: everything up to and including source subscription `after` is on
+/// the queue, with these totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchProgress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<crate::domain::SubscriptionId>,
+    pub audience_size: u64,
+    pub enqueued: u64,
+    pub unreachable: u64,
+}
+
+/// How long a claimed dispatch is held before another run may take it over (the scheduler's
+/// timeout is shorter, so a live run never loses its lease).
+pub const DISPATCH_LEASE_SECONDS: i64 = 6 * 60;
 
 #[derive(Serialize, Deserialize)]
 struct RetargetItem {
@@ -292,26 +313,31 @@ impl Store {
         Ok(due)
     }
 
-    /// Takes a due retarget for dispatch: scheduled with send_at ≤ `now` becomes dispatching
-    /// and leaves the due index, atomically. `None` when it is not (or no longer) due: another
-    /// run claimed it, it was cancelled, or it is missing.
+    /// Takes a retarget for dispatch: a scheduled one whose send_at has come, or a dispatching
+    /// one whose run's lease expired (it crashed or timed out; the new run resumes from the
+    /// checkpoint). It stays in the due index keyed by its lease expiry, so an abandoned
+    /// dispatch comes due again by itself. `None` when another run holds it, it was cancelled
+    /// or finished, or it is missing.
     pub async fn claim_retarget(
         &self,
         app_id: AppId,
         id: RetargetId,
         now: DateTime<Utc>,
     ) -> Result<Option<Retarget>, StoreError> {
+        let lease_until = now + chrono::Duration::seconds(DISPATCH_LEASE_SECONDS);
         let result = self
             .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(key(keys::retarget(app_id, id), keys::SK_RT)))
-            .condition_expression("#status = :scheduled AND gsi2sk <= :now")
-            .update_expression("SET #status = :dispatching REMOVE gsi2pk, gsi2sk")
+            .condition_expression("gsi2sk <= :now AND (#status = :scheduled OR #status = :dispatching)")
+            .update_expression("SET #status = :dispatching, gsi2sk = :lease, lease_owner = :owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":scheduled", s(RetargetStatus::Scheduled.as_str()))
             .expression_attribute_values(":dispatching", s(RetargetStatus::Dispatching.as_str()))
             .expression_attribute_values(":now", s(due_bound(now)))
+            .expression_attribute_values(":lease", s(keys::due_sort(due_epoch(lease_until), app_id, id)))
+            .expression_attribute_values(":owner", s(ulid::Ulid::new().to_string()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await
@@ -319,6 +345,40 @@ impl Store {
         match result {
             Ok(output) => output.attributes.map(decode).transpose(),
             Err(e) if e.is_condition_failed() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves a dispatch's progress and moves its lease to `lease_until`. `false` when this run
+    /// no longer holds the lease (another run took over): it must stop at once.
+    pub async fn checkpoint_retarget(
+        &self,
+        claimed: &Retarget,
+        progress: &DispatchProgress,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let owner = claimed.lease_owner.clone().unwrap_or_default();
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::retarget(claimed.app_id, claimed.retarget_id), keys::SK_RT)))
+            .condition_expression("#status = :dispatching AND lease_owner = :owner")
+            .update_expression("SET progress = :progress, gsi2sk = :lease")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":dispatching", s(RetargetStatus::Dispatching.as_str()))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":progress", AttributeValue::M(serde_dynamo::to_item(progress)?))
+            .expression_attribute_values(
+                ":lease",
+                s(keys::due_sort(due_epoch(lease_until), claimed.app_id, claimed.retarget_id)),
+            )
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem checkpoint retarget"));
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_condition_failed() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -370,7 +430,7 @@ impl Store {
                 .expression_attribute_values(":failure", s(failure));
         }
         let result = update
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {} REMOVE gsi2pk, gsi2sk, lease_owner", sets.join(", ")))
             .send()
             .await
             .map_err(StoreError::dynamo("UpdateItem finish retarget"));

@@ -1,0 +1,370 @@
+//! Twilio's Messages API as a [`Provider`]: one `POST …/Accounts/{AccountSid}/Messages.json`
+//! per (app, subscription, message), its failures classified for the senders' pipeline.
+//!
+//! Nothing here logs the auth token or a full phone number: numbers appear masked
+//! (`PhoneNumber`'s `Display`), and Twilio's error messages, which may quote the `To` number,
+//! are redacted before they leave this module.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use retarget_shared::domain::{AppId, MessageId, PhoneNumber, SubscriptionId};
+use retarget_shared::sending::{Accepted, Provider, SendError};
+use retarget_shared::store::{App, Contents, Message, Subscription, TwilioConfig};
+use serde::Deserialize;
+
+/// Twilio error codes after which the number will never take an SMS again: the subscription
+/// is unsubscribed. 21211: invalid `To`; 21614: not a mobile number; 21610: the recipient
+/// replied STOP.
+const DEAD_ADDRESS_CODES: [u64; 3] = [21211, 21614, 21610];
+
+/// Twilio's "authenticate" error (bad account SID or auth token).
+const BAD_CREDENTIALS_CODE: u64 = 20003;
+
+/// Sends SMS through Twilio. Built once per cold start; the HTTP client (and its connection
+/// pool) is shared by every send.
+#[derive(Debug, Clone)]
+pub struct TwilioProvider {
+    client: reqwest::Client,
+    api_base: String,
+    public_base_url: String,
+}
+
+impl TwilioProvider {
+    /// `api_base`: `TWILIO_API_BASE` (`https://api.twilio.com`); `public_base_url`:
+    /// `PUBLIC_BASE_URL`, the prefix of the status-callback URL; `timeout`: the whole request
+    /// (connect, send, response), after which the send is a transient failure.
+    pub fn new(api_base: String, public_base_url: String, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirected POST would be replayed as a GET (or not at all): never follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("retarget-sms-sender/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client's TLS backend initialises");
+        Self {
+            client,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The Messages resource of an account.
+    fn messages_url(&self, account_sid: &str) -> String {
+        format!("{}/2010-04-01/Accounts/{account_sid}/Messages.json", self.api_base)
+    }
+
+    async fn send_sms(
+        &self,
+        app: &App,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
+        let twilio = app
+            .twilio
+            .as_ref()
+            .ok_or_else(|| SendError::NotConfigured("the app has no Twilio configuration".into()))?;
+        let sender = Sender::of(twilio)?;
+        let to = subscription.phone_number.as_ref().ok_or_else(|| SendError::Permanent {
+            code: "no_phone_number".into(),
+            detail: "the subscription has no phone number".into(),
+            dead_address: false,
+        })?;
+
+        let body = sms_body(&message.contents);
+        let callback = status_callback_url(
+            &self.public_base_url,
+            app.app_id,
+            message.message_id,
+            subscription.subscription_id,
+        );
+        let (sender_field, sender_value) = sender.field();
+        let form = [
+            ("To", to.as_e164()),
+            (sender_field, sender_value),
+            ("Body", body.as_str()),
+            ("StatusCallback", callback.as_str()),
+        ];
+
+        let response = self
+            .client
+            .post(self.messages_url(&twilio.account_sid))
+            .basic_auth(&twilio.account_sid, Some(&twilio.auth_token))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        // A 2xx whose body cannot be read was still accepted: resending would send twice.
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) if status.is_success() => {
+                tracing::warn!(error = %e.without_url(), "twilio accepted the message but its response was unreadable");
+                Default::default()
+            }
+            Err(e) => return Err(transport_error(e)),
+        };
+        let outcome = classify(status, retry_after, &bytes);
+        let outcome = outcome.map_err(|e| redact(e, to, &twilio.auth_token));
+        match &outcome {
+            Ok(accepted) => tracing::debug!(
+                app_id = %app.app_id,
+                message_id = %message.message_id,
+                subscription_id = %subscription.subscription_id,
+                to = %to,
+                sid = accepted.provider_id.as_deref().unwrap_or(""),
+                "twilio accepted the message"
+            ),
+            Err(error) => tracing::info!(
+                app_id = %app.app_id,
+                message_id = %message.message_id,
+                subscription_id = %subscription.subscription_id,
+                to = %to,
+                http_status = status.as_u16(),
+                %error,
+                "twilio did not accept the message"
+            ),
+        }
+        outcome
+    }
+}
+
+impl Provider for TwilioProvider {
+    fn send<'a>(
+        &'a self,
+        app: &'a App,
+        subscription: &'a Subscription,
+        message: &'a Message,
+    ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a {
+        self.send_sms(app, subscription, message)
+    }
+}
+
+/// Who the SMS comes from: a Messaging Service (preferred when both are configured, as it
+/// picks the number itself) or one number.
+enum Sender<'a> {
+    MessagingService(&'a str),
+    From(&'a str),
+}
+
+impl<'a> Sender<'a> {
+    fn of(config: &'a TwilioConfig) -> Result<Self, SendError> {
+        let sid_ok =
+            !config.account_sid.is_empty() && config.account_sid.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !sid_ok || config.auth_token.is_empty() {
+            return Err(SendError::NotConfigured(
+                "the app's Twilio account SID or auth token is unusable".into(),
+            ));
+        }
+        let non_empty = |v: &'a Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty());
+        match (non_empty(&config.messaging_service_sid), non_empty(&config.from)) {
+            (Some(service), _) => Ok(Sender::MessagingService(service)),
+            (None, Some(from)) => Ok(Sender::From(from)),
+            (None, None) => Err(SendError::NotConfigured(
+                "the app's Twilio configuration has neither a From number nor a Messaging Service SID".into(),
+            )),
+        }
+    }
+
+    fn field(&self) -> (&'static str, &'a str) {
+        match self {
+            Sender::MessagingService(sid) => ("MessagingServiceSid", sid),
+            Sender::From(number) => ("From", number),
+        }
+    }
+}
+
+/// The SMS text: the body, then a space and the URL when there is one. An SMS has no title.
+pub fn sms_body(contents: &Contents) -> String {
+    match &contents.url {
+        Some(url) => format!("{} {url}", contents.body),
+        None => contents.body.clone(),
+    }
+}
+
+/// The `StatusCallback` given to Twilio: the Twilio webhook with the message and subscription.
+/// Exactly `PUBLIC_BASE_URL + path + "?" + query` as the webhook rebuilds it to check
+/// Twilio's signature (ids are ULIDs: nothing to percent-encode).
+pub fn status_callback_url(
+    public_base_url: &str,
+    app_id: AppId,
+    message_id: MessageId,
+    subscription_id: SubscriptionId,
+) -> String {
+    format!(
+        "{}/v1/webhooks/twilio/{app_id}?message_id={message_id}&subscription_id={subscription_id}",
+        public_base_url.trim_end_matches('/')
+    )
+}
+
+/// Twilio's JSON: `{"sid"}` on success, `{"code","message","more_info","status"}` on error.
+#[derive(Debug, Default, Deserialize)]
+struct TwilioResponse {
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    code: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    more_info: Option<String>,
+}
+
+/// Turns Twilio's answer into the pipeline's outcome.
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Result<Accepted, SendError> {
+    let parsed: TwilioResponse = serde_json::from_slice(body).unwrap_or_default();
+    if status.is_success() {
+        return Ok(Accepted { provider_id: parsed.sid.filter(|sid| !sid.is_empty()) });
+    }
+    let detail = error_detail(status, &parsed);
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+        || !status.is_client_error()
+    {
+        return Err(SendError::Transient { detail, retry_after });
+    }
+    if status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || parsed.code == Some(BAD_CREDENTIALS_CODE)
+    {
+        return Err(SendError::NotConfigured(format!("Twilio rejected the app's credentials: {detail}")));
+    }
+    let (code, dead_address) = match parsed.code {
+        Some(code) => (code.to_string(), DEAD_ADDRESS_CODES.contains(&code)),
+        None => (format!("http_{}", status.as_u16()), false),
+    };
+    Err(SendError::Permanent { code, detail, dead_address })
+}
+
+fn error_detail(status: StatusCode, parsed: &TwilioResponse) -> String {
+    let mut detail = format!("HTTP {}", status.as_u16());
+    if let Some(code) = parsed.code {
+        detail.push_str(&format!(", Twilio error {code}"));
+    }
+    if let Some(message) = parsed.message.as_deref().filter(|m| !m.is_empty()) {
+        detail.push_str(": ");
+        detail.push_str(message);
+    }
+    if let Some(more_info) = parsed.more_info.as_deref().filter(|m| !m.is_empty()) {
+        detail.push_str(&format!(" ({more_info})"));
+    }
+    detail
+}
+
+/// `Retry-After` in seconds (Twilio sends seconds; an HTTP date is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Timeouts and network failures: the request may or may not have reached Twilio; retried.
+fn transport_error(error: reqwest::Error) -> SendError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    SendError::Transient { detail: format!("Twilio {kind}: {}", error.without_url()), retry_after: None }
+}
+
+/// Twilio's messages may quote the `To` number (21211: "The 'To' number +1… is not valid"):
+/// the detail is logged and stored, so the number is masked. The auth token never appears in
+/// an answer, but it is scrubbed all the same.
+fn redact(error: SendError, to: &PhoneNumber, auth_token: &str) -> SendError {
+    let scrub = |text: String| {
+        let e164 = to.as_e164();
+        let mut text = text.replace(e164, &to.masked());
+        if let Some(digits) = e164.strip_prefix('+') {
+            text = text.replace(digits, &to.masked());
+        }
+        if !auth_token.is_empty() {
+            text = text.replace(auth_token, "***");
+        }
+        text
+    };
+    match error {
+        SendError::Permanent { code, detail, dead_address } => {
+            SendError::Permanent { code, detail: scrub(detail), dead_address }
+        }
+        SendError::Transient { detail, retry_after } => {
+            SendError::Transient { detail: scrub(detail), retry_after }
+        }
+        SendError::NotConfigured(detail) => SendError::NotConfigured(scrub(detail)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(url: Option<&str>) -> Contents {
+        Contents { title: Some("Ignored".into()), body: "Sale ends tonight".into(), url: url.map(Into::into) }
+    }
+
+    #[test]
+    fn body_appends_the_url_and_drops_the_title() {
+        assert_eq!(sms_body(&contents(None)), "Sale ends tonight");
+        assert_eq!(sms_body(&contents(Some("https://x.example/s"))), "Sale ends tonight https://x.example/s");
+    }
+
+    #[test]
+    fn callback_url_is_the_webhook_route_with_both_ids() {
+        let (app, message, subscription) = (AppId::new(), MessageId::new(), SubscriptionId::new());
+        assert_eq!(
+            status_callback_url("https://hooks.example.com/", app, message, subscription),
+            format!(
+                "https://hooks.example.com/v1/webhooks/twilio/{app}?message_id={message}&subscription_id={subscription}"
+            )
+        );
+    }
+
+    #[test]
+    fn sender_prefers_the_messaging_service() {
+        let mut config = TwilioConfig {
+            account_sid: "AC123".into(),
+            auth_token: "tok".into(),
+            from: Some("+15550001111".into()),
+            messaging_service_sid: Some("MG123".into()),
+        };
+        assert_eq!(Sender::of(&config).unwrap().field(), ("MessagingServiceSid", "MG123"));
+        config.messaging_service_sid = Some(" ".into());
+        assert_eq!(Sender::of(&config).unwrap().field(), ("From", "+15550001111"));
+        config.from = None;
+        assert!(matches!(Sender::of(&config), Err(SendError::NotConfigured(_))));
+        config.from = Some("+15550001111".into());
+        config.account_sid = "AC1/../x".into();
+        assert!(matches!(Sender::of(&config), Err(SendError::NotConfigured(_))));
+    }
+
+    #[test]
+    fn classification_without_a_body() {
+        assert_eq!(classify(StatusCode::CREATED, None, b""), Ok(Accepted { provider_id: None }));
+        assert!(matches!(
+            classify(StatusCode::NOT_FOUND, None, b"<html>"),
+            Err(SendError::Permanent { code, dead_address: false, .. }) if code == "http_404"
+        ));
+        assert!(matches!(classify(StatusCode::REQUEST_TIMEOUT, None, b""), Err(SendError::Transient { .. })));
+        assert!(matches!(classify(StatusCode::FOUND, None, b""), Err(SendError::Transient { .. })));
+    }
+
+    #[test]
+    fn redaction_masks_the_number_and_the_token() {
+        let to = PhoneNumber::parse("+15551234567").unwrap();
+        let error = SendError::Permanent {
+            code: "21211".into(),
+            detail: "The 'To' number +15551234567 (15551234567) is not valid; secret-token".into(),
+            dead_address: true,
+        };
+        let SendError::Permanent { detail, .. } = redact(error, &to, "secret-token") else { unreachable!() };
+        assert!(!detail.contains("5551234567") && !detail.contains("secret-token"), "{detail}");
+        assert!(detail.contains(&to.masked()), "{detail}");
+    }
+}

@@ -1,0 +1,213 @@
+//! The scheduler's work: claim due retargets and put their audience on the target channel's
+//! queue, computed now (not at creation), packed 500 recipients per SQS message and 10
+//! messages per SendMessageBatch.
+//!
+//! Crash safety: after every flush the retarget records a checkpoint (the last source
+//! subscription whose targets are all on the queue, and the running totals) and renews its
+//! lease. A run that dies leaves the lease to expire; the retarget then comes due again and the
+//! next tick resumes after the checkpoint. At most the last unflushed-but-sent batch is queued
+//! twice, and the senders' idempotency records make that harmless; the totals count it once.
+//! A run near its deadline checkpoints and hands the lease back at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::Store;
+use crate::audience::{AudienceSpec, AudienceStream, check_source};
+use crate::bus::{BusError, EventBus, RetargetDispatched};
+use crate::domain::{Channel, SubscriptionId};
+use crate::queue::{Queue, QueueError, RECIPIENTS_PER_JOB, SendJob};
+use crate::store::{DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus, Start, StoreError};
+
+/// Recipients per flush: ten full SQS messages, one SendMessageBatch.
+const FLUSH_RECIPIENTS: usize = 10 * RECIPIENTS_PER_JOB;
+/// Due retargets looked at per tick.
+const DUE_PER_TICK: usize = 50;
+/// Stop dispatching this long before the invocation's deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+pub struct DispatchDeps {
+    pub store: Store,
+    pub push_queue: Arc<Queue>,
+    pub sms_queue: Arc<Queue>,
+    pub bus: EventBus,
+}
+
+impl DispatchDeps {
+    fn queue(&self, channel: Channel) -> &Queue {
+        match channel {
+            Channel::Push => &self.push_queue,
+            Channel::Sms => &self.sms_queue,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    pub claimed: usize,
+    pub dispatched: usize,
+    pub failed: usize,
+    /// Stopped at the deadline or lost the lease; resumed by a later tick.
+    pub paused: usize,
+    pub errors: usize,
+}
+
+enum Ended {
+    Dispatched,
+    Failed,
+    Paused,
+}
+
+/// One scheduler invocation.
+pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<TickReport, StoreError> {
+    let now = deps.store.clock().now();
+    let mut report = TickReport::default();
+    for (app_id, retarget_id) in deps.store.due_retargets(now, DUE_PER_TICK).await? {
+        if near(deadline) {
+            break;
+        }
+        let Some(claimed) = deps.store.claim_retarget(app_id, retarget_id, now).await? else { continue };
+        report.claimed += 1;
+        match dispatch(deps, &claimed, deadline).await {
+            Ok(Ended::Dispatched) => report.dispatched += 1,
+            Ok(Ended::Failed) => report.failed += 1,
+            Ok(Ended::Paused) => report.paused += 1,
+            Err(e) => {
+                // The lease runs out and a later tick resumes from the checkpoint.
+                tracing::error!(%retarget_id, error = %e, "dispatch interrupted");
+                report.errors += 1;
+            }
+        }
+    }
+    if report.claimed > 0 {
+        tracing::info!(?report, "scheduler tick");
+    }
+    Ok(report)
+}
+
+fn near(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() + DEADLINE_MARGIN >= d)
+}
+
+async fn fail(deps: &DispatchDeps, rt: &Retarget, reason: String) -> Result<Ended, DispatchError> {
+    tracing::warn!(retarget_id = %rt.retarget_id, %reason, "retarget failed");
+    deps.store
+        .finish_retarget(rt.app_id, rt.retarget_id, RetargetStatus::Failed, None, None, None, Some(reason))
+        .await?;
+    Ok(Ended::Failed)
+}
+
+async fn dispatch(
+    deps: &DispatchDeps,
+    rt: &Retarget,
+    deadline: Option<Instant>,
+) -> Result<Ended, DispatchError> {
+    let store = &deps.store;
+    let Some(app) = store.get_app(rt.app_id).await? else {
+        return fail(deps, rt, "the app no longer exists".into()).await;
+    };
+    let Some(source) = store.get_message(rt.app_id, rt.source_message_id).await? else {
+        return fail(deps, rt, "the source message no longer exists".into()).await;
+    };
+    // The source is judged at dispatch time: it may have expired since the retarget was made.
+    if let Err(e) = check_source(&app, &source, store.clock().now()) {
+        return fail(deps, rt, format!("{}: {}", e.code.as_str(), e.detail)).await;
+    }
+
+    let mut progress = rt.progress.unwrap_or_default();
+    let start = progress.after.map_or(Start::Beginning, Start::After);
+    let spec = AudienceSpec { source, predicate: rt.predicate.clone(), target: rt.channel };
+    let mut audience = AudienceStream::new(store, spec, start);
+    let mut batch = Batch::default();
+    while let Some(resolved) = audience.next().await {
+        let resolved = resolved?;
+        batch.recipients.extend(resolved.targets.iter().map(|m| m.subscription_id));
+        batch.unreachable += u64::from(resolved.unreachable);
+        batch.last_source = Some(resolved.source);
+        if batch.recipients.len() >= FLUSH_RECIPIENTS {
+            if !flush(deps, rt, &mut progress, &mut batch).await? {
+                return Ok(Ended::Paused);
+            }
+            if near(deadline) {
+                // Hand the lease back now so the next tick resumes without waiting for it.
+                store.checkpoint_retarget(rt, &progress, store.clock().now()).await?;
+                return Ok(Ended::Paused);
+            }
+        }
+    }
+    if !flush(deps, rt, &mut progress, &mut batch).await? {
+        return Ok(Ended::Paused);
+    }
+
+    store.mark_message_sending(rt.app_id, rt.message_id, progress.audience_size).await?;
+    // Announce before finishing: a crash in between repeats the event (consumers dedupe by
+    // retarget_id) rather than losing it.
+    deps.bus
+        .retarget_dispatched(&RetargetDispatched {
+            app_id: rt.app_id,
+            retarget_id: rt.retarget_id,
+            message_id: rt.message_id,
+            audience_size: progress.audience_size,
+            enqueued: progress.enqueued,
+            unreachable: progress.unreachable,
+        })
+        .await?;
+    store
+        .finish_retarget(
+            rt.app_id,
+            rt.retarget_id,
+            RetargetStatus::Dispatched,
+            Some(progress.audience_size),
+            Some(progress.enqueued),
+            Some(progress.unreachable),
+            None,
+        )
+        .await?;
+    tracing::info!(retarget_id = %rt.retarget_id, audience_size = progress.audience_size, unreachable = progress.unreachable, "retarget dispatched");
+    Ok(Ended::Dispatched)
+}
+
+#[derive(Default)]
+struct Batch {
+    recipients: Vec<SubscriptionId>,
+    unreachable: u64,
+    last_source: Option<SubscriptionId>,
+}
+
+/// Queues the batch and checkpoints after it. `false` when the lease was lost.
+async fn flush(
+    deps: &DispatchDeps,
+    rt: &Retarget,
+    progress: &mut DispatchProgress,
+    batch: &mut Batch,
+) -> Result<bool, DispatchError> {
+    if batch.last_source.is_none() {
+        return Ok(true);
+    }
+    let jobs = SendJob::split(rt.app_id, rt.message_id, rt.channel, &batch.recipients);
+    deps.queue(rt.channel).send_jobs(&jobs).await?;
+    let count = batch.recipients.len() as u64;
+    progress.audience_size += count;
+    progress.enqueued += count;
+    progress.unreachable += batch.unreachable;
+    progress.after = batch.last_source;
+    *batch = Batch::default();
+    let lease_until = deps.store.clock().now() + chrono::Duration::seconds(DISPATCH_LEASE_SECONDS);
+    let held = deps.store.checkpoint_retarget(rt, progress, lease_until).await?;
+    if !held {
+        tracing::warn!(retarget_id = %rt.retarget_id, "dispatch lease lost to another run; stopping");
+    }
+    Ok(held)
+}

@@ -1,0 +1,140 @@
+//! Idempotency records of the senders (Powertools-style): one per (message, subscription),
+//! written `in_progress` with a lease before the provider call and `completed` after it, so
+//! whatever SQS redelivers, a recipient reaches the provider at most once.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+
+use super::batch::{Item, key, n, s};
+use super::interactions::MessageScope;
+use super::{Store, StoreError};
+use crate::domain::{EventKind, SubscriptionId};
+use crate::keys;
+
+/// What a sender may do for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendClaim {
+    /// Nobody has sent it: go ahead (the lease is ours until it expires).
+    Go,
+    /// Already sent (or permanently failed): the recorded outcome, to re-record idempotently.
+    Done(EventKind),
+    /// Another run is sending it right now: try again later.
+    InFlight,
+}
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+impl Store {
+    pub async fn claim_send(
+        &self,
+        scope: &MessageScope,
+        sub: SubscriptionId,
+        lease_until: DateTime<Utc>,
+    ) -> Result<SendClaim, StoreError> {
+        let mut item = key(keys::send(scope.message_id, sub), keys::SK_SEND);
+        item.insert("state".into(), s(IN_PROGRESS));
+        item.insert("lease_until".into(), n(lease_until.timestamp()));
+        // The record only has to outlive redeliveries; it goes with the message's data.
+        item.insert(keys::EXPIRES_AT.into(), n(scope.expires_at));
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":now", n(self.clock().now_epoch()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(SendClaim::Go),
+            Err(e) => {
+                let e = aws_sdk_dynamodb::Error::from(e);
+                let existing = match &e {
+                    aws_sdk_dynamodb::Error::ConditionalCheckFailedException(c) => c.item().cloned(),
+                    _ => {
+                        return Err(StoreError::Dynamo {
+                            operation: "PutItem send claim",
+                            source: Box::new(e),
+                        });
+                    }
+                };
+                let existing = match existing {
+                    Some(item) => item,
+                    None => self.read_send(scope, sub).await?.unwrap_or_default(),
+                };
+                Ok(claim_of(&existing))
+            }
+        }
+    }
+
+    async fn read_send(&self, scope: &MessageScope, sub: SubscriptionId) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::send(scope.message_id, sub), keys::SK_SEND)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem send record"))?;
+        Ok(output.item)
+    }
+
+    /// Marks a send done with its outcome (`sent` or `failed`).
+    pub async fn complete_send(
+        &self,
+        scope: &MessageScope,
+        sub: SubscriptionId,
+        outcome: EventKind,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::send(scope.message_id, sub), keys::SK_SEND)))
+            .update_expression("SET #state = :completed, outcome = :outcome REMOVE lease_until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":outcome", s(outcome.as_str()))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem complete send"))?;
+        Ok(())
+    }
+
+    /// Gives a send back after a transient failure, so a redelivery may try it again.
+    pub async fn release_send(&self, scope: &MessageScope, sub: SubscriptionId) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::send(scope.message_id, sub), keys::SK_SEND)))
+            .condition_expression("#state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("DeleteItem release send"));
+        match result {
+            Err(e) if !e.is_condition_failed() => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn claim_of(item: &Item) -> SendClaim {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    match (text("state"), text("outcome").and_then(|o| o.parse().ok())) {
+        (Some(COMPLETED), Some(outcome)) => SendClaim::Done(outcome),
+        (Some(COMPLETED), None) => SendClaim::Done(EventKind::Sent),
+        _ => SendClaim::InFlight,
+    }
+}

@@ -1,0 +1,356 @@
+//! The scheduler end to end against DynamoDB Local and the SQS/EventBridge emulator: due
+//! retargets are claimed once, their audience computed at dispatch time and queued in packed
+//! jobs, progress checkpointed so a crashed dispatch resumes without loss or repetition.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::Duration;
+use retarget_shared::dispatch::DispatchDeps;
+use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::queue::{Queue, SendJob};
+use retarget_shared::store::{Interaction, Message, RetargetStatus};
+use retarget_shared::{Clock, keys};
+use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestBus, TestQueues, World};
+use serde_json::{Value, json};
+
+struct Harness {
+    world: World,
+    queues: TestQueues,
+    bus: TestBus,
+    deps: DispatchDeps,
+}
+
+fn scheduled_event() -> EventBridgeEvent<Value> {
+    serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json")).expect("fixture")
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let world = World::new().await;
+        let queues = TestQueues::new().await;
+        let bus = TestBus::new().await;
+        let deps = DispatchDeps {
+            store: world.store.clone(),
+            push_queue: queues.push.clone(),
+            sms_queue: queues.sms.clone(),
+            bus: bus.bus.clone(),
+        };
+        Self { world, queues, bus, deps }
+    }
+
+    async fn tick(&self) -> retarget_shared::dispatch::TickReport {
+        retarget_scheduler::handle(&self.deps, scheduled_event(), None).await.expect("tick")
+    }
+
+    async fn retarget(&self, t: &TestApp, body: Value) -> ApiResponse {
+        let deps = retarget_retargets::Deps { store: self.world.store.clone() };
+        retarget_retargets::handle(
+            &deps,
+            ApiRequest::post("/v1/retargets").bearer(&t.api_key).json(&body).build(),
+        )
+        .await
+        .into()
+    }
+
+    async fn get_retarget(&self, t: &TestApp, id: &str) -> Value {
+        let deps = retarget_retargets::Deps { store: self.world.store.clone() };
+        let r: ApiResponse = retarget_retargets::handle(
+            &deps,
+            ApiRequest::get(&format!("/v1/retargets/{id}")).bearer(&t.api_key).build(),
+        )
+        .await
+        .into();
+        r.body
+    }
+
+    /// A push source with `n` recipients: all sent, even ones clicked; person i has an SMS
+    /// subscription when i % 3 == 0.
+    async fn source(&self, t: &TestApp, n: usize) -> (Message, Vec<SubscriptionId>, Vec<SubscriptionId>) {
+        let message = self.world.message(t, Channel::Push).await;
+        let mut push = Vec::new();
+        let mut sms = Vec::new();
+        let mut events = Vec::new();
+        let now = self.world.clock.now();
+        for i in 0..n {
+            let user = format!("person-{i}");
+            let sub = self.world.subscription(t, Channel::Push, &format!("token-{i}"), Some(&user)).await;
+            if i % 3 == 0 {
+                sms.push(
+                    self.world.subscription(t, Channel::Sms, &format!("+1555{i:07}"), Some(&user)).await,
+                );
+            }
+            let mut kinds = vec![EventKind::Sent];
+            if i % 2 == 0 {
+                kinds.push(EventKind::Clicked);
+            }
+            for kind in kinds {
+                events.push(Interaction {
+                    subscription_id: sub,
+                    kind,
+                    external_user_id: retarget_shared::domain::ExternalUserId::parse(&user).ok(),
+                    event_id: None,
+                    occurred_at: now,
+                });
+            }
+            push.push(sub);
+        }
+        self.world.store.record_interactions(&message.scope(), &events).await.unwrap();
+        (message, push, sms)
+    }
+}
+
+fn recipients(jobs: &[SendJob]) -> Vec<SubscriptionId> {
+    jobs.iter().flat_map(|j| j.subscription_ids.iter().copied()).collect()
+}
+
+#[tokio::test]
+async fn a_due_retarget_is_dispatched_once_with_its_audience_computed_at_dispatch() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    let (source, push, _) = h.source(&t, 20).await;
+    let send_at = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::hours(1));
+    let created = h
+        .retarget(&t, json!({"source_message_id": source.message_id, "action": "not_clicked", "contents": {"body": "Still interested?"}, "send_at": send_at}))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.body["retarget_id"].as_str().unwrap().to_owned();
+
+    // Not due yet: nothing happens.
+    assert_eq!(h.tick().await.claimed, 0);
+    // A click arriving before dispatch counts: the audience is computed at dispatch time.
+    let now = h.world.clock.now();
+    h.world
+        .store
+        .record_interactions(
+            &source.scope(),
+            &[Interaction {
+                subscription_id: push[1],
+                kind: EventKind::Clicked,
+                external_user_id: None,
+                event_id: None,
+                occurred_at: now,
+            }],
+        )
+        .await
+        .unwrap();
+
+    h.world.clock.advance(Duration::hours(1));
+    let report = h.tick().await;
+    assert_eq!((report.claimed, report.dispatched), (1, 1), "{report:?}");
+    assert_eq!(h.tick().await.claimed, 0, "dispatched once");
+
+    let jobs = h.queues.drain(&h.queues.push).await;
+    let got: BTreeSet<_> = recipients(&jobs).into_iter().collect();
+    let expected: BTreeSet<_> =
+        push.iter().enumerate().filter(|(i, _)| i % 2 == 1 && *i != 1).map(|(_, s)| *s).collect();
+    assert_eq!(got, expected);
+    assert_eq!(recipients(&jobs).len(), expected.len(), "no recipient twice");
+    let message_id = created.body["message_id"].as_str().unwrap();
+    assert!(
+        jobs.iter().all(|j| j.message_id.to_string() == message_id),
+        "jobs send the retarget's own message"
+    );
+
+    let view = h.get_retarget(&t, &id).await;
+    assert_eq!(
+        (
+            view["status"].as_str(),
+            view["audience_size"].as_u64(),
+            view["enqueued"].as_u64(),
+            view["unreachable"].as_u64()
+        ),
+        (Some("dispatched"), Some(9), Some(9), Some(0))
+    );
+    let events = h.bus.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail-type"], "RetargetDispatched");
+    assert_eq!(events[0]["source"], "retarget");
+    assert_eq!(
+        events[0]["detail"],
+        json!({"app_id": t.app.app_id, "retarget_id": id, "message_id": message_id, "audience_size": 9, "enqueued": 9, "unreachable": 0})
+    );
+    let message =
+        h.world.store.get_message(t.app.app_id, message_id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((message.recipients, message.retarget_of), (9, Some(source.message_id)));
+}
+
+#[tokio::test]
+async fn cross_channel_dispatch_counts_the_unreachable() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    let (source, _, sms) = h.source(&t, 12).await;
+    let created = h.retarget(&t, json!({"source_message_id": source.message_id, "action": "sent", "channel": "sms", "contents": {"body": "Text follow-up"}})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let report = h.tick().await;
+    assert_eq!(report.dispatched, 1, "{report:?}");
+    let jobs = h.queues.drain(&h.queues.sms).await;
+    assert_eq!(recipients(&jobs).into_iter().collect::<BTreeSet<_>>(), sms.iter().copied().collect());
+    assert!(jobs.iter().all(|j| j.channel == Channel::Sms));
+    let view = h.get_retarget(&t, created.body["retarget_id"].as_str().unwrap()).await;
+    assert_eq!((view["audience_size"].as_u64(), view["unreachable"].as_u64()), (Some(4), Some(8)));
+}
+
+#[tokio::test]
+async fn cancelled_retargets_are_never_dispatched_and_expired_sources_fail() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    let (source, _, _) = h.source(&t, 3).await;
+    let send_at = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::days(keys::RETENTION_DAYS));
+    let late = h.retarget(&t, json!({"source_message_id": source.message_id, "action": "sent", "contents": {"body": "x"}, "send_at": send_at})).await;
+    assert_eq!(late.status, 201, "{late:?}");
+    let cancelled = h
+        .retarget(
+            &t,
+            json!({"source_message_id": source.message_id, "action": "sent", "contents": {"body": "x"}}),
+        )
+        .await;
+    let deps = retarget_retargets::Deps { store: h.world.store.clone() };
+    let id = cancelled.body["retarget_id"].as_str().unwrap();
+    let r: ApiResponse = retarget_retargets::handle(
+        &deps,
+        ApiRequest::new("DELETE", &format!("/v1/retargets/{id}")).bearer(&t.api_key).build(),
+    )
+    .await
+    .into();
+    assert_eq!(r.status, 200);
+
+    assert_eq!(h.tick().await.claimed, 0, "the cancelled one is not claimed");
+    // At exactly created_at + 30 days the source's data has expired: the retarget fails.
+    h.world.clock.advance(Duration::days(keys::RETENTION_DAYS));
+    let report = h.tick().await;
+    assert_eq!((report.claimed, report.failed), (1, 1), "{report:?}");
+    let view = h.get_retarget(&t, late.body["retarget_id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "failed");
+    assert!(h.queues.drain(&h.queues.push).await.is_empty());
+    assert_eq!(h.get_retarget(&t, id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn overlapping_ticks_claim_each_retarget_once() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    let (source, _, _) = h.source(&t, 30).await;
+    for _ in 0..3 {
+        let r = h
+            .retarget(
+                &t,
+                json!({"source_message_id": source.message_id, "action": "sent", "contents": {"body": "x"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let (a, b, c) = tokio::join!(h.tick(), h.tick(), h.tick());
+    assert_eq!(a.dispatched + b.dispatched + c.dispatched, 3, "{a:?} {b:?} {c:?}");
+    let jobs = h.queues.drain(&h.queues.push).await;
+    assert_eq!(recipients(&jobs).len(), 3 * 30, "each retarget's 30 recipients exactly once");
+}
+
+#[tokio::test]
+async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetition() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    // 5,000 recipients flush per batch: 6,200 recipients take two flushes.
+    let message = h.world.message(&t, Channel::Push).await;
+    let now = h.world.clock.now();
+    let subs: Vec<retarget_shared::store::Subscription> = (0..6200)
+        .map(|i| retarget_shared::store::Subscription {
+            subscription_id: SubscriptionId::at(now),
+            app_id: t.app.app_id,
+            channel: Channel::Push,
+            platform: Some(retarget_shared::domain::Platform::Ios),
+            token: Some(format!("t{i}")),
+            phone_number: None,
+            external_user_id: None,
+            status: retarget_shared::store::SubscriptionStatus::Active,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    h.world.store.bulk_load_subscriptions(&subs).await.unwrap();
+    let events: Vec<Interaction> = subs
+        .iter()
+        .map(|s| Interaction {
+            subscription_id: s.subscription_id,
+            kind: EventKind::Sent,
+            external_user_id: None,
+            event_id: None,
+            occurred_at: now,
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        h.world.store.record_interactions(&message.scope(), chunk).await.unwrap();
+    }
+    let created = h
+        .retarget(
+            &t,
+            json!({"source_message_id": message.message_id, "action": "sent", "contents": {"body": "x"}}),
+        )
+        .await;
+    let id = created.body["retarget_id"].as_str().unwrap().to_owned();
+
+    // The first run's queue accepts one SendMessageBatch, then the "crash": every later
+    // call fails, as if the process had died after its first checkpoint.
+    let dying_sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(retarget_tests::sdk().await)
+            .interceptor(FailAfter::new(1))
+            .build(),
+    );
+    let crashing = DispatchDeps {
+        store: h.world.store.clone(),
+        push_queue: Arc::new(Queue::new(dying_sqs, h.queues.push.url())),
+        sms_queue: h.queues.sms.clone(),
+        bus: h.bus.bus.clone(),
+    };
+    let report = retarget_scheduler::handle(&crashing, scheduled_event(), None).await.unwrap();
+    assert_eq!((report.claimed, report.errors), (1, 1), "{report:?}");
+    let first = recipients(&h.queues.drain(&h.queues.push).await);
+    assert_eq!(first.len(), 5000);
+    assert_eq!(h.get_retarget(&t, &id).await["status"], "dispatching");
+
+    // While the dead run's lease holds, nobody takes over.
+    assert_eq!(h.tick().await.claimed, 0);
+    h.world.clock.advance(Duration::seconds(retarget_shared::store::DISPATCH_LEASE_SECONDS + 1));
+    let report = h.tick().await;
+    assert_eq!((report.claimed, report.dispatched), (1, 1), "{report:?}");
+    let second = recipients(&h.queues.drain(&h.queues.push).await);
+    assert_eq!(second.len(), 1200, "resumed after the checkpoint");
+    let all: BTreeSet<_> = first.iter().chain(&second).copied().collect();
+    assert_eq!(all.len(), 6200, "nobody lost, nobody twice");
+    let view = h.get_retarget(&t, &id).await;
+    assert_eq!((view["audience_size"].as_u64(), view["enqueued"].as_u64()), (Some(6200), Some(6200)));
+    let _ = RetargetStatus::Dispatched;
+}
+
+/// An SDK interceptor that lets `n` requests through and fails every later one before it is
+/// sent: a process that dies part-way, seen from the outside.
+#[derive(Debug)]
+struct FailAfter {
+    remaining: std::sync::atomic::AtomicI64,
+}
+
+impl FailAfter {
+    fn new(n: i64) -> Self {
+        Self { remaining: std::sync::atomic::AtomicI64::new(n) }
+    }
+}
+
+impl aws_sdk_sqs::config::Intercept for FailAfter {
+    fn name(&self) -> &'static str {
+        "FailAfter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_sqs::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_sqs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err("injected crash: the process is gone".into())
+        }
+    }
+}
