@@ -347,3 +347,23 @@ impl TestBus {
         }
     }
 }
+
+/// An SQS event as Lambda's event source mapping delivers it (the recorded fixture
+/// `fixtures/sqs-event.json`), one record per body.
+pub fn sqs_event(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/sqs-event.json")).expect("fixture");
+    let template = fixture["Records"][0].clone();
+    let records: Vec<serde_json::Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = template.clone();
+            record["messageId"] = format!("message-{i}").into();
+            record["receiptHandle"] = format!("receipt-{i}").into();
+            record["body"] = body.clone().into();
+            record
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}

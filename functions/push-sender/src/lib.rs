@@ -1,0 +1,189 @@
+//! The push sender: one [`Provider`] for the push channel that picks FCM HTTP v1 (android) or
+//! APNs (ios) by the subscription's platform. The SQS pipeline around it (idempotency, events,
+//! unsubscribes, retries) is `retarget_shared::sender`.
+//!
+//! Secrets (service-account keys, .p8 keys, access and provider tokens, device tokens) are never
+//! logged nor put into error details.
+
+mod apns;
+mod fcm;
+mod http;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::Url;
+use retarget_shared::domain::{Channel, Platform};
+use retarget_shared::sending::{Accepted, Provider, SendError};
+use retarget_shared::store::{App, Message, Subscription};
+
+pub use apns::{DEFAULT_TOKEN_MAX_AGE as DEFAULT_APNS_TOKEN_MAX_AGE, ProviderTokenClaims, provider_jwt};
+pub use fcm::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, assertion};
+
+use apns::ApnsClient;
+use fcm::FcmClient;
+
+pub const DEFAULT_FCM_API_BASE: &str = "https://fcm.googleapis.com";
+pub const DEFAULT_APNS_API_BASE: &str = "https://api.push.apple.com";
+/// Per-request timeout of provider calls (token endpoint included).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one notification says, as both providers carry it.
+pub(crate) struct Notification<'a> {
+    pub title: Option<&'a str>,
+    pub body: &'a str,
+    pub url: Option<&'a str>,
+    pub message_id: String,
+    pub subscription_id: String,
+}
+
+impl<'a> Notification<'a> {
+    fn of(message: &'a Message, subscription: &Subscription) -> Self {
+        Self {
+            title: message.contents.title.as_deref(),
+            body: &message.contents.body,
+            url: message.contents.url.as_deref(),
+            message_id: message.message_id.to_string(),
+            subscription_id: subscription.subscription_id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{name} is not a usable base URL")]
+    BaseUrl { name: &'static str },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The HTTP client settings the provider uses (timeouts, keep-alive, no forced HTTP version:
+/// `https://` negotiates HTTP/2 through ALPN, plain `http://` stand-ins get HTTP/1.1).
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    http::client_builder(timeout)
+}
+
+/// FCM for android subscriptions, APNs for ios ones.
+pub struct PushProvider {
+    fcm: FcmClient,
+    apns: ApnsClient,
+}
+
+impl PushProvider {
+    /// Bases without a trailing slash, e.g. `https://fcm.googleapis.com`, `https://api.push.apple.com`.
+    pub fn new(fcm_api_base: String, apns_api_base: String, timeout: Duration) -> Result<Self, SetupError> {
+        Self::with_client(client_builder(timeout).build()?, &fcm_api_base, &apns_api_base)
+    }
+
+    /// With a given HTTP client (one built from [`client_builder`], e.g. trusting a test CA).
+    pub fn with_client(
+        http: reqwest::Client,
+        fcm_api_base: &str,
+        apns_api_base: &str,
+    ) -> Result<Self, SetupError> {
+        let fcm_base = base_url(fcm_api_base).ok_or(SetupError::BaseUrl { name: "FCM_API_BASE" })?;
+        let apns_base = base_url(apns_api_base).ok_or(SetupError::BaseUrl { name: "APNS_API_BASE" })?;
+        Ok(Self { fcm: FcmClient::new(http.clone(), fcm_base), apns: ApnsClient::new(http, apns_base) })
+    }
+
+    /// Replaces APNs provider tokens older than this (default 40 minutes; Apple: 20 to 60).
+    pub fn with_apns_token_max_age(mut self, max_age: Duration) -> Self {
+        self.apns.set_token_max_age(max_age);
+        self
+    }
+
+    async fn send_push(
+        &self,
+        app: &App,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
+        let token = subscription.token.as_deref().filter(|t| !t.trim().is_empty());
+        let (platform, token) = match (subscription.channel, subscription.platform, token) {
+            (Channel::Push, Some(platform), Some(token)) => (platform, token),
+            (Channel::Push, _, _) => {
+                return Err(SendError::Permanent {
+                    code: "missing_push_address".into(),
+                    detail: "push subscription without platform or token".into(),
+                    dead_address: false,
+                });
+            }
+            (channel, _, _) => {
+                return Err(SendError::Permanent {
+                    code: "wrong_channel".into(),
+                    detail: format!("{channel} subscription given to the push sender"),
+                    dead_address: false,
+                });
+            }
+        };
+        let notification = Notification::of(message, subscription);
+        match platform {
+            Platform::Android => {
+                let config = app
+                    .fcm
+                    .as_ref()
+                    .ok_or_else(|| SendError::NotConfigured("app has no FCM service account".into()))?;
+                self.fcm.send(config, token, &notification).await
+            }
+            Platform::Ios => {
+                let config = app
+                    .apns
+                    .as_ref()
+                    .ok_or_else(|| SendError::NotConfigured("app has no APNs key".into()))?;
+                self.apns.send(config, token, &notification).await
+            }
+        }
+    }
+}
+
+impl Provider for PushProvider {
+    fn send<'a>(
+        &'a self,
+        app: &'a App,
+        subscription: &'a Subscription,
+        message: &'a Message,
+    ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a {
+        self.send_push(app, subscription, message)
+    }
+}
+
+fn base_url(base: &str) -> Option<Url> {
+    let url = Url::parse(base.trim_end_matches('/')).ok()?;
+    (matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base()).then_some(url)
+}
+
+/// The invocation's deadline (Lambda gives epoch milliseconds) as an `Instant`; `None` when
+/// there is none (0, as in some local runners).
+pub fn deadline_from_epoch_millis(deadline_ms: u64, now: SystemTime) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = u64::try_from(now.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert!(base_url("https://fcm.googleapis.com").is_some());
+        assert!(base_url("http://127.0.0.1:9/").is_some());
+        assert!(base_url("ftp://x").is_none());
+        assert!(base_url("not a url").is_none());
+    }
+
+    #[test]
+    fn deadlines() {
+        let now = SystemTime::now();
+        assert_eq!(deadline_from_epoch_millis(0, now), None);
+        let now_ms = u64::try_from(now.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
+        let before = Instant::now();
+        let deadline = deadline_from_epoch_millis(now_ms + 30_000, now).unwrap();
+        let left = deadline.duration_since(before);
+        assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(31), "{left:?}");
+        // Already past: now.
+        let past = deadline_from_epoch_millis(now_ms - 5_000, now).unwrap();
+        assert!(past.duration_since(before) < Duration::from_secs(1));
+    }
+}

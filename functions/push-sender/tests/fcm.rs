@@ -1,0 +1,418 @@
+//! FCM HTTP v1 against a wiremock stand-in (real HTTP): the service-account token flow, the send
+//! request, the token cache and every error mapping.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use retarget_push_sender::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, PushProvider};
+use retarget_shared::domain::Platform;
+use retarget_shared::sending::{Accepted, Provider, SendError};
+use retarget_shared::store::FcmConfig;
+use serde_json::{Value, json};
+use support::*;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const SEND_PATH: &str = "/v1/projects/demo-project/messages:send";
+
+fn provider(server: &MockServer, timeout: Duration) -> PushProvider {
+    // APNs is not used here: a closed port makes any stray call fail loudly.
+    PushProvider::new(server.uri(), "http://127.0.0.1:9".into(), timeout).expect("provider")
+}
+
+/// Hands out `token-1`, `token-2`… with the given lifetime.
+struct Tokens {
+    issued: AtomicUsize,
+    expires_in: u64,
+}
+
+impl Tokens {
+    fn new(expires_in: u64) -> Self {
+        Self { issued: AtomicUsize::new(0), expires_in }
+    }
+}
+
+impl Respond for Tokens {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": format!("token-{n}"), "expires_in": self.expires_in, "token_type": "Bearer"
+        }))
+    }
+}
+
+async fn mount_tokens(server: &MockServer, expires_in: u64) {
+    Mock::given(method("POST")).and(path("/token")).respond_with(Tokens::new(expires_in)).mount(server).await;
+}
+
+async fn mount_send(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("POST")).and(path(SEND_PATH)).respond_with(response).mount(server).await;
+}
+
+fn fcm_error(code: u16, status: &str, error_code: Option<&str>, message: &str) -> ResponseTemplate {
+    let details = match error_code {
+        Some(c) => json!([{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": c}]),
+        None => json!([]),
+    };
+    ResponseTemplate::new(code).set_body_json(json!({
+        "error": {"code": code, "message": message, "status": status, "details": details}
+    }))
+}
+
+fn accepted() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"name": "projects/demo-project/messages/0:1500"}))
+}
+
+/// One send through the provider, from a fresh app/subscription/message.
+async fn send_once(provider: &PushProvider, server: &MockServer) -> Result<Accepted, SendError> {
+    let app = app(Some(fcm_config(server)), None);
+    let subscription = android(&app);
+    let message = message(&app, Some("Hi"), None);
+    provider.send(&app, &subscription, &message).await
+}
+
+#[tokio::test]
+async fn token_grant_is_a_signed_jwt_bearer_assertion_and_send_carries_it() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 3600).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .and(header("authorization", "Bearer token-1"))
+        .respond_with(accepted())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let provider = provider(&server, Duration::from_secs(5));
+    let app = app(Some(fcm_config(&server)), None);
+    let subscription = android(&app);
+    let message = message(&app, Some("Come back"), Some("https://shop.example/cart"));
+
+    let accepted = provider.send(&app, &subscription, &message).await.expect("accepted");
+    assert_eq!(accepted.provider_id.as_deref(), Some("projects/demo-project/messages/0:1500"));
+
+    // The token request: a form-encoded jwt-bearer grant whose assertion verifies.
+    let token_requests = requests_to(&server, "/token").await;
+    assert_eq!(token_requests.len(), 1);
+    let grant = &token_requests[0];
+    assert!(header_of(grant, "content-type").starts_with("application/x-www-form-urlencoded"));
+    let form: Vec<(String, String)> = form_urlencoded::parse(&grant.body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(field("grant_type").as_deref(), Some(JWT_BEARER_GRANT));
+    let assertion = field("assertion").expect("assertion");
+    assert_eq!(jsonwebtoken::decode_header(&assertion).expect("header").alg, Algorithm::RS256);
+    let token_uri = format!("{}/token", server.uri());
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[&token_uri]);
+    validation.set_issuer(&[CLIENT_EMAIL]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+    let key = DecodingKey::from_rsa_pem(RSA_PUBLIC_PEM.as_bytes()).expect("public key");
+    let claims =
+        jsonwebtoken::decode::<AssertionClaims>(&assertion, &key, &validation).expect("verifies").claims;
+    assert_eq!(claims.iss, CLIENT_EMAIL);
+    assert_eq!(claims.scope, FCM_SCOPE);
+    assert_eq!(claims.aud, token_uri);
+    assert_eq!(claims.exp, claims.iat + 3600);
+    assert!(claims.iat.abs_diff(unix_now()) <= 5, "iat {} is not now", claims.iat);
+
+    // Another key does not verify it: the check above means something.
+    let wrong_key = DecodingKey::from_ec_pem(EC_PUBLIC_PEM.as_bytes()).expect("other key");
+    assert!(jsonwebtoken::decode::<AssertionClaims>(&assertion, &wrong_key, &validation).is_err());
+
+    // The send: bearer token and the message shape.
+    let sends = requests_to(&server, SEND_PATH).await;
+    assert_eq!(sends.len(), 1);
+    assert_eq!(header_of(&sends[0], "authorization"), "Bearer token-1");
+    assert!(header_of(&sends[0], "content-type").starts_with("application/json"));
+    let body: Value = sends[0].body_json().expect("json body");
+    assert_eq!(
+        body,
+        json!({"message": {
+            "token": ANDROID_TOKEN,
+            "notification": {"title": "Come back", "body": "Your cart misses you"},
+            "data": {
+                "message_id": message.message_id.to_string(),
+                "subscription_id": subscription.subscription_id.to_string(),
+                "url": "https://shop.example/cart"
+            }
+        }})
+    );
+}
+
+#[tokio::test]
+async fn optional_title_and_url_are_left_out() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 3600).await;
+    mount_send(&server, accepted()).await;
+    let provider = provider(&server, Duration::from_secs(5));
+    let app = app(Some(fcm_config(&server)), None);
+    let subscription = android(&app);
+    let message = message(&app, None, None);
+    provider.send(&app, &subscription, &message).await.expect("accepted");
+    let body: Value = requests_to(&server, SEND_PATH).await[0].body_json().expect("json");
+    assert_eq!(body["message"]["notification"], json!({"body": "Your cart misses you"}));
+    assert_eq!(
+        body["message"]["data"],
+        json!({"message_id": message.message_id.to_string(), "subscription_id": subscription.subscription_id.to_string()})
+    );
+}
+
+#[tokio::test]
+async fn access_token_is_cached_and_refreshed_after_expiry() {
+    let server = MockServer::start().await;
+    // 301 s: usable for 1 s (tokens are dropped 5 minutes before they expire).
+    mount_tokens(&server, 301).await;
+    mount_send(&server, accepted()).await;
+    let provider = provider(&server, Duration::from_secs(5));
+
+    send_once(&provider, &server).await.expect("first");
+    send_once(&provider, &server).await.expect("second");
+    assert_eq!(requests_to(&server, "/token").await.len(), 1, "two sends, one token request");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send_once(&provider, &server).await.expect("third");
+    assert_eq!(requests_to(&server, "/token").await.len(), 2, "expired token refreshed");
+    let sends = requests_to(&server, SEND_PATH).await;
+    let bearers: Vec<&str> = sends.iter().map(|r| header_of(r, "authorization")).collect();
+    assert_eq!(bearers, ["Bearer token-1", "Bearer token-1", "Bearer token-2"]);
+}
+
+#[tokio::test]
+async fn token_within_the_expiry_margin_is_not_cached() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 300).await;
+    mount_send(&server, accepted()).await;
+    let provider = provider(&server, Duration::from_secs(5));
+    send_once(&provider, &server).await.expect("first");
+    send_once(&provider, &server).await.expect("second");
+    assert_eq!(requests_to(&server, "/token").await.len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_token_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "slow-token", "expires_in": 3600}))
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&server)
+        .await;
+    mount_send(&server, accepted()).await;
+    let provider = Arc::new(provider(&server, Duration::from_secs(5)));
+    let config = fcm_config(&server);
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let provider = Arc::clone(&provider);
+            let config = config.clone();
+            tokio::spawn(async move {
+                let app = app(Some(config), None);
+                let subscription = android(&app);
+                let message = message(&app, None, None);
+                provider.send(&app, &subscription, &message).await
+            })
+        })
+        .collect();
+    for handle in sends {
+        handle.await.expect("task").expect("accepted");
+    }
+    assert_eq!(requests_to(&server, "/token").await.len(), 1);
+    assert_eq!(requests_to(&server, SEND_PATH).await.len(), 8);
+}
+
+#[tokio::test]
+async fn unauthorized_drops_the_cached_token() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 3600).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(fcm_error(
+            401,
+            "UNAUTHENTICATED",
+            None,
+            "Request had invalid authentication credentials.",
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount_send(&server, accepted()).await;
+    let provider = provider(&server, Duration::from_secs(5));
+
+    let first = send_once(&provider, &server).await;
+    assert!(matches!(first, Err(SendError::Transient { .. })), "{first:?}");
+    send_once(&provider, &server).await.expect("retry with a new token");
+    let sends = requests_to(&server, SEND_PATH).await;
+    let bearers: Vec<&str> = sends.iter().map(|r| header_of(r, "authorization")).collect();
+    assert_eq!(bearers, ["Bearer token-1", "Bearer token-2"]);
+}
+
+async fn error_for(response: ResponseTemplate) -> SendError {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 3600).await;
+    mount_send(&server, response).await;
+    send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("refused")
+}
+
+fn assert_permanent(error: &SendError, want_code: &str, want_dead: bool) {
+    match error {
+        SendError::Permanent { code, dead_address, .. } => {
+            assert_eq!(code, want_code, "{error:?}");
+            assert_eq!(*dead_address, want_dead, "{error:?}");
+        }
+        other => panic!("expected a permanent {want_code}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unregistered_token_is_dead() {
+    let error =
+        error_for(fcm_error(404, "NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found.")).await;
+    assert_permanent(&error, "UNREGISTERED", true);
+}
+
+#[tokio::test]
+async fn invalid_registration_token_is_dead() {
+    let error = error_for(fcm_error(
+        400,
+        "INVALID_ARGUMENT",
+        Some("INVALID_ARGUMENT"),
+        "The registration token is not a valid FCM registration token",
+    ))
+    .await;
+    assert_permanent(&error, "INVALID_ARGUMENT", true);
+}
+
+#[tokio::test]
+async fn invalid_payload_is_permanent_but_keeps_the_subscription() {
+    let error =
+        error_for(fcm_error(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "Message is too big")).await;
+    assert_permanent(&error, "INVALID_ARGUMENT", false);
+}
+
+#[tokio::test]
+async fn sender_id_mismatch_keeps_the_subscription() {
+    let error =
+        error_for(fcm_error(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), "SenderId mismatch")).await;
+    assert_permanent(&error, "SENDER_ID_MISMATCH", false);
+}
+
+#[tokio::test]
+async fn too_many_requests_is_transient_with_retry_after() {
+    let response = fcm_error(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), "Quota exceeded")
+        .insert_header("Retry-After", "30");
+    match error_for(response).await {
+        SendError::Transient { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(30))),
+        other => panic!("expected transient, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_transient() {
+    for response in [
+        fcm_error(500, "INTERNAL", Some("INTERNAL"), "Internal error"),
+        fcm_error(503, "UNAVAILABLE", Some("UNAVAILABLE"), "The service is unavailable"),
+        ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>"),
+    ] {
+        let error = error_for(response).await;
+        assert!(matches!(error, SendError::Transient { retry_after: None, .. }), "{error:?}");
+    }
+}
+
+#[tokio::test]
+async fn timeout_is_transient() {
+    let server = MockServer::start().await;
+    mount_tokens(&server, 3600).await;
+    mount_send(&server, accepted().set_delay(Duration::from_secs(3))).await;
+    let error =
+        send_once(&provider(&server, Duration::from_millis(300)), &server).await.expect_err("timed out");
+    match &error {
+        SendError::Transient { detail, .. } => assert!(detail.contains("timed out"), "{detail}"),
+        other => panic!("expected transient, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn token_endpoint_refusal_means_not_configured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(
+                json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let error = send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("refused");
+    match &error {
+        SendError::NotConfigured(detail) => assert!(detail.contains("invalid_grant"), "{detail}"),
+        other => panic!("expected not configured, got {other:?}"),
+    }
+    assert!(requests_to(&server, SEND_PATH).await.is_empty());
+}
+
+#[tokio::test]
+async fn token_endpoint_outage_is_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "7"))
+        .mount(&server)
+        .await;
+    let error = send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("outage");
+    assert!(
+        matches!(error, SendError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(7)),
+        "{error:?}"
+    );
+
+    // Nothing listening at all: a connection error, also transient.
+    let app =
+        app(Some(FcmConfig { token_uri: "http://127.0.0.1:9/token".into(), ..fcm_config(&server) }), None);
+    let provider = provider(&server, Duration::from_secs(5));
+    let error = provider.send(&app, &android(&app), &message(&app, None, None)).await.expect_err("refused");
+    assert!(matches!(error, SendError::Transient { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn unusable_private_key_means_not_configured_without_any_request() {
+    let server = MockServer::start().await;
+    let provider = provider(&server, Duration::from_secs(5));
+    for private_key in ["not a key", EC_PRIVATE_PEM] {
+        let app = app(Some(FcmConfig { private_key: private_key.into(), ..fcm_config(&server) }), None);
+        let error =
+            provider.send(&app, &android(&app), &message(&app, None, None)).await.expect_err("bad key");
+        assert!(matches!(error, SendError::NotConfigured(_)), "{error:?}");
+        // The detail never quotes the key.
+        assert!(!error.to_string().contains("PRIVATE KEY"), "{error}");
+    }
+    assert!(server.received_requests().await.expect("recording").is_empty());
+}
+
+#[tokio::test]
+async fn app_without_fcm_or_subscription_without_token_sends_nothing() {
+    let server = MockServer::start().await;
+    let provider = provider(&server, Duration::from_secs(5));
+    let no_fcm = app(None, None);
+    let error =
+        provider.send(&no_fcm, &android(&no_fcm), &message(&no_fcm, None, None)).await.expect_err("x");
+    assert!(matches!(error, SendError::NotConfigured(_)), "{error:?}");
+
+    let configured = app(Some(fcm_config(&server)), None);
+    for subscription in [
+        subscription(&configured, Some(Platform::Android), None),
+        subscription(&configured, None, Some(ANDROID_TOKEN)),
+        subscription(&configured, Some(Platform::Android), Some("  ")),
+    ] {
+        let error = provider
+            .send(&configured, &subscription, &message(&configured, None, None))
+            .await
+            .expect_err("x");
+        assert!(matches!(error, SendError::Permanent { dead_address: false, .. }), "{error:?}");
+    }
+    assert!(server.received_requests().await.expect("recording").is_empty());
+}

@@ -1,0 +1,212 @@
+//! The SMS sender end to end: SQS events in (the event source mapping's shape), Twilio (a
+//! wiremock stand-in speaking its API) out, DynamoDB Local for idempotency records, events and
+//! unsubscribes. Redeliveries, transient and permanent errors, poison records.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::queue::SendJob;
+use retarget_shared::sender::{SenderDeps, handle_batch};
+use retarget_shared::store::{Message, NewApp, TwilioConfig};
+use retarget_sms_sender::TwilioProvider;
+use retarget_tests::{TestApp, World, sqs_event};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ACCOUNT: &str = "AC0123456789";
+
+struct Harness {
+    world: World,
+    twilio: MockServer,
+    deps: SenderDeps<TwilioProvider>,
+    app: TestApp,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let world = World::new().await;
+        let twilio = MockServer::start().await;
+        let provider =
+            TwilioProvider::new(twilio.uri(), "https://hooks.example.com".into(), Duration::from_secs(2));
+        let deps = SenderDeps { store: world.store.clone(), provider, channel: Channel::Sms };
+        let config = TwilioConfig {
+            account_sid: ACCOUNT.into(),
+            auth_token: "token".into(),
+            from: Some("+15550009999".into()),
+            messaging_service_sid: None,
+        };
+        let app = world
+            .store
+            .create_app(NewApp {
+                name: "sms".into(),
+                plan: Plan::Pro,
+                twilio: Some(config),
+                fcm: None,
+                apns: None,
+            })
+            .await
+            .unwrap();
+        let api_key = world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
+        Self { world, twilio, deps, app: TestApp { app, api_key } }
+    }
+
+    async fn recipients(&self, n: usize) -> Vec<SubscriptionId> {
+        let mut subs = Vec::new();
+        for i in 0..n {
+            subs.push(
+                self.world.subscription(&self.app, Channel::Sms, &format!("+1555000{i:04}"), None).await,
+            );
+        }
+        subs
+    }
+
+    fn job(&self, message: &Message, subs: &[SubscriptionId]) -> String {
+        serde_json::to_string(&SendJob {
+            app_id: self.app.app.app_id,
+            message_id: message.message_id,
+            channel: Channel::Sms,
+            subscription_ids: subs.to_vec(),
+        })
+        .unwrap()
+    }
+
+    /// Provider requests received per `To`.
+    async fn requests_per_recipient(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for request in self.twilio.received_requests().await.unwrap_or_default() {
+            let form: HashMap<String, String> = form_urlencoded_pairs(&request.body);
+            *counts.entry(form.get("To").cloned().unwrap_or_default()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn form_urlencoded_pairs(body: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn accepted() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM123", "status": "queued"}))
+}
+
+fn messages_path() -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+}
+
+#[tokio::test]
+async fn every_recipient_gets_one_request_whatever_sqs_redelivers() {
+    let h = Harness::new().await;
+    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let subs = h.recipients(12).await;
+    let message = h.world.message(&h.app, Channel::Sms).await;
+    let event = sqs_event(&[h.job(&message, &subs[..7]), h.job(&message, &subs[7..])]);
+
+    let response = handle_batch(&h.deps, event.clone(), None).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    // SQS redelivers the whole batch, twice, once concurrently with itself.
+    let (a, b) =
+        tokio::join!(handle_batch(&h.deps, event.clone(), None), handle_batch(&h.deps, event.clone(), None));
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+
+    let counts = h.requests_per_recipient().await;
+    assert_eq!(counts.len(), 12);
+    assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+    let stats = h.world.store.message_stats(&message.scope()).await.unwrap();
+    assert_eq!(stats[&EventKind::Sent], 12);
+
+    // The callback Twilio will use is this app's webhook URL with the message and subscription.
+    let request = &h.twilio.received_requests().await.unwrap()[0];
+    let form = form_urlencoded_pairs(&request.body);
+    let callback = &form["StatusCallback"];
+    assert!(
+        callback.starts_with(&format!(
+            "https://hooks.example.com/v1/webhooks/twilio/{}?message_id={}&subscription_id=",
+            h.app.app.app_id, message.message_id
+        )),
+        "{callback}"
+    );
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_through_sqs_and_still_send_once() {
+    let h = Harness::new().await;
+    let subs = h.recipients(4).await;
+    // The first attempt for +15550000002 meets a 500, the next a 429; then Twilio accepts.
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(body_string_contains("To=%2B15550000002"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&h.twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(body_string_contains("To=%2B15550000002"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&h.twilio)
+        .await;
+    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let message = h.world.message(&h.app, Channel::Sms).await;
+    let event = sqs_event(&[h.job(&message, &subs)]);
+
+    let first = handle_batch(&h.deps, event.clone(), None).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "the job goes back to SQS");
+    let second = handle_batch(&h.deps, event.clone(), None).await;
+    assert_eq!(second.batch_item_failures.len(), 1);
+    let third = handle_batch(&h.deps, event.clone(), None).await;
+    assert!(third.batch_item_failures.is_empty());
+
+    let counts = h.requests_per_recipient().await;
+    assert_eq!(counts["+15550000002"], 3, "two failures, one success");
+    for other in ["+15550000000", "+15550000001", "+15550000003"] {
+        assert_eq!(counts[other], 1, "{other} was sent again on redelivery");
+    }
+    assert_eq!(h.world.store.message_stats(&message.scope()).await.unwrap()[&EventKind::Sent], 4);
+}
+
+#[tokio::test]
+async fn permanent_errors_record_failed_and_unsubscribe_stopped_numbers() {
+    let h = Harness::new().await;
+    let subs = h.recipients(3).await;
+    Mock::given(method("POST")).and(path(messages_path())).and(body_string_contains("To=%2B15550000001"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400})))
+        .mount(&h.twilio).await;
+    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let message = h.world.message(&h.app, Channel::Sms).await;
+    let event = sqs_event(&[h.job(&message, &subs)]);
+
+    let response = handle_batch(&h.deps, event.clone(), None).await;
+    assert!(response.batch_item_failures.is_empty(), "a permanent error is not retried");
+    let stats = h.world.store.message_stats(&message.scope()).await.unwrap();
+    assert_eq!((stats[&EventKind::Sent], stats[&EventKind::Failed]), (2, 1));
+    let stopped = h.world.store.get_subscription(h.app.app.app_id, subs[1]).await.unwrap().unwrap();
+    assert!(!stopped.is_active(), "STOP unsubscribes");
+
+    // A later job to the same number sends nothing: the subscription is unsubscribed.
+    let later = h.world.message(&h.app, Channel::Sms).await;
+    handle_batch(&h.deps, sqs_event(&[h.job(&later, &subs)]), None).await;
+    assert_eq!(h.requests_per_recipient().await["+15550000001"], 1);
+}
+
+#[tokio::test]
+async fn a_poison_record_fails_alone() {
+    let h = Harness::new().await;
+    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let subs = h.recipients(2).await;
+    let message = h.world.message(&h.app, Channel::Sms).await;
+    let push_job = serde_json::to_string(&SendJob {
+        app_id: h.app.app.app_id,
+        message_id: message.message_id,
+        channel: Channel::Push,
+        subscription_ids: subs.clone(),
+    })
+    .unwrap();
+    let event = sqs_event(&["{not json".into(), h.job(&message, &subs), push_job]);
+    let response = handle_batch(&h.deps, event, None).await;
+    let mut failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    failed.sort();
+    assert_eq!(failed, vec!["message-0".to_owned(), "message-2".to_owned()]);
+    assert_eq!(h.requests_per_recipient().await.len(), 2, "the good record was sent");
+}
