@@ -31,6 +31,14 @@ cargo build -p retarget-local -p retarget-demo
 
 API_PORT="${API_PORT:-$(free_port)}"
 export API_PORT
+# The demo serves local stand-ins for Twilio, FCM and APNs; the stack's senders call them.
+STANDIN_PORT="$(free_port)"
+export STANDIN_PORT STANDIN_URL="http://127.0.0.1:$STANDIN_PORT"
+export TWILIO_API_BASE="${TWILIO_API_BASE:-$STANDIN_URL}"
+export FCM_API_BASE="${FCM_API_BASE:-$STANDIN_URL}"
+export APNS_API_BASE="${APNS_API_BASE:-$STANDIN_URL}"
+# A quick schedule so the demo need not wait a minute for the scheduler.
+export SCHEDULE_TICK_SECONDS="${SCHEDULE_TICK_SECONDS:-1}"
 bash scripts/services.sh start
 # shellcheck source=/dev/null
 . "$SERVICES_DIR/services.env"

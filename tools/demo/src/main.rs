@@ -1,23 +1,29 @@
-//! The main job (`make run`): a story told against the running local stack, each step checked.
-//! So far: apps and keys, the test clock, the error contract, subscriptions, a push message,
-//! signed provider webhooks, stats and 30-day expiry; each later feature adds its chapter.
+//! The main job (`make run`): the whole story, offline, against the running local stack and
+//! local provider stand-ins, every step checked. Exits 0 only if all of them pass.
+
+mod standin;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
 
-use anyhow::{Context as _, ensure};
-use chrono::{DateTime, Duration, Utc};
+use anyhow::{Context as _, bail, ensure};
+use chrono::{DateTime, Utc};
 use clap::Parser as _;
+use retarget_shared::signatures::{push_signature, twilio_signature};
 use retarget_shared::{Store, SystemClock, aws};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Demo {
     api_url: String,
     api_key: String,
     http: reqwest::Client,
     store: Store,
+    standin: standin::StandIn,
     step: usize,
 }
+
+type Reply = (u16, String, Value);
 
 impl Demo {
     fn heading(&mut self, title: &str) {
@@ -25,44 +31,7 @@ impl Demo {
         println!("\n[{}] {title}", self.step);
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, String, Value)> {
-        let response = self.http.get(format!("{}{path}", self.api_url)).send().await?;
-        Self::read(response).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, String, Value)> {
-        let response = self.http.post(format!("{}{path}", self.api_url)).json(&body).send().await?;
-        Self::read(response).await
-    }
-
-    async fn authed_get(&self, path: &str) -> anyhow::Result<(u16, String, Value)> {
-        let response =
-            self.http.get(format!("{}{path}", self.api_url)).bearer_auth(&self.api_key).send().await?;
-        Self::read(response).await
-    }
-
-    async fn authed_post(&self, path: &str, body: Value) -> anyhow::Result<(u16, String, Value)> {
-        let url = format!("{}{path}", self.api_url);
-        let response = self.http.post(url).bearer_auth(&self.api_key).json(&body).send().await?;
-        Self::read(response).await
-    }
-
-    /// A push-provider event signed as the contract says (`Retarget-Signature: t=…,v1=…`).
-    async fn signed_push(&self, app_id: &str, secret: &str, t: i64, event: &Value) -> anyhow::Result<u16> {
-        let body = event.to_string();
-        let signature = retarget_shared::signatures::push_signature(secret, t, body.as_bytes());
-        let response = self
-            .http
-            .post(format!("{}/v1/webhooks/push/{app_id}", self.api_url))
-            .header("Retarget-Signature", format!("t={t},v1={signature}"))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        Ok(response.status().as_u16())
-    }
-
-    async fn read(response: reqwest::Response) -> anyhow::Result<(u16, String, Value)> {
+    async fn read(response: reqwest::Response) -> anyhow::Result<Reply> {
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -74,11 +43,79 @@ impl Demo {
         Ok((status, content_type, body))
     }
 
+    async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        Self::read(self.http.get(format!("{}{path}", self.api_url)).bearer_auth(&self.api_key).send().await?)
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Reply> {
+        let request =
+            self.http.post(format!("{}{path}", self.api_url)).bearer_auth(&self.api_key).json(&body);
+        Self::read(request.send().await?).await
+    }
+
     async fn clock(&self) -> anyhow::Result<DateTime<Utc>> {
         let (status, _, body) = self.get("/dev/clock").await?;
         ensure!(status == 200, "GET /dev/clock answered {status}");
-        let now = body["now"].as_str().context("clock without `now`")?;
-        Ok(DateTime::parse_from_rfc3339(now)?.with_timezone(&Utc))
+        Ok(DateTime::parse_from_rfc3339(body["now"].as_str().context("clock without now")?)?
+            .with_timezone(&Utc))
+    }
+
+    async fn advance(&self, seconds: i64) -> anyhow::Result<DateTime<Utc>> {
+        let (status, _, body) = self.post("/dev/clock", json!({"advance_seconds": seconds})).await?;
+        ensure!(status == 200, "advancing the clock answered {status}: {body}");
+        self.clock().await
+    }
+
+    /// A push-provider event, signed as the contract says.
+    async fn push_webhook(&self, app_id: &str, secret: &str, t: i64, event: &Value) -> anyhow::Result<u16> {
+        let body = event.to_string();
+        let response = self
+            .http
+            .post(format!("{}/v1/webhooks/push/{app_id}", self.api_url))
+            .header("Retarget-Signature", format!("t={t},v1={}", push_signature(secret, t, body.as_bytes())))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// A Twilio status callback to the URL the sender gave Twilio, signed as Twilio signs.
+    async fn twilio_callback(
+        &self,
+        callback_url: &str,
+        auth_token: &str,
+        params: &[(&str, &str)],
+    ) -> anyhow::Result<u16> {
+        let params: Vec<(String, String)> =
+            params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let signature = twilio_signature(auth_token, callback_url, &params);
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+        // The stack serves PUBLIC_BASE_URL at API_URL locally: same path and query.
+        let path_and_query =
+            callback_url.split_once("/v1/").map(|(_, rest)| format!("/v1/{rest}")).context("callback URL")?;
+        let response = self
+            .http
+            .post(format!("{}{path_and_query}", self.api_url))
+            .header("X-Twilio-Signature", signature)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Polls until `check` holds (the stack's pollers and scheduler run on their own).
+    async fn wait_for<F: Fn(&Demo) -> bool>(&self, what: &str, check: F) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < StdDuration::from_secs(60) {
+            if check(self) {
+                return Ok(());
+            }
+            tokio::time::sleep(StdDuration::from_millis(200)).await;
+        }
+        bail!("timed out waiting for {what}")
     }
 }
 
@@ -87,138 +124,306 @@ fn ok(line: impl std::fmt::Display) {
 }
 
 async fn story(demo: &mut Demo) -> anyhow::Result<()> {
-    demo.heading("Create an app on the pro plan (retarget-admin app create)");
-    let args = ["retarget-admin", "app", "create", "--name", "Demo Shop", "--plan", "pro"];
+    let standin_base = std::env::var("STANDIN_URL").context("STANDIN_URL")?;
+    let twilio_token = "demo-twilio-auth-token";
+    *demo.standin.twilio_basic.lock().map_err(|_| anyhow::anyhow!("lock"))? =
+        Some(format!("ACdemo:{twilio_token}"));
+
+    demo.heading("Create an app on the pro plan, with Twilio, FCM and APNs credentials");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let mut account: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/fcm-demo-service-account.json"))?)?;
+    account["token_uri"] = format!("{standin_base}/token").into();
+    let account_file = std::env::temp_dir().join(format!("retarget-demo-fcm-{}.json", std::process::id()));
+    std::fs::write(&account_file, account.to_string())?;
+    let apns_key = format!("{fixtures}/apns-demo-key.p8");
+    let account_path = account_file.display().to_string();
+    let args = [
+        "retarget-admin",
+        "app",
+        "create",
+        "--name",
+        "Demo Shop",
+        "--plan",
+        "pro",
+        "--twilio-account-sid",
+        "ACdemo",
+        "--twilio-auth-token",
+        twilio_token,
+        "--twilio-from",
+        "+15550009999",
+        "--fcm-service-account",
+        &account_path,
+        "--apns-key",
+        &apns_key,
+        "--apns-key-id",
+        "DEMOKEY123",
+        "--apns-team-id",
+        "DEMOTEAM12",
+        "--apns-topic",
+        "shop.example.app",
+    ];
     let created = retarget_admin::run(&demo.store, retarget_admin::Cli::try_parse_from(args)?).await?;
+    let _ = std::fs::remove_file(&account_file);
     let app_id = created["app_id"].as_str().context("no app_id")?.to_owned();
-    let api_key = created["api_key"].as_str().context("no api_key")?;
-    ok(format!("app {app_id}, plan {}, API key {}…", created["plan"], &api_key[..8]));
+    demo.api_key = created["api_key"].as_str().context("no api_key")?.to_owned();
+    let secret = created["push_webhook_secret"].as_str().context("no secret")?.to_owned();
+    ok(format!("app {app_id}, plan {}, API key {}…", created["plan"], &demo.api_key[..8]));
 
-    demo.heading("Read and move the stack's test clock");
-    let before = demo.clock().await?;
-    ok(format!("now is {before}"));
-    let (status, _, _) = demo.post("/dev/clock", serde_json::json!({"advance_seconds": 3600})).await?;
-    ensure!(status == 200, "advancing the clock answered {status}");
-    let after = demo.clock().await?;
-    let moved = after - before;
-    ensure!(moved >= Duration::seconds(3600) && moved < Duration::seconds(3660), "clock moved by {moved}");
-    ok(format!("advanced one hour: now is {after}"));
-    let (status, content_type, body) =
-        demo.post("/dev/clock", serde_json::json!({"advance_seconds": -5})).await?;
-    ensure!(status == 400 && content_type == "application/problem+json", "moving back answered {status}");
-    ok(format!("moving it backwards is refused: {status} {}", body["code"]));
-
-    demo.heading("The API speaks problem+json");
-    let (status, content_type, body) = demo.get("/v1/nothing-here").await?;
-    ensure!(status == 404 && content_type == "application/problem+json" && body["code"] == "not_found");
-    ok(format!("GET /v1/nothing-here → {status} {}", body["code"]));
-    let (status, _, body) = demo.get("/v1/events").await?;
-    ensure!(status == 405 && body["code"] == "method_not_allowed", "GET /v1/events answered {status}");
-    ok(format!("GET /v1/events → {status} {}", body["code"]));
-
-    demo.heading("Register push and SMS subscriptions, linked by external user ids");
-    demo.api_key = api_key.to_owned();
+    demo.heading("Register six shoppers: a phone each (android or iOS), four of them also an SMS number");
     let mut push_subs = Vec::new();
     let mut sms_subs = Vec::new();
     for i in 1..=6 {
         let user = format!("shopper-{i}");
         let platform = if i % 2 == 0 { "ios" } else { "android" };
-        let push = serde_json::json!({"channel":"push","token":format!("device-token-{i}"),"platform":platform,"external_user_id":user});
-        let (status, _, body) = demo.authed_post("/v1/subscriptions", push).await?;
+        let token = if platform == "ios" { format!("{:064x}", i) } else { format!("fcm-token-{i}") };
+        let (status, _, body) = demo
+            .post(
+                "/v1/subscriptions",
+                json!({"channel":"push","token":token,"platform":platform,"external_user_id":user}),
+            )
+            .await?;
         ensure!(status == 201, "push subscription answered {status}: {body}");
         push_subs.push(body["subscription_id"].as_str().context("no id")?.to_owned());
         if i <= 4 {
-            let sms = serde_json::json!({"channel":"sms","phone_number":format!("+1555010000{i}"),"external_user_id":user});
-            let (status, _, body) = demo.authed_post("/v1/subscriptions", sms).await?;
+            let (status, _, body) = demo
+                .post(
+                    "/v1/subscriptions",
+                    json!({"channel":"sms","phone_number":format!("+1555010000{i}"),"external_user_id":user}),
+                )
+                .await?;
             ensure!(status == 201, "sms subscription answered {status}: {body}");
             sms_subs.push(body["subscription_id"].as_str().context("no id")?.to_owned());
         }
     }
     ok(format!(
-        "{} push and {} SMS subscriptions for 6 shoppers (shoppers 1-4 have both)",
+        "{} push and {} SMS subscriptions, linked by external user id",
         push_subs.len(),
         sms_subs.len()
     ));
-    let again = serde_json::json!({"channel":"push","token":"device-token-1","platform":"android","external_user_id":"shopper-1"});
-    let (status, _, body) = demo.authed_post("/v1/subscriptions", again).await?;
-    ensure!(
-        status == 200 && body["subscription_id"] == push_subs[0].as_str(),
-        "re-registering answered {status}"
-    );
-    ok("registering a token again returns the same subscription (200)");
 
-    demo.heading("Send a push message to every shopper");
-    let message = serde_json::json!({"channel":"push","contents":{"title":"Back in stock","body":"The blue sneakers are back","url":"https://shop.example/sneakers"},
-        "include_external_user_ids":["shopper-1","shopper-2","shopper-3","shopper-4","shopper-5","shopper-6"]});
-    let (status, _, body) = demo.authed_post("/v1/messages", message).await?;
+    demo.heading("Send a push message to all six; the push sender delivers it through FCM and APNs");
+    let (status, _, body) = demo
+        .post("/v1/messages", json!({"channel":"push","contents":{"title":"Back in stock","body":"The blue sneakers are back","url":"https://shop.example/sneakers"},
+            "include_external_user_ids":["shopper-1","shopper-2","shopper-3","shopper-4","shopper-5","shopper-6"]}))
+        .await?;
     ensure!(status == 202 && body["recipients"] == 6, "message answered {status}: {body}");
     let message_id = body["message_id"].as_str().context("no message id")?.to_owned();
-    ok(format!("message {message_id}: {} recipients, status {}", body["recipients"], body["status"]));
+    ok(format!("message {message_id} queued for {} recipients", body["recipients"]));
+    demo.wait_for("6 push requests at the stand-ins", |d| {
+        d.standin.of("fcm").len() + d.standin.of("apns").len() >= 6
+    })
+    .await?;
+    ok(format!(
+        "{} FCM sends (after {} OAuth token fetch), {} APNs sends",
+        demo.standin.of("fcm").len(),
+        demo.standin.of("oauth").len(),
+        demo.standin.of("apns").len()
+    ));
+    let started = Instant::now();
+    loop {
+        let (_, _, body) = demo.get(&format!("/v1/messages/{message_id}")).await?;
+        if body["stats"]["sent"] == 6 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < StdDuration::from_secs(30),
+            "sent events never reached 6: {}",
+            body["stats"]
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    ok("the sender recorded a `sent` event for each of the six");
 
-    demo.heading("The push provider reports: 6 sent, 4 confirmed deliveries, 2 clicks (signed webhooks)");
-    let events: Vec<Value> = push_subs
-        .iter()
-        .map(|s| serde_json::json!({"message_id": message_id, "subscription_id": s, "kind": "sent"}))
-        .collect();
-    let (status, _, body) = demo.authed_post("/v1/events", serde_json::json!({"events": events})).await?;
-    ensure!(status == 200 && body["accepted"] == 6, "events answered {status}: {body}");
-    ok(format!("POST /v1/events: {} accepted", body["accepted"]));
-    let secret = created["push_webhook_secret"].as_str().context("no secret")?;
+    demo.heading(
+        "The devices report back: 4 confirmed deliveries and 2 clicks, every webhook delivered twice",
+    );
     let now = demo.clock().await?.timestamp();
     let mut delivered = 0;
     for (i, sub) in push_subs.iter().enumerate().take(4) {
-        for kind in if i < 2 { &["delivered", "clicked"][..] } else { &["delivered"][..] } {
-            let event = serde_json::json!({"event_id": format!("evt-{i}-{kind}"), "kind": kind, "message_id": message_id,
-                "subscription_id": sub, "occurred_at": retarget_shared::clock::rfc3339(Utc::now())});
+        let kinds: &[&str] = if i < 2 { &["delivered", "clicked"] } else { &["delivered"] };
+        for kind in kinds {
+            let event = json!({"event_id": format!("evt-{i}-{kind}"), "kind": kind, "message_id": message_id, "subscription_id": sub,
+                "occurred_at": retarget_shared::clock::rfc3339(Utc::now())});
             for _ in 0..2 {
-                // Providers deliver at least once: every webhook arrives twice.
-                let status = demo.signed_push(&app_id, secret, now, &event).await?;
+                let status = demo.push_webhook(&app_id, &secret, now, &event).await?;
                 ensure!(status == 204, "push webhook answered {status}");
             }
             delivered += 1;
         }
     }
-    ok(format!("{delivered} webhook events, each delivered twice, all 204"));
-    let status =
-        demo.signed_push(&app_id, "not-the-secret", now, &serde_json::json!({"event_id":"x"})).await?;
-    ensure!(status == 401, "a forged webhook answered {status}");
-    ok("a forged signature is refused: 401");
-
-    demo.heading("Message stats count each subscription once");
-    let (status, _, body) = demo.authed_get(&format!("/v1/messages/{message_id}")).await?;
-    ensure!(status == 200, "GET message answered {status}");
+    ok(format!("{delivered} signed events, each sent twice, all 204"));
+    ensure!(
+        demo.push_webhook(&app_id, "forged", now, &json!({"event_id":"x"})).await? == 401,
+        "a forged webhook was accepted"
+    );
+    ok("a forged signature is refused: 401 invalid_signature");
+    let (_, _, body) = demo.get(&format!("/v1/messages/{message_id}")).await?;
     let stats = &body["stats"];
-    ok(format!(
-        "sent {}, delivered {}, clicked {} (retargetable: {}, expires {})",
-        stats["sent"], stats["delivered"], stats["clicked"], body["retargetable"], body["expires_at"]
-    ));
     ensure!(stats["sent"] == 6 && stats["delivered"] == 4 && stats["clicked"] == 2, "stats {stats}");
+    ok(format!(
+        "stats count each subscription once: sent {}, delivered {}, clicked {}",
+        stats["sent"], stats["delivered"], stats["clicked"]
+    ));
 
-    demo.heading("Thirty days later the interaction data has expired");
-    let (status, _, _) = demo.post("/dev/clock", serde_json::json!({"advance_seconds": 30 * 86_400})).await?;
-    ensure!(status == 200, "advancing the clock answered {status}");
-    let (_, _, body) = demo.authed_get(&format!("/v1/messages/{message_id}")).await?;
-    ensure!(body["stats"]["sent"] == 0 && body["stats"]["clicked"] == 0, "expired stats {}", body["stats"]);
-    ok("stats read 0 although DynamoDB Local never deletes anything: every read filters expires_at");
+    demo.heading("Audience counts for every action");
+    for (action, expected) in
+        [("sent", 6), ("delivered", 4), ("not_delivered", 2), ("clicked", 2), ("not_clicked", 4)]
+    {
+        let (status, _, body) =
+            demo.get(&format!("/v1/messages/{message_id}/audience/count?action={action}")).await?;
+        ensure!(status == 200 && body["count"] == expected, "{action}: {status} {body}");
+        ok(format!("{action:<14} {}", body["count"]));
+    }
+    let (_, _, body) =
+        demo.get(&format!("/v1/messages/{message_id}/audience/count?action=not_clicked&channel=sms")).await?;
+    ensure!(body["count"] == 2 && body["unreachable"] == 2, "not_clicked via sms: {body}");
+    ok(format!(
+        "not_clicked, reached by SMS: {} (unreachable without a number: {})",
+        body["count"], body["unreachable"]
+    ));
+    let (_, _, page) =
+        demo.get(&format!("/v1/messages/{message_id}/audience?action=not_clicked&limit=3")).await?;
+    let cursor = page["next_cursor"].as_str().context("no cursor on a full page")?;
+    let (_, _, rest) = demo
+        .get(&format!("/v1/messages/{message_id}/audience?action=not_clicked&limit=3&cursor={cursor}"))
+        .await?;
+    let paged = page["subscriptions"].as_array().map_or(0, Vec::len)
+        + rest["subscriptions"].as_array().map_or(0, Vec::len);
+    ensure!(paged == 4 && rest["next_cursor"].is_null(), "paging returned {paged}");
+    ok("paging with limit=3 returns the 4 members once, in 2 pages");
+
+    demo.heading("Schedule an SMS retarget, one hour out, to those who did not click");
+    let send_at = retarget_shared::clock::rfc3339(demo.clock().await? + chrono::Duration::hours(1));
+    let (status, _, body) = demo
+        .post(
+            "/v1/retargets",
+            json!({"source_message_id": message_id, "action": "not_clicked", "channel": "sms",
+            "contents": {"body": "Your sneakers are waiting - 10% off today"}, "send_at": send_at}),
+        )
+        .await?;
+    ensure!(status == 201, "retarget answered {status}: {body}");
+    let retarget_id = body["retarget_id"].as_str().context("no retarget id")?.to_owned();
+    let retarget_message = body["message_id"].as_str().context("no message id")?.to_owned();
+    ok(format!("retarget {retarget_id}: status {}, send_at {}", body["status"], body["send_at"]));
+    let (status, _, body) = demo
+        .post(
+            "/v1/retargets",
+            json!({"source_message_id": message_id, "action": "not_clicked", "channel": "sms",
+        "contents": {"body": "x"}, "include_subscription_ids": [push_subs[0]]}),
+        )
+        .await?;
+    ensure!(status == 422 && body["code"] == "segments_not_combinable", "combining answered {status}");
+    ok("combining the audience with other segments is refused: 422 segments_not_combinable");
+
+    demo.heading(
+        "An hour passes; the scheduler's tick dispatches it and the SMS sender texts through Twilio",
+    );
+    demo.advance(3600).await?;
+    let started = Instant::now();
+    let view = loop {
+        let (_, _, view) = demo.get(&format!("/v1/retargets/{retarget_id}")).await?;
+        if view["status"] == "dispatched" {
+            break view;
+        }
+        ensure!(started.elapsed() < StdDuration::from_secs(60), "retarget still {}", view["status"]);
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+    };
+    ensure!(
+        view["audience_size"] == 2 && view["enqueued"] == 2 && view["unreachable"] == 2,
+        "retarget {view}"
+    );
+    ok(format!(
+        "dispatched: audience_size {}, enqueued {}, unreachable {}",
+        view["audience_size"], view["enqueued"], view["unreachable"]
+    ));
+    demo.wait_for("2 SMS at the Twilio stand-in", |d| d.standin.of("twilio").len() >= 2).await?;
+    let texts = demo.standin.of("twilio");
+    for text in &texts {
+        let field = |name: &str| {
+            text.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        ok(format!("Twilio got To {} Body {:?}", field("To"), field("Body")));
+    }
+    ensure!(texts.len() == 2, "{} SMS reached Twilio", texts.len());
+
+    demo.heading("Twilio's status callbacks come back (signed, duplicated, out of order)");
+    for (i, text) in texts.iter().enumerate() {
+        let callback = text
+            .form
+            .iter()
+            .find(|(k, _)| k == "StatusCallback")
+            .map(|(_, v)| v.clone())
+            .context("no StatusCallback")?;
+        let sid = format!("SMdemo{i}");
+        let statuses: &[&str] = if i == 0 {
+            &["delivered", "sent", "queued", "delivered"]
+        } else {
+            &["sent", "undelivered", "sent"]
+        };
+        for status in statuses {
+            let code = demo
+                .twilio_callback(
+                    &callback,
+                    twilio_token,
+                    &[("MessageSid", &sid), ("MessageStatus", status), ("AccountSid", "ACdemo")],
+                )
+                .await?;
+            ensure!(code == 204, "callback answered {code}");
+        }
+    }
+    ok("7 callbacks, all 204");
+    let (_, _, body) = demo.get(&format!("/v1/messages/{retarget_message}")).await?;
+    let stats = &body["stats"];
+    ensure!(
+        stats["sent"] == 2 && stats["delivered"] == 1 && stats["undelivered"] == 1,
+        "retarget stats {stats}"
+    );
+    ensure!(body["retarget_of"] == message_id.as_str(), "retarget_of {}", body["retarget_of"]);
+    ok(format!(
+        "the retarget's own message: sent {}, delivered {}, undelivered {} (retarget_of {})",
+        stats["sent"], stats["delivered"], stats["undelivered"], body["retarget_of"]
+    ));
+
+    demo.heading("Thirty days after the source, its data has expired");
+    demo.advance(30 * 86_400).await?;
+    let (status, _, body) =
+        demo.get(&format!("/v1/messages/{message_id}/audience/count?action=sent")).await?;
+    ensure!(status == 410 && body["code"] == "source_expired", "expired source answered {status}");
+    let (_, _, body) = demo.get(&format!("/v1/messages/{message_id}")).await?;
+    ensure!(body["stats"]["sent"] == 0, "expired stats {}", body["stats"]);
+    ok(
+        "audiences answer 410 source_expired and stats read 0 (DynamoDB Local never deletes; reads filter expires_at)",
+    );
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let api_url = std::env::var("API_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
-    let Ok(table) = std::env::var("TABLE_NAME") else {
-        eprintln!("retarget-demo: TABLE_NAME is required (source the stack env file)");
+    let (Ok(table), Ok(standin_port)) = (std::env::var("TABLE_NAME"), std::env::var("STANDIN_PORT")) else {
+        eprintln!("retarget-demo: TABLE_NAME and STANDIN_PORT are required (make run sets them)");
         return ExitCode::from(2);
     };
+    let standin = standin::StandIn::default();
+    let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{standin_port}")).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("retarget-demo: cannot bind the provider stand-in on {standin_port}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tokio::spawn(standin.clone().serve(listener));
     let sdk = aws::load().await;
     let mut demo = Demo {
         api_url: api_url.trim_end_matches('/').to_owned(),
+        api_key: String::new(),
         http: reqwest::Client::new(),
         store: Store::new(aws::dynamodb(&sdk), table, Arc::new(SystemClock)),
-        api_key: String::new(),
+        standin,
         step: 0,
     };
-    println!("retarget demo against {}", demo.api_url);
+    println!("retarget demo against {} (provider stand-ins on 127.0.0.1:{standin_port})", demo.api_url);
     match story(&mut demo).await {
         Ok(()) => {
             println!("\nAll {} steps checked out.", demo.step);

@@ -7,6 +7,7 @@
 //! - [`serve`] is the HTTP server in front of it.
 
 pub mod apigw;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
