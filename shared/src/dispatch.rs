@@ -1,4 +1,5 @@
-//! The scheduler's work: claim due retargets and put their audience on the target channel's
+//! The scheduler's work: queue scheduled original messages whose time has come, and claim due
+//! retargets and put their audience on the target channel's
 //! queue, computed now (not at creation), packed 500 recipients per SQS message and 10
 //! messages per SendMessageBatch.
 //!
@@ -61,6 +62,8 @@ pub struct TickReport {
     pub failed: usize,
     /// Stopped at the deadline or lost the lease; resumed by a later tick.
     pub paused: usize,
+    /// Scheduled original messages put on their queue.
+    pub messages_sent: usize,
     pub errors: usize,
 }
 
@@ -91,10 +94,34 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
             }
         }
     }
-    if report.claimed > 0 {
+    for (app_id, message_id) in deps.store.due_messages(now, DUE_PER_TICK as i32).await? {
+        if near(deadline) {
+            break;
+        }
+        let Some(message) = deps.store.claim_message(app_id, message_id, now).await? else { continue };
+        match send_scheduled(deps, &message).await {
+            Ok(()) => report.messages_sent += 1,
+            Err(e) => {
+                // Its lease runs out and a later tick queues it again (senders deduplicate).
+                tracing::error!(%message_id, error = %e, "scheduled message not queued");
+                report.errors += 1;
+            }
+        }
+    }
+    if report.claimed > 0 || report.messages_sent > 0 {
         tracing::info!(?report, "scheduler tick");
     }
     Ok(report)
+}
+
+/// Puts a scheduled original message's stored recipients on its channel's queue.
+async fn send_scheduled(deps: &DispatchDeps, message: &crate::store::Message) -> Result<(), DispatchError> {
+    let recipients = deps.store.scheduled_recipients(message.app_id, message.message_id).await?;
+    let jobs = SendJob::split(message.app_id, message.message_id, message.channel, &recipients);
+    deps.queue(message.channel).send_jobs(&jobs).await?;
+    deps.store.finish_scheduled_message(message.app_id, message.message_id).await?;
+    tracing::info!(message_id = %message.message_id, recipients = recipients.len(), "scheduled message queued");
+    Ok(())
 }
 
 fn near(deadline: Option<Instant>) -> bool {

@@ -10,7 +10,8 @@
 //! | API key              | `KEY#{sha256(key) hex}`              | `KEY`               |                                                      | auth: one GetItem by hash |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
-//! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               |                                                      | message by id |
+//! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; due scheduled messages |
+//! | recipient chunk      | `APP#{app}#MSG#{msg}`                | `RCPT#{nnnn}`       |                                                      | a scheduled message's recipients, 500 per item |
 //! | message stats shard  | `APP#{app}#MSG#{msg}`                | `STATS#{nn}`        |                                                      | per-kind counters, summed on read (same Query as the message) |
 //! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk |
 //! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
@@ -54,6 +55,10 @@ pub const SK_MSG: &str = "MSG";
 pub const SK_STATS_PREFIX: &str = "STATS#";
 pub const SK_RT: &str = "RT";
 pub const DUE: &str = "DUE";
+/// The due index partition of scheduled original messages (retargets use [`DUE`]).
+pub const DUE_MESSAGES: &str = "DUE#MSG";
+/// Sort-key prefix of a scheduled message's recipient chunks (under the message's partition).
+pub const SK_RECIPIENTS_PREFIX: &str = "RCPT#";
 
 pub fn app(app: AppId) -> String {
     format!("APP#{app}")

@@ -354,3 +354,39 @@ impl aws_sdk_sqs::config::Intercept for FailAfter {
         }
     }
 }
+
+#[tokio::test]
+async fn scheduled_original_messages_go_out_when_due() {
+    let h = Harness::new().await;
+    let t = h.world.app(Plan::Pro).await;
+    let mut subs = Vec::new();
+    for i in 0..7 {
+        subs.push(h.world.subscription(&t, Channel::Sms, &format!("+1555777{i:04}"), None).await);
+    }
+    let messages = retarget_messages::Deps {
+        store: h.world.store.clone(),
+        push_queue: h.queues.push.clone(),
+        sms_queue: h.queues.sms.clone(),
+    };
+    let send_at = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::hours(2));
+    let body = json!({"channel": "sms", "contents": {"body": "Sale starts now"}, "include_subscription_ids": subs, "send_at": send_at});
+    let r: ApiResponse = retarget_messages::handle(
+        &messages,
+        ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body).build(),
+    )
+    .await
+    .into();
+    assert_eq!((r.status, r.body["status"].as_str()), (202, Some("scheduled")), "{r:?}");
+    let id: retarget_shared::domain::MessageId = r.body["message_id"].as_str().unwrap().parse().unwrap();
+
+    assert_eq!(h.tick().await.messages_sent, 0);
+    assert!(h.queues.drain(&h.queues.sms).await.is_empty(), "nothing before send_at");
+    h.world.clock.advance(Duration::hours(2));
+    assert_eq!(h.tick().await.messages_sent, 1);
+    assert_eq!(h.tick().await.messages_sent, 0, "queued once");
+    let jobs = h.queues.drain(&h.queues.sms).await;
+    assert_eq!(recipients(&jobs).into_iter().collect::<BTreeSet<_>>(), subs.iter().copied().collect());
+    assert!(jobs.iter().all(|j| j.message_id == id));
+    let message = h.world.store.get_message(t.app.app_id, id).await.unwrap().unwrap();
+    assert_eq!((message.status, message.recipients), (retarget_shared::store::MessageStatus::Sending, 7));
+}

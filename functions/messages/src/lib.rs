@@ -150,7 +150,12 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     message.recipients = recipients.len() as u64;
     message.send_at = send_at;
     message.status = if send_at > now { MessageStatus::Scheduled } else { MessageStatus::Sending };
-    deps.store.create_message(&message).await?;
+    if message.status == MessageStatus::Scheduled {
+        // Recipients are resolved now and kept with the message; the scheduler sends them.
+        deps.store.create_scheduled_message(&message, &recipients).await?;
+    } else {
+        deps.store.create_message(&message).await?;
+    }
 
     if message.status == MessageStatus::Sending {
         let jobs = SendJob::split(app.app_id, message.message_id, message.channel, &recipients);

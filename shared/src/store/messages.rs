@@ -84,13 +84,13 @@ impl Message {
 }
 
 #[derive(Serialize, Deserialize)]
-struct MessageItem {
+pub(crate) struct MessageItem {
     pk: String,
     sk: String,
     /// TTL of the message item: its data's expiry plus the tombstone period.
     expires_at: i64,
     #[serde(flatten)]
-    message: Message,
+    pub(crate) message: Message,
 }
 
 /// The stored item of a message (also written by the retarget transaction).

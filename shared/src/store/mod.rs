@@ -6,6 +6,7 @@ mod batch;
 mod interactions;
 mod messages;
 mod retargets;
+mod scheduled;
 mod sends;
 mod subscriptions;
 

@@ -1,0 +1,173 @@
+//! Original messages scheduled for later (`POST /v1/messages` with a future `send_at`). Their
+//! recipients are resolved at creation and kept in chunk items beside the message; the message
+//! sits in the due index until the scheduler puts the chunks on the queue.
+//!
+//! Like retargets, a claim leaves the message in the due index keyed by a lease expiry: a run
+//! that dies before finishing lets it come due again, and the senders' idempotency records make
+//! a repeated enqueue harmless.
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use chrono::{DateTime, Utc};
+
+use super::batch::{Item, key, n, s};
+use super::messages::message_item;
+use super::{Message, Store, StoreError};
+use crate::domain::{AppId, MessageId, SubscriptionId};
+use crate::keys;
+use crate::queue::RECIPIENTS_PER_JOB;
+
+/// How long a claimed scheduled message is held before another run may take it over.
+const LEASE_SECONDS: i64 = 6 * 60;
+
+fn due_sort(at: DateTime<Utc>, app: AppId, msg: MessageId) -> String {
+    let epoch = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    format!("{epoch:010}#{app}#{msg}")
+}
+
+fn due_bound(now: DateTime<Utc>) -> String {
+    format!("{:010}#~", now.timestamp())
+}
+
+impl Store {
+    /// Stores a scheduled message and its recipients. Chunks first: the message only becomes
+    /// due once all of its recipients are stored.
+    pub async fn create_scheduled_message(
+        &self,
+        message: &Message,
+        recipients: &[SubscriptionId],
+    ) -> Result<(), StoreError> {
+        let pk = keys::message(message.app_id, message.message_id);
+        let mut writes = Vec::new();
+        for (i, chunk) in recipients.chunks(RECIPIENTS_PER_JOB).enumerate() {
+            let mut item = key(pk.clone(), format!("{}{i:04}", keys::SK_RECIPIENTS_PREFIX));
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            item.insert("subscription_ids".into(), s(ids.join(",")));
+            item.insert(keys::EXPIRES_AT.into(), n(message.expires_at.timestamp()));
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            writes.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(writes).await?;
+        let mut item: Item = message_item(message)?;
+        item.insert(keys::GSI2_PK.into(), s(keys::DUE_MESSAGES));
+        item.insert(keys::GSI2_SK.into(), s(due_sort(message.send_at, message.app_id, message.message_id)));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::dynamo("PutItem scheduled message"))?;
+        Ok(())
+    }
+
+    /// Scheduled messages whose time has come (or whose dispatch lease ran out), earliest first.
+    pub async fn due_messages(
+        &self,
+        now: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<(AppId, MessageId)>, StoreError> {
+        let output = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(keys::GSI2)
+            .key_condition_expression("gsi2pk = :due AND gsi2sk <= :now")
+            .expression_attribute_values(":due", s(keys::DUE_MESSAGES))
+            .expression_attribute_values(":now", s(due_bound(now)))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("Query due messages"))?;
+        let mut due = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            if let Some(AttributeValue::S(sk)) = item.get(keys::GSI2_SK) {
+                let mut parts = sk.split('#').skip(1);
+                if let (Some(Ok(app)), Some(Ok(msg))) =
+                    (parts.next().map(AppId::parse), parts.next().map(MessageId::parse))
+                {
+                    due.push((app, msg));
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Takes a due scheduled message: it becomes `sending` and its due entry moves to the
+    /// lease expiry. `None` when another run holds it or it is not due.
+    pub async fn claim_message(
+        &self,
+        app_id: AppId,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Message>, StoreError> {
+        let lease_until = now + chrono::Duration::seconds(LEASE_SECONDS);
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::message(app_id, id), keys::SK_MSG)))
+            .condition_expression("gsi2pk = :due AND gsi2sk <= :now")
+            .update_expression("SET #status = :sending, gsi2sk = :lease")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":due", s(keys::DUE_MESSAGES))
+            .expression_attribute_values(":now", s(due_bound(now)))
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":lease", s(due_sort(lease_until, app_id, id)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem claim message"));
+        match result {
+            Ok(output) => output
+                .attributes
+                .map(|item| Ok(serde_dynamo::from_item::<_, super::messages::MessageItem>(item)?.message))
+                .transpose(),
+            Err(e) if e.is_condition_failed() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The recipients stored with a scheduled message, in chunk order.
+    pub async fn scheduled_recipients(
+        &self,
+        app_id: AppId,
+        id: MessageId,
+    ) -> Result<Vec<SubscriptionId>, StoreError> {
+        let mut pages = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+            .expression_attribute_values(":pk", s(keys::message(app_id, id)))
+            .expression_attribute_values(":chunk", s(keys::SK_RECIPIENTS_PREFIX))
+            .into_paginator()
+            .send();
+        let mut recipients = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(StoreError::dynamo("Query recipients"))?.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(ids)) = item.get("subscription_ids") {
+                    recipients.extend(ids.split(',').filter_map(|id| SubscriptionId::parse(id).ok()));
+                }
+            }
+        }
+        Ok(recipients)
+    }
+
+    /// A scheduled message is on the queue: it leaves the due index.
+    pub async fn finish_scheduled_message(&self, app_id: AppId, id: MessageId) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::message(app_id, id), keys::SK_MSG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("REMOVE gsi2pk, gsi2sk")
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem finish message"))?;
+        Ok(())
+    }
+}
