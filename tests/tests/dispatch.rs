@@ -390,3 +390,136 @@ async fn scheduled_original_messages_go_out_when_due() {
     let message = h.world.store.get_message(t.app.app_id, id).await.unwrap().unwrap();
     assert_eq!((message.status, message.recipients), (retarget_shared::store::MessageStatus::Sending, 7));
 }
+
+/// Receives (and deletes) every message on a queue, keeping the raw bodies for an SQS event.
+async fn take_bodies(queues: &TestQueues, queue: &Queue) -> Vec<String> {
+    let jobs = queues.drain(queue).await;
+    jobs.iter().map(|j| serde_json::to_string(j).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_provider() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let h = Harness::new().await;
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/2010-04-01/Accounts/AC1/Messages.json$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})))
+        .mount(&twilio)
+        .await;
+    let config = retarget_shared::store::TwilioConfig {
+        account_sid: "AC1".into(),
+        auth_token: "tok".into(),
+        from: Some("+15550000000".into()),
+        messaging_service_sid: None,
+    };
+    let app = h
+        .world
+        .store
+        .create_app(retarget_shared::store::NewApp {
+            name: "x".into(),
+            plan: Plan::Pro,
+            twilio: Some(config),
+            fcm: None,
+            apns: None,
+        })
+        .await
+        .unwrap();
+    let api_key = h.world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
+    let t = TestApp { app, api_key };
+    let sender = retarget_shared::sender::SenderDeps {
+        store: h.world.store.clone(),
+        provider: retarget_sms_sender::TwilioProvider::new(
+            twilio.uri(),
+            "https://hooks.example.com".into(),
+            std::time::Duration::from_secs(2),
+        ),
+        channel: Channel::Sms,
+    };
+
+    // An SMS source: 5 people, 3 of whom also have a device.
+    let source = h.world.message(&t, Channel::Sms).await;
+    let now = h.world.clock.now();
+    let mut events = Vec::new();
+    let mut devices = Vec::new();
+    for i in 0..5 {
+        let user = format!("p{i}");
+        let phone = h.world.subscription(&t, Channel::Sms, &format!("+1555888{i:04}"), Some(&user)).await;
+        if i < 3 {
+            devices.push(h.world.subscription(&t, Channel::Push, &format!("dev-{i}"), Some(&user)).await);
+        }
+        events.push(Interaction {
+            subscription_id: phone,
+            kind: EventKind::Undelivered,
+            external_user_id: retarget_shared::domain::ExternalUserId::parse(&user).ok(),
+            event_id: None,
+            occurred_at: now,
+        });
+    }
+    h.world.store.record_interactions(&source.scope(), &events).await.unwrap();
+
+    // sms → push.
+    let r = h.retarget(&t, json!({"source_message_id": source.message_id, "action": "not_delivered", "channel": "push", "contents": {"body": "Check the app"}})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(h.tick().await.dispatched, 1);
+    let jobs = h.queues.drain(&h.queues.push).await;
+    assert_eq!(recipients(&jobs).into_iter().collect::<BTreeSet<_>>(), devices.iter().copied().collect());
+    let view = h.get_retarget(&t, r.body["retarget_id"].as_str().unwrap()).await;
+    assert_eq!((view["audience_size"].as_u64(), view["unreachable"].as_u64()), (Some(3), Some(2)));
+
+    // A retarget of that retarget: its own message is a source like any other. Its devices
+    // were sent to; now text everyone the push did not reach... by SMS.
+    let first_message: retarget_shared::domain::MessageId =
+        r.body["message_id"].as_str().unwrap().parse().unwrap();
+    let first = h.world.store.get_message(t.app.app_id, first_message).await.unwrap().unwrap();
+    let sent: Vec<Interaction> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Interaction {
+            subscription_id: *d,
+            kind: EventKind::Sent,
+            external_user_id: retarget_shared::domain::ExternalUserId::parse(&format!("p{i}")).ok(),
+            event_id: None,
+            occurred_at: now,
+        })
+        .collect();
+    h.world.store.record_interactions(&first.scope(), &sent).await.unwrap();
+    let again = h.retarget(&t, json!({"source_message_id": first_message, "action": "not_delivered", "channel": "sms", "contents": {"body": "Text fallback"}})).await;
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(h.tick().await.dispatched, 1);
+    let bodies = take_bodies(&h.queues, &h.queues.sms).await;
+    assert_eq!(bodies.len(), 1);
+
+    // Through the SMS sender to Twilio, delivered twice by SQS: one request per member.
+    let event = retarget_tests::sqs_event(&bodies);
+    assert!(
+        retarget_shared::sender::handle_batch(&sender, event.clone(), None)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(retarget_shared::sender::handle_batch(&sender, event, None).await.batch_item_failures.is_empty());
+    let requests = twilio.received_requests().await.unwrap();
+    let mut to: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "To")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        vec!["+15558880000", "+15558880001", "+15558880002"],
+        "each member of the retarget of the retarget, once"
+    );
+    let second: retarget_shared::domain::MessageId =
+        again.body["message_id"].as_str().unwrap().parse().unwrap();
+    let message = h.world.store.get_message(t.app.app_id, second).await.unwrap().unwrap();
+    assert_eq!(message.retarget_of, Some(first_message));
+    assert_eq!(h.world.store.message_stats(&message.scope()).await.unwrap()[&EventKind::Sent], 3);
+}
