@@ -74,3 +74,63 @@ impl EventBus {
         Err(BusError::EntryFailed { attempts, code: last.0, message: last.1 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_eventbridge::Client;
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn detail() -> RetargetDispatched {
+        RetargetDispatched {
+            app_id: AppId::new(),
+            retarget_id: RetargetId::new(),
+            message_id: MessageId::new(),
+            audience_size: 3,
+            enqueued: 3,
+            unreachable: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_entries_are_put_again() {
+        let throttled = mock!(Client::put_events).then_output(|| {
+            PutEventsOutput::builder()
+                .failed_entry_count(1)
+                .entries(
+                    PutEventsResultEntry::builder()
+                        .error_code("ThrottlingException")
+                        .error_message("slow down")
+                        .build(),
+                )
+                .build()
+        });
+        let accepted = mock!(Client::put_events).then_output(|| {
+            PutEventsOutput::builder()
+                .failed_entry_count(0)
+                .entries(PutEventsResultEntry::builder().event_id("e1").build())
+                .build()
+        });
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::Sequential, [&throttled, &accepted]);
+        EventBus::new(client, "bus").retarget_dispatched(&detail()).await.unwrap();
+        assert_eq!((throttled.num_calls(), accepted.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_keeps_failing_is_an_error() {
+        let failing = mock!(Client::put_events).then_output(|| {
+            PutEventsOutput::builder()
+                .failed_entry_count(1)
+                .entries(PutEventsResultEntry::builder().error_code("InternalFailure").build())
+                .build()
+        });
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&failing]);
+        let err = EventBus::new(client, "bus").retarget_dispatched(&detail()).await.unwrap_err();
+        assert!(
+            matches!(err, BusError::EntryFailed { attempts: 5, ref code, .. } if code == "InternalFailure"),
+            "{err}"
+        );
+    }
+}

@@ -227,6 +227,8 @@ struct Scenario {
     target: Channel,
     predicate: usize,
     limit: usize,
+    /// Query after the source's 30 days (everything must be refused with 410).
+    expired: bool,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -242,14 +244,16 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
         0..8usize,
         1..4usize,
+        proptest::bool::weighted(0.15),
     )
-        .prop_map(|(subscriptions, events, source, target, predicate, limit)| Scenario {
+        .prop_map(|(subscriptions, events, source, target, predicate, limit, expired)| Scenario {
             subscriptions,
             events,
             source,
             target,
             predicate,
             limit,
+            expired,
         })
 }
 
@@ -373,6 +377,16 @@ async fn check(scenario: Scenario) {
 
     let m = message.message_id;
     let channel = scenario.target.as_str();
+    if scenario.expired {
+        world.clock.advance(chrono::Duration::days(keys::RETENTION_DAYS));
+        call(&world, &t, &format!("/v1/messages/{m}/audience/count?{query}&channel={channel}"))
+            .await
+            .assert_problem(410, "source_expired");
+        call(&world, &t, &format!("/v1/messages/{m}/audience?{query}&channel={channel}"))
+            .await
+            .assert_problem(410, "source_expired");
+        return;
+    }
     let count = call(&world, &t, &format!("/v1/messages/{m}/audience/count?{query}&channel={channel}")).await;
     assert_eq!(count.status, 200, "{count:?}");
     assert_eq!(count.body["count"].as_u64(), Some(expected.len() as u64), "{query} {scenario:?}");

@@ -151,6 +151,16 @@ async fn get_returns_the_message_with_stats_and_its_30_day_expiry() {
     h.world.clock.advance(Duration::days(30));
     let later = h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await;
     assert_eq!(later.body["stats"]["sent"], 0, "expired data is never returned");
+    // The message item itself lives 90 days more (to answer 410 for audiences), then it is
+    // gone even though DynamoDB Local never deletes it.
+    h.world
+        .clock
+        .advance(Duration::days(retarget_shared::keys::MESSAGE_TOMBSTONE_DAYS) - Duration::seconds(1));
+    assert_eq!(h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await.status, 200);
+    h.world.clock.advance(Duration::seconds(1));
+    h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key))
+        .await
+        .assert_problem(404, "not_found");
 }
 
 #[tokio::test]

@@ -210,3 +210,44 @@ async fn a_poison_record_fails_alone() {
     assert_eq!(failed, vec!["message-0".to_owned(), "message-2".to_owned()]);
     assert_eq!(h.requests_per_recipient().await.len(), 2, "the good record was sent");
 }
+
+/// A provider that panics for one phone number and accepts the rest: a bug in one send.
+struct PanicsFor(&'static str);
+
+impl retarget_shared::sending::Provider for PanicsFor {
+    fn send<'a>(
+        &'a self,
+        _app: &'a retarget_shared::store::App,
+        subscription: &'a retarget_shared::store::Subscription,
+        _message: &'a Message,
+    ) -> impl std::future::Future<
+        Output = Result<retarget_shared::sending::Accepted, retarget_shared::sending::SendError>,
+    > + Send
+    + 'a {
+        async move {
+            let to = subscription.phone_number.as_ref().map(|p| p.as_e164().to_owned()).unwrap_or_default();
+            if to == self.0 {
+                panic!("injected bug");
+            }
+            Ok(retarget_shared::sending::Accepted { provider_id: None })
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panic_fails_only_its_own_job() {
+    let h = Harness::new().await;
+    let subs = h.recipients(4).await;
+    let message = h.world.message(&h.app, Channel::Sms).await;
+    let deps = SenderDeps {
+        store: h.world.store.clone(),
+        provider: PanicsFor("+15550000001"),
+        channel: Channel::Sms,
+    };
+    let event = sqs_event(&[h.job(&message, &subs[..2]), h.job(&message, &subs[2..])]);
+    let response = handle_batch(&deps, event, None).await;
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["message-0"], "only the job holding the panicking send is retried");
+    let stats = h.world.store.message_stats(&message.scope()).await.unwrap();
+    assert_eq!(stats[&EventKind::Sent], 3, "the other three were sent and recorded");
+}

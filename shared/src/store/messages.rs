@@ -103,6 +103,12 @@ pub(crate) fn message_item(message: &Message) -> Result<Item, StoreError> {
     })?)
 }
 
+/// The message of an item whose own TTL has not passed: DynamoDB deletes expired items only
+/// eventually, so reads treat them as gone themselves.
+fn live(item: MessageItem, now: i64) -> Option<Message> {
+    (item.expires_at > now).then_some(item.message)
+}
+
 impl Store {
     pub async fn create_message(&self, message: &Message) -> Result<(), StoreError> {
         self.client()
@@ -125,7 +131,11 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("GetItem message"))?;
-        output.item.map(|i| Ok(serde_dynamo::from_item::<_, MessageItem>(i)?.message)).transpose()
+        let now = self.clock().now_epoch();
+        match output.item {
+            Some(item) => Ok(live(serde_dynamo::from_item::<_, MessageItem>(item)?, now)),
+            None => Ok(None),
+        }
     }
 
     /// A message and its per-kind stats, read in one Query (the message item and its stats
@@ -149,7 +159,8 @@ impl Store {
             for item in page.map_err(StoreError::dynamo("Query message"))?.items.unwrap_or_default() {
                 match item.get(keys::SK) {
                     Some(AttributeValue::S(sk)) if sk == keys::SK_MSG => {
-                        message = Some(serde_dynamo::from_item::<_, MessageItem>(item)?.message);
+                        message =
+                            live(serde_dynamo::from_item::<_, MessageItem>(item)?, self.clock().now_epoch());
                     }
                     Some(AttributeValue::S(sk)) if sk.starts_with(keys::SK_STATS_PREFIX) => {
                         for kind in EventKind::ALL {
@@ -179,14 +190,14 @@ impl Store {
         unique.sort();
         unique.dedup();
         let keys = unique.iter().map(|id| key(keys::message(app_id, *id), keys::SK_MSG)).collect();
-        self.batch_get(keys, None, false)
-            .await?
-            .into_iter()
-            .map(|item| {
-                let message = serde_dynamo::from_item::<_, MessageItem>(item)?.message;
-                Ok((message.message_id, message))
-            })
-            .collect()
+        let now = self.clock().now_epoch();
+        let mut found = HashMap::new();
+        for item in self.batch_get(keys, None, false).await? {
+            if let Some(message) = live(serde_dynamo::from_item::<_, MessageItem>(item)?, now) {
+                found.insert(message.message_id, message);
+            }
+        }
+        Ok(found)
     }
 
     /// A scheduled message goes out: it is now sending, to this many recipients.
