@@ -215,22 +215,17 @@ async fn a_poison_record_fails_alone() {
 struct PanicsFor(&'static str);
 
 impl retarget_shared::sending::Provider for PanicsFor {
-    fn send<'a>(
-        &'a self,
-        _app: &'a retarget_shared::store::App,
-        subscription: &'a retarget_shared::store::Subscription,
-        _message: &'a Message,
-    ) -> impl std::future::Future<
-        Output = Result<retarget_shared::sending::Accepted, retarget_shared::sending::SendError>,
-    > + Send
-    + 'a {
-        async move {
-            let to = subscription.phone_number.as_ref().map(|p| p.as_e164().to_owned()).unwrap_or_default();
-            if to == self.0 {
-                panic!("injected bug");
-            }
-            Ok(retarget_shared::sending::Accepted { provider_id: None })
+    async fn send(
+        &self,
+        _app: &retarget_shared::store::App,
+        subscription: &retarget_shared::store::Subscription,
+        _message: &Message,
+    ) -> Result<retarget_shared::sending::Accepted, retarget_shared::sending::SendError> {
+        let to = subscription.phone_number.as_ref().map(|p| p.as_e164().to_owned()).unwrap_or_default();
+        if to == self.0 {
+            panic!("injected bug");
         }
+        Ok(retarget_shared::sending::Accepted { provider_id: None })
     }
 }
 
