@@ -34,6 +34,8 @@ lint:
 ci:
 	bash .ci/run
 
+bench: ; bash scripts/bench.sh $(BENCH_ARGS)
+
 # Stop the services of every SERVICES_DIR under .local before deleting it (java would linger).
 clean-local:
 	@for d in .local/*/; do \

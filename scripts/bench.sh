@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Benchmarks (docs/benchmarks.md): ingest, audiences, fan-out and their naive counterparts,
+# against a fresh DynamoDB Local + moto of its own, then a table of figures and PNG plots.
+#
+#   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about 40 s after the build
+#   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M
+#
+# Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
+#          --sizes "N N ...", --events N, --rounds N, --no-build.
+# Exit status: non-zero only when something crashed; a figure missing its target is reported
+# in the table ("**short**"), not an error.
+#
+# Every measurement runs in its own process (seeding in another), so each peak RSS is the
+# measuring process's own. BENCH_JAVA_OPTS reaches DynamoDB Local's JVM (as JAVA_TOOL_OPTIONS).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+MODE=full
+OUT=""
+SIZES=""
+EVENTS=""
+ROUNDS=""
+BUILD=1
+while (($#)); do
+  case "$1" in
+    --quick) MODE=quick ;;
+    --out) OUT=$2; shift ;;
+    --sizes) SIZES=$2; shift ;;
+    --events) EVENTS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+
+if [[ $MODE == quick ]]; then
+  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}"
+  SENDER_JOBS=1
+  JAVA_OPTS_DEFAULT=""
+else
+  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}"
+  SENDER_JOBS=4
+  # A million recipients is about 5 M items in DynamoDB Local's in-memory store.
+  JAVA_OPTS_DEFAULT="-Xms1g -Xmx8g"
+fi
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+export SERVICES_DIR="${BENCH_SERVICES_DIR:-.local/bench-services}"
+BIN="$ROOT/target/release/retarget-bench"
+
+# shellcheck disable=SC2317 # only called from the EXIT trap
+cleanup() {
+  local rc=$?
+  bash scripts/services.sh stop || true
+  exit "$rc"
+}
+trap cleanup EXIT
+
+bash scripts/services.sh install
+if ((BUILD)); then
+  log "cargo build --release -p retarget-bench"
+  cargo build --release -p retarget-bench
+fi
+[[ -x "$BIN" ]] || die "$BIN not built"
+
+STARTED=$SECONDS
+JAVA_OPTS="${BENCH_JAVA_OPTS-$JAVA_OPTS_DEFAULT}"
+if [[ -n $JAVA_OPTS ]]; then
+  log "DynamoDB Local JVM options: $JAVA_OPTS"
+  JAVA_TOOL_OPTIONS="$JAVA_OPTS" bash scripts/services.sh start
+else
+  bash scripts/services.sh start
+fi
+# shellcheck source=/dev/null
+. "$SERVICES_DIR/services.env"
+
+# bench TABLE ARGS...: one measuring process; its JSON line goes to the results and stdout.
+bench() {
+  local table=$1 line
+  shift
+  line=$(TABLE_NAME="$table" "$BIN" "$@") || die "retarget-bench $* failed"
+  printf '%s\n' "$line" | tee -a "$RESULTS"
+}
+
+# field JSON NAME: a top-level field of a JSON line.
+field() {
+  python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
+}
+
+log "ingest: $EVENTS events through the events handler, then one UpdateItem per event"
+bench bench-ingest ingest --events "$EVENTS"
+TABLE_NAME=bench-ingest "$BIN" drop-table
+
+for size in $SIZES; do
+  table="bench-audience-$size"
+  log "audience of $size: seeding (its own process)"
+  seeded=$(TABLE_NAME="$table" "$BIN" seed-audience --recipients "$size") || die "seeding $size failed"
+  printf '%s\n' "$seeded" >>"$RESULTS"
+  app=$(field "$seeded" app_id)
+  message=$(field "$seeded" message_id)
+  rounds=$ROUNDS
+  ((size < 1000000)) || rounds=1
+  log "audience of $size: count and export vs raw Query vs naive Scan ($rounds round(s))"
+  bench "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds"
+  log "audience of $size: fan-out through the scheduler into SQS"
+  bench "$table" fanout --app-id "$app" --message-id "$message" --sender-jobs "$SENDER_JOBS"
+  TABLE_NAME="$table" "$BIN" drop-table
+done
+log "measured in $((SECONDS - STARTED)) s (services included); results in $RESULTS"
+
+"$BIN" report --results "$RESULTS" --out "$OUT" | tee "$OUT/summary.md"
+log "table in $OUT/summary.md, plots in $OUT/*.png"

@@ -1,0 +1,224 @@
+//! Fan-out: a retarget of the seeded audience dispatched into the SQS emulator by the
+//! scheduler's own `dispatch::tick`, requests counted (the emulator is not timed). Then a small
+//! sample of the queued jobs goes through the senders' pipeline with a provider that accepts
+//! at once, to count what the senders ask of DynamoDB per recipient.
+//!
+//! Peak RSS is reset before the tick and read right after it: it is the scheduler's.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use aws_sdk_sqs::types::QueueAttributeName;
+use retarget_shared::Store;
+use retarget_shared::audience::Predicate;
+use retarget_shared::bus::EventBus;
+use retarget_shared::dispatch::{DispatchDeps, tick};
+use retarget_shared::domain::{AppId, Channel, MessageId, RetargetId, SubscriptionId};
+use retarget_shared::queue::{Queue, RECIPIENTS_PER_JOB, SendJob};
+use retarget_shared::resources;
+use retarget_shared::sender::{SenderDeps, process_job};
+use retarget_shared::sending::{Accepted, Provider, SendError};
+use retarget_shared::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus, Subscription};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+use crate::cost;
+use crate::counting::Clients;
+use crate::sys::{Stopwatch, peak_rss_mib, reset_peak_rss};
+
+pub struct Options {
+    pub app_id: AppId,
+    pub message_id: MessageId,
+    pub action: String,
+    pub sender_jobs: usize,
+}
+
+/// A provider that accepts every send at once: the senders' own cost, without the provider's.
+struct Instant;
+
+impl Provider for Instant {
+    async fn send<'a>(
+        &'a self,
+        _app: &'a App,
+        _subscription: &'a Subscription,
+        _message: &'a Message,
+    ) -> Result<Accepted, SendError> {
+        Ok(Accepted { provider_id: None })
+    }
+}
+
+pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Result<()> {
+    let source = store.get_message(opts.app_id, opts.message_id).await?.context("no such message")?;
+    let app = store.get_app(opts.app_id).await?.context("no such app")?;
+    let prefix = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let push = resources::create_queue(&clients.sqs, &prefix, &resources::PUSH_QUEUE).await?;
+    let sms = resources::create_queue(&clients.sqs, &prefix, &resources::SMS_QUEUE).await?;
+    resources::create_event_bus(&clients.eventbridge, &prefix).await?;
+    let deps = DispatchDeps {
+        store: store.clone(),
+        push_queue: Arc::new(Queue::new(clients.sqs.clone(), push.queue_url.clone())),
+        sms_queue: Arc::new(Queue::new(clients.sqs.clone(), sms.queue_url)),
+        bus: EventBus::new(clients.eventbridge.clone(), &prefix),
+    };
+
+    // The retarget, stored as the retargets API stores it, due now (whole seconds: a retarget
+    // is due once the clock's whole seconds reach its send_at).
+    let now = store.clock().now();
+    let now = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let contents = Contents { title: None, body: "Still interested?".into(), url: None };
+    let mut message = Message::new(app.app_id, source.channel, contents, now);
+    message.retargetable = app.retargetable_at(now);
+    message.retarget_of = Some(source.message_id);
+    message.status = MessageStatus::Scheduled;
+    let retarget = Retarget {
+        retarget_id: RetargetId::at(now),
+        app_id: app.app_id,
+        message_id: message.message_id,
+        source_message_id: source.message_id,
+        predicate: Predicate::action(&opts.action, source.channel)?,
+        channel: source.channel,
+        send_at: now,
+        status: RetargetStatus::Scheduled,
+        audience_size: None,
+        enqueued: None,
+        unreachable: None,
+        created_at: now,
+        failure: None,
+        progress: None,
+        lease_owner: None,
+    };
+    store.create_retarget(&retarget, &message).await?;
+
+    let rss_start = peak_rss_mib();
+    reset_peak_rss();
+    let before = clients.tally.snapshot();
+    let watch = Stopwatch::start();
+    let report = tick(&deps, None).await?;
+    let (wall, cpu) = watch.stop();
+    let rss = peak_rss_mib();
+    let counted = clients.tally.snapshot().since(&before);
+    let done = store.get_retarget(app.app_id, retarget.retarget_id).await?.context("retarget gone")?;
+    anyhow::ensure!(
+        done.status == RetargetStatus::Dispatched && report.claimed == 1,
+        "the retarget was not dispatched alone: {report:?}, {:?}",
+        done.status
+    );
+    let recipients = done.enqueued.unwrap_or(0);
+    let batches = deps.push_queue.stats.batch_requests.load(Ordering::Relaxed);
+    let messages = deps.push_queue.stats.messages_sent.load(Ordering::Relaxed);
+    let on_queue = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&push.queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+
+    let sample = sender_sample(clients, store, &push.queue_url, opts.sender_jobs).await?;
+
+    // The payload of one full SendMessageBatch (ten jobs of 500), for SQS's 64 KiB billing.
+    let full_job = SendJob::split(
+        app.app_id,
+        message.message_id,
+        source.channel,
+        &(0..RECIPIENTS_PER_JOB).map(|_| SubscriptionId::new()).collect::<Vec<_>>(),
+    );
+    let full_batch_bytes = 10 * serde_json::to_string(&full_job[0])?.len();
+    let per_recipient = |x: f64| if sample.recipients > 0 { x / sample.recipients as f64 } else { f64::NAN };
+    let cost = cost::per_million(&cost::Counted {
+        recipients: recipients as f64,
+        dispatch_write_units: counted.write_units(),
+        dispatch_billed_read_units: counted.billed_read_units(),
+        dispatch_wall_seconds: wall,
+        send_batches: batches as f64,
+        full_batch_bytes: full_batch_bytes as f64,
+        jobs: messages as f64,
+        sender_write_units_per_recipient: per_recipient(sample.dynamodb.write_units()),
+        sender_billed_read_units_per_recipient: per_recipient(sample.dynamodb.billed_read_units()),
+        sender_wall_seconds_per_job: sample.wall_seconds / sample.jobs.max(1) as f64,
+    });
+
+    let sqs = counted.op("SendMessageBatch");
+    println!(
+        "{}",
+        json!({
+            "bench": "fanout",
+            "source_recipients": source.recipients, "action": opts.action,
+            "recipients": recipients, "tick": report,
+            "wall_seconds": wall, "cpu_seconds": cpu,
+            "sqs_send_message_batch": batches, "sqs_requests_counted": sqs.requests,
+            "sqs_messages": messages, "messages_on_queue": on_queue,
+            "recipients_per_sqs_request": recipients as f64 / batches.max(1) as f64,
+            "naive_sqs_requests": recipients,
+            "naive_over_ours_sqs_requests": recipients as f64 / batches.max(1) as f64,
+            "full_batch_bytes": full_batch_bytes,
+            "dispatch_dynamodb": counted.json(),
+            "peak_rss_mib_start": rss_start, "peak_rss_mib": rss,
+            "sender_sample": {
+                "jobs": sample.jobs, "recipients": sample.recipients, "sent": sample.sent,
+                "wall_seconds": sample.wall_seconds, "cpu_seconds": sample.cpu_seconds,
+                "dynamodb_requests_per_recipient": per_recipient(sample.dynamodb.dynamodb_requests() as f64),
+                "write_units_per_recipient": per_recipient(sample.dynamodb.write_units()),
+                "billed_read_units_per_recipient": per_recipient(sample.dynamodb.billed_read_units()),
+                "dynamodb": sample.dynamodb.json(),
+            },
+            "cost": cost,
+        })
+    );
+    Ok(())
+}
+
+struct Sample {
+    jobs: usize,
+    recipients: usize,
+    sent: usize,
+    wall_seconds: f64,
+    cpu_seconds: f64,
+    dynamodb: crate::counting::Snapshot,
+}
+
+/// Takes up to `jobs` jobs off the queue and runs them through the senders' pipeline.
+async fn sender_sample(
+    clients: &Clients,
+    store: &Store,
+    queue_url: &str,
+    jobs: usize,
+) -> anyhow::Result<Sample> {
+    let mut taken: Vec<SendJob> = Vec::new();
+    while taken.len() < jobs {
+        let output = clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages((jobs - taken.len()).min(10) as i32)
+            .send()
+            .await?;
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            taken.push(serde_json::from_str(m.body().unwrap_or_default())?);
+        }
+    }
+    let deps = SenderDeps { store: store.clone(), provider: Instant, channel: Channel::Push };
+    let before = clients.tally.snapshot();
+    let watch = Stopwatch::start();
+    let mut sent = 0;
+    for job in &taken {
+        sent += process_job(&deps, job, None).await.map_err(|e| anyhow::anyhow!("send job: {e}"))?.sent;
+    }
+    let (wall_seconds, cpu_seconds) = watch.stop();
+    Ok(Sample {
+        jobs: taken.len(),
+        recipients: taken.iter().map(|j| j.subscription_ids.len()).sum(),
+        sent,
+        wall_seconds,
+        cpu_seconds,
+        dynamodb: clients.tally.snapshot().since(&before),
+    })
+}

@@ -1,0 +1,126 @@
+//! Seeding through the store's own write paths (a separate process from any measurement).
+
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use retarget_shared::Store;
+use retarget_shared::domain::{AppId, Channel, EventKind, ExternalUserId, Plan, SubscriptionId};
+use retarget_shared::store::{Contents, Interaction, Message, NewApp, Subscription, SubscriptionStatus};
+use serde_json::json;
+
+/// Subscriptions seeded per round.
+const CHUNK: usize = 5000;
+
+pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::store::App> {
+    Ok(store
+        .create_app(NewApp { name: "bench".into(), plan: Plan::Pro, twilio: None, fcm: None, apns: None })
+        .await?)
+}
+
+/// A retargetable push message of `app`, created now.
+pub async fn message(store: &Store, app_id: AppId, recipients: usize) -> anyhow::Result<Message> {
+    let now = store.clock().now();
+    let contents = Contents { title: None, body: "bench".into(), url: None };
+    let mut message = Message::new(app_id, Channel::Push, contents, now);
+    message.retargetable = true;
+    message.recipients = recipients as u64;
+    store.create_message(&message).await?;
+    Ok(message)
+}
+
+/// The kinds person `i` has: all sent, 80 % delivered, 10 % clicked.
+pub fn kinds_of(i: usize) -> Vec<EventKind> {
+    let mut kinds = vec![EventKind::Sent];
+    if i % 10 < 8 {
+        kinds.push(EventKind::Delivered);
+    }
+    if i.is_multiple_of(10) {
+        kinds.push(EventKind::Clicked);
+    }
+    kinds
+}
+
+/// Person `i`'s push subscription, and for even `i` an SMS subscription of the same person.
+pub fn person(
+    app_id: AppId,
+    i: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Subscription, Option<Subscription>) {
+    let user = ExternalUserId::parse(&format!("person-{i}")).ok();
+    let push = subscription(app_id, Channel::Push, format!("token-{i}"), user.clone(), now);
+    let sms = i
+        .is_multiple_of(2)
+        .then(|| subscription(app_id, Channel::Sms, format!("+1{:010}", 2_000_000_000 + i), user, now));
+    (push, sms)
+}
+
+/// Seeds a push message with `recipients` recipients: all sent, 80 % delivered, 10 % clicked;
+/// half of them linked to an SMS subscription of the same person. Prints one JSON line.
+pub async fn audience(store: &Store, recipients: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let app = app(store).await?;
+    let message = message(store, app.app_id, recipients).await?;
+    let now = store.clock().now();
+    for chunk_start in (0..recipients).step_by(CHUNK) {
+        let chunk_end = (chunk_start + CHUNK).min(recipients);
+        let mut subs = Vec::new();
+        let mut events = Vec::new();
+        for i in chunk_start..chunk_end {
+            let (push, sms) = person(app.app_id, i, now);
+            for kind in kinds_of(i) {
+                events.push(Interaction {
+                    subscription_id: push.subscription_id,
+                    kind,
+                    external_user_id: push.external_user_id.clone(),
+                    event_id: None,
+                    occurred_at: now,
+                });
+            }
+            subs.push(push);
+            subs.extend(sms);
+        }
+        store.bulk_load_subscriptions(&subs).await?;
+        let scope = message.scope();
+        stream::iter(events.chunks(1000))
+            .map(|batch| store.record_interactions(&scope, batch))
+            .buffer_unordered(2)
+            .try_collect::<Vec<_>>()
+            .await?;
+        if chunk_end.is_multiple_of(100_000) || chunk_end == recipients {
+            eprintln!("seeded {chunk_end}/{recipients} ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+    }
+    let [writes, written, gets, retries] = store.stats().snapshot();
+    println!(
+        "{}",
+        json!({"bench": "seed", "app_id": app.app_id, "message_id": message.message_id, "recipients": recipients,
+            "seed_seconds": started.elapsed().as_secs_f64(), "batch_writes": writes, "items_written": written,
+            "batch_gets": gets, "unprocessed_retries": retries})
+    );
+    Ok(())
+}
+
+pub fn subscription(
+    app_id: AppId,
+    channel: Channel,
+    address: String,
+    external_user_id: Option<ExternalUserId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Subscription {
+    let (platform, token, phone_number) = match channel {
+        Channel::Push => (Some(retarget_shared::domain::Platform::Android), Some(address), None),
+        Channel::Sms => (None, None, retarget_shared::domain::PhoneNumber::parse(&address).ok()),
+    };
+    Subscription {
+        subscription_id: SubscriptionId::at(now),
+        app_id,
+        channel,
+        platform,
+        token,
+        phone_number,
+        external_user_id,
+        status: SubscriptionStatus::Active,
+        created_at: now,
+        updated_at: now,
+    }
+}
