@@ -65,21 +65,35 @@ async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
         request.headers().get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok()).ok_or_else(twilio_forbidden)?;
     let auth_token = app.twilio.as_ref().map(|t| t.auth_token.as_str()).ok_or_else(twilio_forbidden)?;
     let query = request.uri().query().unwrap_or("");
-    let mut url = format!("{}{}", deps.public_base_url, request.raw_http_path());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
+    let url = twilio_url(&deps.public_base_url, request.raw_http_path(), query);
     let params = url_decode_pairs(raw);
     if !verify_twilio(auth_token, &url, &params, signature) {
         tracing::warn!(app_id = %app.app_id, "Twilio callback with a bad signature");
         return Err(twilio_forbidden());
     }
+    match twilio_event(&params, query)? {
+        Some(event) => record_one(deps, app, event).await,
+        None => Ok(no_content()),
+    }
+}
 
+/// The URL Twilio signed: the public base URL, the raw path, and the query string if any.
+pub fn twilio_url(public_base_url: &str, raw_path: &str, query: &str) -> String {
+    let mut url = format!("{public_base_url}{raw_path}");
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// The event a verified Twilio status callback records, from its decoded form fields and the
+/// callback URL's query string; `None` for an in-flight status (nothing to record). Pure.
+pub fn twilio_event(params: &[(String, String)], query: &str) -> Result<Option<IncomingEvent>, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let status =
         param("MessageStatus").ok_or_else(|| ApiError::invalid_request("MessageStatus: required"))?;
-    let Some(kind) = twilio_kind(status) else { return Ok(no_content()) };
+    let Some(kind) = twilio_kind(status) else { return Ok(None) };
     let query_pairs = url_decode_pairs(query.as_bytes());
     let query_param = |name: &str| query_pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let (Some(message_id), Some(subscription_id)) =
@@ -89,14 +103,13 @@ async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     };
     // One Twilio message has one status history: its sid and the status make a natural event id.
     let event_id = param("MessageSid").and_then(|sid| EventId::parse(&format!("twilio:{sid}:{status}")).ok());
-    let event = IncomingEvent {
+    Ok(Some(IncomingEvent {
         event_id,
         message_id: message_id.parse().ok(),
         subscription_id: subscription_id.parse().ok(),
         kind,
         occurred_at: None,
-    };
-    record_one(deps, app, event).await
+    }))
 }
 
 #[derive(Deserialize)]
@@ -117,19 +130,31 @@ enum PushKind {
 
 async fn push(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let raw = body(request)?;
+    let header = request.headers().get(PUSH_SIGNATURE).and_then(|v| v.to_str().ok());
+    check_push_signature(&app.push_webhook_secret, header, raw, deps.store.clock().now_epoch())?;
+    record_one(deps, app, push_event(raw)?).await
+}
+
+/// The `Retarget-Signature` header (`None` when missing or not visible ASCII) checked against the
+/// raw body at `now_epoch`: 401 `invalid_signature` unless it verifies. Pure.
+pub fn check_push_signature(
+    secret: &str,
+    header: Option<&str>,
+    raw: &[u8],
+    now_epoch: i64,
+) -> Result<(), ApiError> {
     let unauthorized = |detail: String| {
         ApiError::new(ErrorCode::InvalidSignature, detail).with_status(StatusCode::UNAUTHORIZED)
     };
-    let header = request
-        .headers()
-        .get(PUSH_SIGNATURE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("Retarget-Signature is missing".into()))?;
-    verify_push(&app.push_webhook_secret, header, raw, deps.store.clock().now_epoch())
-        .map_err(|e| unauthorized(format!("Retarget-Signature: {e}")))?;
+    let header = header.ok_or_else(|| unauthorized("Retarget-Signature is missing".into()))?;
+    verify_push(secret, header, raw, now_epoch).map_err(|e| unauthorized(format!("Retarget-Signature: {e}")))
+}
 
+/// The event a verified push webhook body records (400 `invalid_request` naming the field when
+/// the JSON does not fit). Pure.
+pub fn push_event(raw: &[u8]) -> Result<IncomingEvent, ApiError> {
     let event: PushEvent = parse_json(raw)?;
-    let incoming = IncomingEvent {
+    Ok(IncomingEvent {
         event_id: Some(event.event_id),
         message_id: event.message_id.parse().ok(),
         subscription_id: event.subscription_id.parse().ok(),
@@ -138,8 +163,7 @@ async fn push(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body
             PushKind::Clicked => EventKind::Clicked,
         },
         occurred_at: Some(event.occurred_at),
-    };
-    record_one(deps, app, incoming).await
+    })
 }
 
 async fn record_one(deps: &Deps, app: &App, event: IncomingEvent) -> Result<Response<Body>, ApiError> {
