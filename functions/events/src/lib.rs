@@ -8,7 +8,7 @@ use retarget_shared::Store;
 use retarget_shared::domain::{EventId, EventKind};
 use retarget_shared::ingest::{IncomingEvent, Outcome, Rejection, record_events};
 use retarget_shared::problem::{ApiError, json_response, respond};
-use retarget_shared::request::{authenticate, json_body, matched_route};
+use retarget_shared::request::{authenticate, body, matched_route, parse_json};
 use retarget_shared::routes::Route;
 use serde::{Deserialize, Serialize};
 
@@ -65,16 +65,15 @@ struct Recorded {
     rejected: Vec<Rejected>,
 }
 
-async fn record(
-    deps: &Deps,
-    app_id: retarget_shared::domain::AppId,
-    request: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let body: EventsBody = json_body(request)?;
+/// A `POST /v1/events` body parsed and checked for form (400 `invalid_request` naming the field):
+/// 1 to [`MAX_EVENTS`] events, ids that do not parse kept as `None` (they are per-event
+/// rejections, decided when recording). Pure.
+pub fn parse_events(raw: &[u8]) -> Result<Vec<IncomingEvent>, ApiError> {
+    let body: EventsBody = parse_json(raw)?;
     if body.events.is_empty() || body.events.len() > MAX_EVENTS {
         return Err(ApiError::invalid_request(format!("events: must hold 1 to {MAX_EVENTS} events")));
     }
-    let events: Vec<IncomingEvent> = body
+    Ok(body
         .events
         .into_iter()
         .map(|e| IncomingEvent {
@@ -84,7 +83,15 @@ async fn record(
             kind: e.kind,
             occurred_at: e.occurred_at,
         })
-        .collect();
+        .collect())
+}
+
+async fn record(
+    deps: &Deps,
+    app_id: retarget_shared::domain::AppId,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let events = parse_events(body(request)?)?;
     let outcomes = record_events(&deps.store, app_id, &events).await?;
     let mut response = Recorded { accepted: 0, duplicates: 0, rejected: Vec::new() };
     for (index, outcome) in outcomes.into_iter().enumerate() {
