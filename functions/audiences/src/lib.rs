@@ -68,17 +68,19 @@ pub fn describe_predicate(body: &mut serde_json::Value, predicate: &Predicate) {
 /// The query string, checked for form only (400 `invalid_request`); whether the action fits
 /// the source is decided after the source checks, as the contract orders errors.
 #[derive(Debug)]
-struct AudienceQuery {
-    action: Option<String>,
-    did: Vec<String>,
-    did_not: Vec<String>,
-    channel: Option<Channel>,
-    limit: usize,
-    cursor: Option<Cursor>,
+pub struct AudienceQuery {
+    pub action: Option<String>,
+    pub did: Vec<String>,
+    pub did_not: Vec<String>,
+    pub channel: Option<Channel>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
 }
 
 impl AudienceQuery {
-    fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+    /// The decoded query pairs (see `request::query_pairs`); the last of a repeated single-valued
+    /// parameter wins. Pure.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
         let mut q = AudienceQuery {
             action: None,
             did: vec![],
