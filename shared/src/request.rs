@@ -63,7 +63,11 @@ pub async fn authenticate(store: &Store, request: &Request) -> Result<App, ApiEr
 
 /// The contract route this request is for: 404 for unknown paths, 405 for a known path with
 /// another method.
+///
+/// Bodies over the limit are refused here, so every route holds the contract's 1 MiB limit,
+/// also those that read no body.
 pub fn matched_route(request: &Request) -> Result<Matched<'_>, ApiError> {
+    body(request)?;
     match_route(request.method(), request.raw_http_path()).map_err(|no| match no {
         NoMatch::NotFound => ApiError::not_found(),
         NoMatch::MethodNotAllowed => {
