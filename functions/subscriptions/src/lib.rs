@@ -72,7 +72,7 @@ fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
                 .ok_or_else(|| ApiError::invalid_request("token: required for channel push"))?;
             if token.is_empty()
                 || token.len() > MAX_TOKEN_LEN
-                || token.chars().any(|c| c.is_whitespace() || c.is_control())
+                || token.chars().any(|c| c.is_whitespace() || retarget_shared::domain::is_hidden(c))
             {
                 return Err(ApiError::invalid_request(format!(
                     "token: must be 1 to {MAX_TOKEN_LEN} printable characters without spaces"

@@ -92,6 +92,28 @@ ulid_id!(
     RetargetId
 );
 
+/// Control characters and the invisible formatting ones (Unicode category Cf: bidirectional
+/// overrides and isolates, zero-width spaces and joiners, the byte order mark, soft hyphen…):
+/// an identifier holding one can look identical to another, or reorder the text around it
+/// when displayed, so caller-chosen ids refuse them.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
+}
+
 /// The caller's own id for a person; links that person's subscriptions across channels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -101,7 +123,7 @@ impl ExternalUserId {
     pub const MAX_LEN: usize = 256;
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(is_hidden);
         if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
     }
 
@@ -121,7 +143,7 @@ impl<'de> Deserialize<'de> for ExternalUserId {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Self::parse(&s).map_err(|_| {
             serde::de::Error::custom(format!(
-                "must be 1 to {} characters without control characters",
+                "must be 1 to {} characters without control or invisible characters",
                 Self::MAX_LEN
             ))
         })
@@ -137,7 +159,7 @@ impl EventId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(is_hidden);
         if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
     }
 
@@ -151,7 +173,7 @@ impl<'de> Deserialize<'de> for EventId {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Self::parse(&s).map_err(|_| {
             serde::de::Error::custom(format!(
-                "must be 1 to {} characters without control characters",
+                "must be 1 to {} characters without control or invisible characters",
                 Self::MAX_LEN
             ))
         })
@@ -199,5 +221,12 @@ mod tests {
         assert!(ExternalUserId::parse("").is_err());
         assert!(ExternalUserId::parse("a\u{0}b").is_err());
         assert!(ExternalUserId::parse(&"x".repeat(257)).is_err());
+        for hidden in ["bob\u{202e}gpj.exe", "bo\u{200d}b", "\u{feff}bob", "bob\u{2066}", "bo\u{ad}b"] {
+            assert!(ExternalUserId::parse(hidden).is_err(), "{hidden:?}");
+            assert!(EventId::parse(hidden).is_err(), "{hidden:?}");
+        }
+        // Visible text in any script stays allowed.
+        assert!(ExternalUserId::parse("مستخدم-٤٢").is_ok());
+        assert!(EventId::parse("événement-1").is_ok());
     }
 }
