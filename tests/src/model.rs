@@ -1,0 +1,67 @@
+//! The contract's audience rules as a plain in-memory model, shared by the property tests.
+
+use std::collections::BTreeSet;
+
+use retarget_shared::domain::Channel;
+
+/// Every event kind of the contract, push and SMS.
+pub const KINDS: [&str; 5] = ["sent", "delivered", "clicked", "undelivered", "failed"];
+
+/// The number of predicates [`predicate`] knows.
+pub const PREDICATES: usize = 8;
+
+/// The model's rule for one predicate: which recorded kinds put a source subscription in.
+pub type Rule = Box<dyn Fn(&BTreeSet<&str>) -> bool>;
+
+/// Whether `kind` is an event of `channel`.
+pub fn valid_for(channel: Channel, kind: &str) -> bool {
+    match channel {
+        Channel::Push => kind != "undelivered",
+        Channel::Sms => kind != "clicked",
+    }
+}
+
+/// The query string of predicate `i` on a source of `channel` and the model's rule for it, or
+/// `None` when the contract refuses the action for that channel (400 `invalid_action`).
+pub fn predicate(i: usize, channel: Channel) -> (String, Option<Rule>) {
+    let has = |k: &'static str| move |s: &BTreeSet<&str>| s.contains(k);
+    let (query, rule): (&str, Option<Rule>) = match (i % PREDICATES, channel) {
+        (0, _) => ("action=sent", Some(Box::new(|s: &BTreeSet<&str>| !s.is_empty()))),
+        (1, Channel::Push) => (
+            "action=delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| has("delivered")(s) || has("clicked")(s))),
+        ),
+        (1, Channel::Sms) => ("action=delivered", Some(Box::new(has("delivered")))),
+        (2, Channel::Push) => (
+            "action=not_delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| {
+                !s.is_empty() && !has("delivered")(s) && !has("clicked")(s)
+            })),
+        ),
+        (2, Channel::Sms) => (
+            "action=not_delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| {
+                (has("undelivered")(s) || has("failed")(s)) && !has("delivered")(s)
+            })),
+        ),
+        (3, Channel::Push) => ("action=clicked", Some(Box::new(has("clicked")))),
+        (4, Channel::Push) => (
+            "action=not_clicked",
+            Some(Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("clicked")(s))),
+        ),
+        (3, Channel::Sms) => ("action=clicked", None),
+        (4, Channel::Sms) => ("action=not_clicked", None),
+        (5, _) => (
+            "did=sent&did_not=delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| has("sent")(s) && !has("delivered")(s))),
+        ),
+        (6, _) => {
+            ("did_not=failed", Some(Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("failed")(s))))
+        }
+        _ => (
+            "did=delivered,sent",
+            Some(Box::new(move |s: &BTreeSet<&str>| has("delivered")(s) && has("sent")(s))),
+        ),
+    };
+    (query.to_owned(), rule)
+}
