@@ -260,7 +260,13 @@ async fn handle_http(
             Ok(collected) => {
                 let bytes = collected.to_bytes();
                 match apigw::to_lambda_request(&parts, &bytes, peer.ip(), api.clock.now()) {
-                    Ok(request) => api.handle(request).await,
+                    // Like a Lambda invocation, the handler runs to completion even when the
+                    // client goes away: hyper drops this future when the connection closes,
+                    // which would otherwise stop a handler between two writes.
+                    Ok(request) => match tokio::spawn(async move { api.handle(request).await }).await {
+                        Ok(response) => response,
+                        Err(e) => ApiError::internal(&e).to_response(),
+                    },
                     Err(e) => ApiError::invalid_request(format!("request could not be represented: {e}"))
                         .to_response(),
                 }
