@@ -74,6 +74,7 @@ REPORTS="junit,har"
 args=(run docs/openapi.yaml --url "$API_URL" -H "Authorization: Bearer $API_KEY" --checks "$CHECKS"
   --max-examples "$MAX_EXAMPLES" --workers 2 --request-timeout 30
   --suppress-health-check "$HEALTH_CHECKS_OFF"
+  --generation-database "$ROOT/.local/schemathesis-db"
   --report "$REPORTS" --report-dir "$OUT" --report-har-path "$OUT/requests.har")
 [[ -n "$SEED" ]] && args+=(--seed "$SEED")
 log "schemathesis ${args[*]//$API_KEY/<key>}"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Load on loopback with wrk: POST /v1/events, then the Twilio status callback, then the push
+# webhook, each for --seconds (default 60) against the local API built in release, with its
+# own services. Prints requests/s, latency percentiles, error counts and lost events (events
+# the API acknowledged vs interaction items actually stored); exits non-zero on any error or
+# lost event.
+#
+#   scripts/load.sh [--seconds N] [--connections N] [--threads N]
+#
+# Installs wrk with apt-get when missing. Everything it starts is stopped on exit.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/load/stack.sh
+. "$ROOT/scripts/load/stack.sh"
+cd "$ROOT"
+
+SECONDS_PER_PHASE=60
+CONNECTIONS="${LOAD_CONNECTIONS:-32}"
+THREADS="${LOAD_THREADS:-2}"
+while (($#)); do
+  case "$1" in
+    --seconds) SECONDS_PER_PHASE="${2:?--seconds needs a value}"; shift 2 ;;
+    --connections) CONNECTIONS="${2:?}"; shift 2 ;;
+    --threads) THREADS="${2:?}"; shift 2 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (try --help)" ;;
+  esac
+done
+[[ "$SECONDS_PER_PHASE" =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer"
+
+export SERVICES_DIR=.local/load-services
+export STACK_ENV_FILE="$ROOT/.local/load-stack.env"
+STACK_LOG="$ROOT/.local/load-stack.log"
+OUT="$ROOT/.local/load"
+# LOAD_PROFILE=debug reuses the test build for a quick check of the script itself; the figures
+# are only meaningful in release.
+PROFILE="${LOAD_PROFILE:-release}"
+[[ "$PROFILE" == release || "$PROFILE" == debug ]] || die "LOAD_PROFILE must be release or debug"
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+
+# shellcheck disable=SC2317 # only called from the EXIT trap
+cleanup() {
+  local rc=$?
+  stack_stop
+  exit "$rc"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null 2>&1; then
+  log "wrk not found: installing it with apt-get"
+  as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+
+bash scripts/services.sh install
+log "building retarget-local and retarget-admin ($PROFILE)"
+if [[ "$PROFILE" == release ]]; then
+  cargo build --release -p retarget-local -p retarget-admin
+else
+  cargo build -p retarget-local -p retarget-admin
+fi
+
+stack_start
+rm -rf "$OUT"
+mkdir -p "$OUT"
+stack_create_app "$OUT/app.json"
+API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$OUT/app.json")"
+log "provisioning subscriptions and scheduled messages; signing webhook requests"
+python3 scripts/load/prepare.py "$OUT/app.json" "$OUT" "$SECONDS_PER_PHASE"
+
+run_wrk() {
+  local phase=$1 script=$2
+  shift 2
+  log "wrk: $phase for ${SECONDS_PER_PHASE}s ($THREADS threads, $CONNECTIONS connections)"
+  run_fg env LOAD_SUMMARY="$OUT/$phase.json" wrk --threads "$THREADS" --connections "$CONNECTIONS" \
+    --duration "${SECONDS_PER_PHASE}s" --timeout 10s --latency \
+    --script "scripts/load/$script" "$API_URL" -- "$@"
+  ((FG_STATUS == 0)) || die "wrk ($phase) exited with status $FG_STATUS"
+  # Let requests that were in flight when wrk stopped finish before counting.
+  sleep 2
+}
+
+run_wrk events events.lua "$OUT/events-data.lua" "$THREADS" "$API_KEY"
+run_wrk twilio webhooks.lua "$OUT/twilio.tsv" "$THREADS" twilio
+run_wrk push webhooks.lua "$OUT/push.tsv" "$THREADS" push
+
+proc_alive "$STACK_PID" || die "retarget-local died during the load; see ${STACK_LOG#"$ROOT"/}"
+if grep -q 'panicked' "$STACK_LOG"; then
+  die "retarget-local panicked during the load; see ${STACK_LOG#"$ROOT"/}"
+fi
+run_fg .local/venv/bin/python scripts/load/report.py "$OUT" "$API_KEY"
+exit "$FG_STATUS"

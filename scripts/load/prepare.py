@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Fixtures for scripts/load.sh, through the local API (standard library only).
+
+Creates push and SMS subscriptions and scheduled messages (send_at weeks ahead, so no sender
+touches them and every stored interaction comes from the load), then writes into OUT_DIR:
+
+- events-data.lua: the ids the events script combines into unique (message, subscription,
+  kind) triples, so each accepted event is exactly one stored item;
+- twilio.tsv and push.tsv: pre-signed webhook requests (wrk's Lua has no HMAC), one per line:
+  path TAB header value TAB body — each a distinct (message, subscription, kind);
+- fixtures.json: the message ids of each phase, for counting what was stored.
+
+Usage: prepare.py APP_JSON OUT_DIR SECONDS
+Env: API_URL, PUBLIC_BASE_URL (defaults to API_URL), LOAD_SUBSCRIPTIONS (default 500),
+LOAD_MAX_RATE (requests/s the generated webhook files are sized for, default 3000).
+"""
+
+import base64
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import math
+import os
+import sys
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta
+
+API_URL = os.environ["API_URL"]
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", API_URL)
+SUBSCRIPTIONS = int(os.environ.get("LOAD_SUBSCRIPTIONS", "500"))
+MAX_RATE = int(os.environ.get("LOAD_MAX_RATE", "3000"))
+PUSH_KINDS = ["sent", "delivered", "clicked", "failed"]
+TWILIO_STATUSES = ["sent", "delivered", "undelivered", "failed"]
+PUSH_WEBHOOK_KINDS = ["delivered", "clicked"]
+TWILIO_AUTH_TOKEN = "load-twilio-auth-token"
+
+
+def call(method, path, api_key, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{API_URL}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {api_key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def parallel(fn, items):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(fn, items))
+
+
+def main():
+    app_file, out_dir, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    app = json.load(open(app_file))
+    key, app_id, secret = app["api_key"], app["app_id"], app["push_webhook_secret"]
+    os.makedirs(out_dir, exist_ok=True)
+
+    now = datetime.fromisoformat(call("GET", "/dev/clock", key)["now"].replace("Z", "+00:00"))
+    send_at = (now + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    push_subs = parallel(
+        lambda i: call(
+            "POST",
+            "/v1/subscriptions",
+            key,
+            {"channel": "push", "token": f"load-token-{i}", "platform": "android",
+             "external_user_id": f"load-user-{i}"},
+        )["subscription_id"],
+        range(SUBSCRIPTIONS),
+    )
+    sms_subs = parallel(
+        lambda i: call(
+            "POST",
+            "/v1/subscriptions",
+            key,
+            {"channel": "sms", "phone_number": f"+1555{i:07d}", "external_user_id": f"load-user-{i}"},
+        )["subscription_id"],
+        range(SUBSCRIPTIONS),
+    )
+
+    def messages(channel, subs, count):
+        def create(_):
+            reply = call(
+                "POST",
+                "/v1/messages",
+                key,
+                {"channel": channel, "contents": {"body": "load"},
+                 "include_subscription_ids": subs[:1], "send_at": send_at},
+            )
+            assert reply["status"] == "scheduled", reply
+            return reply["message_id"]
+
+        return parallel(create, range(count))
+
+    budget = max(seconds, 1) * MAX_RATE
+    # Events: batches of 1..10 events, so up to 10x the request budget; triples cycle beyond it.
+    event_msgs = messages("push", push_subs, math.ceil(budget * 5 / (SUBSCRIPTIONS * len(PUSH_KINDS))))
+    twilio_msgs = messages("sms", sms_subs, math.ceil(budget / (SUBSCRIPTIONS * len(TWILIO_STATUSES))))
+    push_msgs = messages("push", push_subs, math.ceil(budget / (SUBSCRIPTIONS * len(PUSH_WEBHOOK_KINDS))))
+
+    def lua_list(ids):
+        return "{" + ",".join(f'"{i}"' for i in ids) + "}"
+
+    with open(os.path.join(out_dir, "events-data.lua"), "w") as f:
+        f.write(
+            f"return {{messages={lua_list(event_msgs)}, subscriptions={lua_list(push_subs)}, "
+            f"kinds={lua_list(PUSH_KINDS)}}}\n"
+        )
+
+    # Twilio: the callback URL the SMS sender would give, form fields signed as Twilio signs.
+    with open(os.path.join(out_dir, "twilio.tsv"), "w") as f:
+        n = 0
+        for m in twilio_msgs:
+            for s in sms_subs:
+                for status in TWILIO_STATUSES:
+                    path = f"/v1/webhooks/twilio/{app_id}?" + urllib.parse.urlencode(
+                        {"message_id": m, "subscription_id": s})
+                    params = {"MessageSid": f"SMload{n:010d}", "MessageStatus": status,
+                              "AccountSid": "ACload"}
+                    signed = PUBLIC_BASE_URL + path + "".join(k + params[k] for k in sorted(params))
+                    signature = base64.b64encode(
+                        hmac.new(TWILIO_AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+                    ).decode()
+                    f.write(f"{path}\t{signature}\t{urllib.parse.urlencode(params)}\n")
+                    n += 1
+
+    # Push: t from the stack's clock; a run lasts minutes, well inside the 300 s tolerance.
+    t = int(now.timestamp())
+    occurred = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(os.path.join(out_dir, "push.tsv"), "w") as f:
+        n = 0
+        for m in push_msgs:
+            for s in push_subs:
+                for kind in PUSH_WEBHOOK_KINDS:
+                    body = json.dumps(
+                        {"event_id": f"load-push-{n}", "kind": kind, "message_id": m,
+                         "subscription_id": s, "occurred_at": occurred},
+                        separators=(",", ":"),
+                    )
+                    mac = hmac.new(secret.encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+                    f.write(f"/v1/webhooks/push/{app_id}\tt={t},v1={mac}\t{body}\n")
+                    n += 1
+
+    json.dump(
+        {"app_id": app_id, "events": event_msgs, "twilio": twilio_msgs, "push": push_msgs},
+        open(os.path.join(out_dir, "fixtures.json"), "w"),
+    )
+    print(
+        f"{len(push_subs)} push + {len(sms_subs)} SMS subscriptions; messages: {len(event_msgs)} for "
+        f"events, {len(twilio_msgs)} for Twilio callbacks, {len(push_msgs)} for push webhooks",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

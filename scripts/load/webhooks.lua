@@ -1,0 +1,73 @@
+-- wrk script for the webhooks: cycles through pre-signed requests (scripts/load/prepare.py
+-- writes them: path TAB signature header TAB body, one distinct event each). Thread t of T
+-- sends lines t, t+T, t+2T… in order, so the distinct events a thread got answered are
+-- min(answered, its lines) and at most min(sent, its lines) reached the server.
+-- Args (after --): REQUESTS_FILE THREADS KIND (twilio|push)
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local nthreads = tonumber(args[2])
+  local kind = args[3]
+  reqs = {}
+  local line_no = 0
+  for line in io.lines(args[1]) do
+    if line_no % nthreads == tid then
+      local path, signature, body = string.match(line, "^([^\t]*)\t([^\t]*)\t(.*)$")
+      local headers
+      if kind == "twilio" then
+        headers = { ["X-Twilio-Signature"] = signature,
+                    ["Content-Type"] = "application/x-www-form-urlencoded" }
+      else
+        headers = { ["Retarget-Signature"] = signature, ["Content-Type"] = "application/json" }
+      end
+      reqs[#reqs + 1] = wrk.format("POST", path, headers, body)
+    end
+    line_no = line_no + 1
+  end
+  lines = #reqs
+  sent, ok_responses, other_status = 0, 0, 0
+end
+
+function request()
+  local r = reqs[(sent % lines) + 1]
+  sent = sent + 1
+  return r
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then
+    ok_responses = ok_responses + 1
+  else
+    other_status = other_status + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local sent_total, ok_total, other, acked_distinct, sent_distinct, lines_total = 0, 0, 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    local s, o, n = t:get("sent"), t:get("ok_responses"), t:get("lines")
+    sent_total = sent_total + s
+    ok_total = ok_total + o
+    other = other + t:get("other_status")
+    acked_distinct = acked_distinct + math.min(o, n)
+    sent_distinct = sent_distinct + math.min(s, n)
+    lines_total = lines_total + n
+  end
+  local out = io.open(os.getenv("LOAD_SUMMARY"), "w")
+  out:write(string.format(
+    '{"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,' ..
+    '"timeouts":%d,"non_2xx":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"sent":%d,"ok_responses":%d,"other_status":%d,"acked_distinct":%d,"sent_distinct":%d,"lines":%d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout, summary.errors.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    sent_total, ok_total, other, acked_distinct, sent_distinct, lines_total))
+  out:close()
+end
