@@ -288,7 +288,7 @@ fn redact(error: SendError, to: &PhoneNumber, auth_token: &str) -> SendError {
         if !auth_token.is_empty() {
             text = text.replace(auth_token, "***");
         }
-        text
+        mask_digit_runs(&text)
     };
     match error {
         SendError::Permanent { code, detail, dead_address } => {
@@ -299,6 +299,33 @@ fn redact(error: SendError, to: &PhoneNumber, auth_token: &str) -> SendError {
         }
         SendError::NotConfigured(detail) => SendError::NotConfigured(scrub(detail)),
     }
+}
+
+/// Masks every other run of 7 or more digits (with its leading `+`): Twilio's messages may
+/// quote the From number or numbers other than the recipient's.
+fn mask_digit_runs(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let digits_start = if chars[i] == '+' { i + 1 } else { i };
+        let mut end = digits_start;
+        while end < chars.len() && chars[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end - digits_start >= 7 {
+            let run: String = chars[i..end].iter().collect();
+            let keep = 4.min(run.len().saturating_sub(7));
+            out.push_str(&run[..keep]);
+            out.push_str("***");
+            out.push_str(&run[run.len() - keep..]);
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -366,5 +393,12 @@ mod tests {
         let SendError::Permanent { detail, .. } = redact(error, &to, "secret-token") else { unreachable!() };
         assert!(!detail.contains("5551234567") && !detail.contains("secret-token"), "{detail}");
         assert!(detail.contains(&to.masked()), "{detail}");
+        let error = SendError::Permanent {
+            code: "21606".into(),
+            detail: "The From phone number +15550009999 (15550009999), error 21606".into(),
+            dead_address: false,
+        };
+        let SendError::Permanent { detail, .. } = redact(error, &to, "t") else { unreachable!() };
+        assert_eq!(detail, "The From phone number +155***9999 (1555***9999), error 21606");
     }
 }
