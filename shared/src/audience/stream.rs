@@ -9,11 +9,13 @@
 //! The order is a pure function of the data, so pages resumed from a cursor agree with it too.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use super::predicate::{KindSet, Predicate};
 use crate::Store;
@@ -22,8 +24,15 @@ use crate::store::{InteractionRow, InteractionStream, Message, Start, StoreError
 
 /// Matching source subscriptions resolved per batch (one BatchGetItem for same-channel).
 const BATCH: usize = 100;
-/// Person lookups in flight for cross-channel audiences.
+/// Person lookups in flight per batch, for cross-channel audiences.
 const PERSON_LOOKUPS: usize = 16;
+/// Batches being resolved at once while the shards keep streaming.
+const LOOKUPS_IN_FLIGHT: usize = 8;
+/// A bounded stream's first Query page per shard: interaction items per candidate (a push
+/// recipient has sent, delivered and sometimes clicked or opened)…
+const ITEMS_PER_CANDIDATE: usize = 3;
+/// …plus this many, so that a shard with more than its share rarely needs a second request.
+const FIRST_PAGE_SLACK: usize = 16;
 
 /// What to compute: who of `source`'s recipients match `predicate`, reached on `target`.
 #[derive(Debug, Clone)]
@@ -122,41 +131,109 @@ impl SourceGroups {
 }
 
 /// The audience, resolved source subscription by source subscription.
+///
+/// The lookups that resolve a batch (a BatchGetItem of subscriptions, or person lookups for a
+/// cross-channel audience) run as their own tasks, up to [`LOOKUPS_IN_FLIGHT`] batches at once,
+/// while the shards keep streaming and the next batch is gathered; batches are handed out in
+/// the order they were gathered, so the stream's order is that of the source subscriptions.
 pub struct AudienceStream {
     store: Store,
-    spec: AudienceSpec,
+    spec: Arc<AudienceSpec>,
     groups: SourceGroups,
+    in_flight: VecDeque<JoinHandle<Result<Vec<Resolved>, StoreError>>>,
     resolved: VecDeque<Resolved>,
-    done: bool,
+    /// Matching source subscriptions still to be sent to lookups; `None`: no limit.
+    budget: Option<usize>,
+    /// No source subscription left to read.
+    exhausted: bool,
+    failed: bool,
 }
 
 impl AudienceStream {
     pub fn new(store: &Store, spec: AudienceSpec, start: Start) -> Self {
         let rows = store.interactions_from(&spec.source.scope(), start);
+        Self::with_rows(store, spec, rows, None)
+    }
+
+    /// A stream that resolves at most `candidates` matching source subscriptions until more
+    /// are granted with [`AudienceStream::grant`], and reads the shards in first pages sized
+    /// for that many: what one page of an export needs, and not much more.
+    pub fn bounded(store: &Store, spec: AudienceSpec, start: Start, candidates: usize) -> Self {
+        // Each source subscription has a few interaction items (one per kind recorded), spread
+        // over the shards; the first page of each shard covers about its share of the
+        // candidates with room to spare, later pages grow.
+        let shards = usize::from(spec.source.scope().shards.max(1));
+        let per_shard = (candidates * ITEMS_PER_CANDIDATE).div_ceil(shards) + FIRST_PAGE_SLACK;
+        let rows = store.interactions_paged(
+            &spec.source.scope(),
+            start,
+            i32::try_from(per_shard).unwrap_or(i32::MAX),
+        );
+        Self::with_rows(store, spec, rows, Some(candidates))
+    }
+
+    fn with_rows(store: &Store, spec: AudienceSpec, rows: InteractionStream, budget: Option<usize>) -> Self {
         Self {
             store: store.clone(),
-            spec,
+            spec: Arc::new(spec),
             groups: SourceGroups { rows, pending: None },
+            in_flight: VecDeque::new(),
             resolved: VecDeque::new(),
-            done: false,
+            budget,
+            exhausted: false,
+            failed: false,
+        }
+    }
+
+    /// Allows `n` more matching source subscriptions to be resolved (a bounded stream).
+    pub fn grant(&mut self, n: usize) {
+        if let Some(budget) = self.budget.as_mut() {
+            *budget += n;
         }
     }
 
     pub async fn next(&mut self) -> Option<Result<Resolved, StoreError>> {
-        if self.resolved.is_empty()
-            && !self.done
-            && let Err(e) = self.fill().await
-        {
-            self.done = true;
-            return Some(Err(e));
+        if self.failed {
+            return None;
         }
-        self.resolved.pop_front().map(Ok)
+        loop {
+            if let Some(resolved) = self.resolved.pop_front() {
+                return Some(Ok(resolved));
+            }
+            // A bounded stream out of budget still reads on when nothing is left in flight: the
+            // budget limits how far it reads ahead, never what it yields.
+            while !self.exhausted
+                && (self.in_flight.is_empty()
+                    || (self.in_flight.len() < LOOKUPS_IN_FLIGHT && self.budget != Some(0)))
+            {
+                if let Err(e) = self.gather().await {
+                    return Some(self.fail(e));
+                }
+            }
+            let front = self.in_flight.pop_front()?;
+            match front.await {
+                Ok(Ok(resolved)) => self.resolved.extend(resolved),
+                Ok(Err(e)) => return Some(self.fail(e)),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Some(self.fail(StoreError::Corrupt(format!("audience lookup: {e}")))),
+            }
+        }
     }
 
-    async fn fill(&mut self) -> Result<(), StoreError> {
+    fn fail(&mut self, e: StoreError) -> Result<Resolved, StoreError> {
+        self.failed = true;
+        for task in self.in_flight.drain(..) {
+            task.abort();
+        }
+        Err(e)
+    }
+
+    /// Reads the next batch of matching source subscriptions and starts its lookups.
+    async fn gather(&mut self) -> Result<(), StoreError> {
         let channel = self.spec.source.channel;
-        let mut batch = Vec::with_capacity(BATCH);
-        while batch.len() < BATCH {
+        let size = self.budget.map_or(BATCH, |b| b.clamp(1, BATCH));
+        let mut batch = Vec::with_capacity(size);
+        while batch.len() < size {
             match self.groups.next().await {
                 Some(group) => {
                     let (sub, kinds, user) = group?;
@@ -165,7 +242,7 @@ impl AudienceStream {
                     }
                 }
                 None => {
-                    self.done = true;
+                    self.exhausted = true;
                     break;
                 }
             }
@@ -173,84 +250,99 @@ impl AudienceStream {
         if batch.is_empty() {
             return Ok(());
         }
-        let resolved = if self.spec.target == channel {
-            self.same_channel(batch).await?
-        } else {
-            self.cross_channel(batch).await?
-        };
-        self.resolved.extend(resolved);
+        if let Some(budget) = self.budget.as_mut() {
+            *budget = budget.saturating_sub(batch.len());
+        }
+        let (store, spec) = (self.store.clone(), Arc::clone(&self.spec));
+        self.in_flight.push_back(tokio::spawn(async move {
+            if spec.target == spec.source.channel {
+                same_channel(&store, &spec, batch).await
+            } else {
+                cross_channel(&store, &spec, batch).await
+            }
+        }));
         Ok(())
     }
+}
 
-    async fn same_channel(
-        &self,
-        batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
-    ) -> Result<Vec<Resolved>, StoreError> {
-        let app = self.spec.source.app_id;
-        let subscriptions = self.store.get_subscriptions(app, batch.iter().map(|(s, _)| *s)).await?;
-        Ok(batch
-            .into_iter()
-            .map(|(source, _)| {
-                let targets = subscriptions
-                    .get(&source)
-                    .filter(|s| s.is_active())
-                    .map(|s| Member {
-                        subscription_id: s.subscription_id,
-                        external_user_id: s.external_user_id.clone(),
-                    })
-                    .into_iter()
-                    .collect();
-                Resolved { source, targets, unreachable: false }
-            })
-            .collect())
-    }
-
-    async fn cross_channel(
-        &self,
-        batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
-    ) -> Result<Vec<Resolved>, StoreError> {
-        stream::iter(batch)
-            .map(|(source, user)| self.resolve_person(source, user))
-            .buffered(PERSON_LOOKUPS)
-            .try_collect()
-            .await
-    }
-
-    async fn resolve_person(
-        &self,
-        source: SubscriptionId,
-        user: Option<ExternalUserId>,
-    ) -> Result<Resolved, StoreError> {
-        let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
-        let Some(user) = user else { return Ok(unreachable) };
-        let message = &self.spec.source;
-        let person = self.store.person_subscriptions(message.app_id, &user).await?;
-        let mut targets: Vec<Member> = person
-            .iter()
-            .filter(|s| s.channel == self.spec.target && s.is_active())
-            .map(|s| Member { subscription_id: s.subscription_id, external_user_id: Some(user.clone()) })
-            .collect();
-        if targets.is_empty() {
-            return Ok(unreachable);
+impl Drop for AudienceStream {
+    fn drop(&mut self) {
+        for task in &self.in_flight {
+            task.abort();
         }
-        targets.sort_by_key(|m| m.subscription_id);
-        // An earlier matching source subscription of this person already contributed them.
-        let earlier: Vec<SubscriptionId> = person
-            .iter()
-            .filter(|s| s.channel == message.channel && s.subscription_id < source)
-            .map(|s| s.subscription_id)
-            .collect();
-        if !earlier.is_empty() {
-            let kinds = self.store.kinds_of(&message.scope(), message.channel, &earlier).await?;
-            let taken = kinds
-                .values()
-                .any(|k| self.spec.predicate.matches(message.channel, k.iter().copied().collect()));
-            if taken {
-                return Ok(Resolved { source, targets: Vec::new(), unreachable: false });
-            }
-        }
-        Ok(Resolved { source, targets, unreachable: false })
     }
+}
+
+async fn same_channel(
+    store: &Store,
+    spec: &AudienceSpec,
+    batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
+) -> Result<Vec<Resolved>, StoreError> {
+    let app = spec.source.app_id;
+    let subscriptions = store.get_subscriptions(app, batch.iter().map(|(s, _)| *s)).await?;
+    Ok(batch
+        .into_iter()
+        .map(|(source, _)| {
+            let targets = subscriptions
+                .get(&source)
+                .filter(|s| s.is_active())
+                .map(|s| Member {
+                    subscription_id: s.subscription_id,
+                    external_user_id: s.external_user_id.clone(),
+                })
+                .into_iter()
+                .collect();
+            Resolved { source, targets, unreachable: false }
+        })
+        .collect())
+}
+
+async fn cross_channel(
+    store: &Store,
+    spec: &AudienceSpec,
+    batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
+) -> Result<Vec<Resolved>, StoreError> {
+    stream::iter(batch)
+        .map(|(source, user)| resolve_person(store, spec, source, user))
+        .buffered(PERSON_LOOKUPS)
+        .try_collect()
+        .await
+}
+
+async fn resolve_person(
+    store: &Store,
+    spec: &AudienceSpec,
+    source: SubscriptionId,
+    user: Option<ExternalUserId>,
+) -> Result<Resolved, StoreError> {
+    let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
+    let Some(user) = user else { return Ok(unreachable) };
+    let message = &spec.source;
+    let person = store.person_subscriptions(message.app_id, &user).await?;
+    let mut targets: Vec<Member> = person
+        .iter()
+        .filter(|s| s.channel == spec.target && s.is_active())
+        .map(|s| Member { subscription_id: s.subscription_id, external_user_id: Some(user.clone()) })
+        .collect();
+    if targets.is_empty() {
+        return Ok(unreachable);
+    }
+    targets.sort_by_key(|m| m.subscription_id);
+    // An earlier matching source subscription of this person already contributed them.
+    let earlier: Vec<SubscriptionId> = person
+        .iter()
+        .filter(|s| s.channel == message.channel && s.subscription_id < source)
+        .map(|s| s.subscription_id)
+        .collect();
+    if !earlier.is_empty() {
+        let kinds = store.kinds_of(&message.scope(), message.channel, &earlier).await?;
+        let taken =
+            kinds.values().any(|k| spec.predicate.matches(message.channel, k.iter().copied().collect()));
+        if taken {
+            return Ok(Resolved { source, targets: Vec::new(), unreachable: false });
+        }
+    }
+    Ok(Resolved { source, targets, unreachable: false })
 }
 
 /// One page of an audience and where the next one starts.
@@ -267,7 +359,10 @@ pub async fn page(
     limit: usize,
 ) -> Result<Page, StoreError> {
     let start = cursor.map_or(Start::Beginning, |c| Start::At(c.source));
-    let mut audience = AudienceStream::new(store, spec, start);
+    // The page ends at its (limit + 1)-th member, and every matching source subscription
+    // contributes at least one member unless it turns out to contribute none to this page:
+    // that many candidates, one more for each that contributes none, are all it can need.
+    let mut audience = AudienceStream::bounded(store, spec, start, limit.saturating_add(1));
     let mut members = Vec::with_capacity(limit);
     while let Some(resolved) = audience.next().await {
         let resolved = resolved?;
@@ -275,6 +370,9 @@ pub async fn page(
             Some(c) if c.source == resolved.source => c.skip as usize,
             _ => 0,
         };
+        if resolved.targets.len() <= skip {
+            audience.grant(1);
+        }
         for (i, member) in resolved.targets.into_iter().enumerate().skip(skip) {
             if members.len() == limit {
                 let next = Cursor { source: resolved.source, skip: u32::try_from(i).unwrap_or(u32::MAX) };

@@ -82,8 +82,11 @@ impl InteractionRow {
 const ATTR_EXTERNAL_USER: &str = "ext";
 const ATTR_EVENT_ID: &str = "eid";
 const ATTR_OCCURRED_AT: &str = "at";
-/// Items per Query page: small pages keep each shard's prefetch buffer small.
+/// Items per Query page of a full read at first; each next page of a shard doubles, up to
+/// [`PAGE_ITEMS_MAX`]: small pages keep each shard's prefetch buffer small, larger ones save
+/// requests on a long read.
 const PAGE_ITEMS: i32 = 500;
+const PAGE_ITEMS_MAX: i32 = 2000;
 
 fn interaction_key(scope: &MessageScope, sub: SubscriptionId, kind: EventKind) -> Item {
     key(
@@ -267,12 +270,24 @@ impl Store {
 
     /// As [`Store::interactions`], from any [`Start`].
     pub fn interactions_from(&self, scope: &MessageScope, start: Start) -> InteractionStream {
+        self.interactions_paged(scope, start, PAGE_ITEMS)
+    }
+
+    /// As [`Store::interactions_from`], with each shard's first Query page limited to
+    /// `first_page` items (a read that will likely stop early: one page of an audience).
+    pub fn interactions_paged(
+        &self,
+        scope: &MessageScope,
+        start: Start,
+        first_page: i32,
+    ) -> InteractionStream {
         let now = self.clock().now_epoch();
+        let first_page = first_page.clamp(1, PAGE_ITEMS_MAX);
         let mut shards = Vec::new();
         if now < scope.expires_at {
             for shard in 0..scope.shards {
                 let (tx, rx) = mpsc::channel(1);
-                tokio::spawn(query_shard(self.clone(), *scope, shard, start, now, tx));
+                tokio::spawn(query_shard(self.clone(), *scope, shard, start, now, first_page, tx));
                 shards.push(ShardCursor { page: VecDeque::new(), rx: Some(rx) });
             }
         }
@@ -304,6 +319,7 @@ async fn query_shard(
     shard: u8,
     start: Start,
     now: i64,
+    first_page: i32,
     tx: mpsc::Sender<Page>,
 ) {
     let mut query = store
@@ -315,8 +331,7 @@ async fn query_shard(
         .expression_attribute_names("#exp", keys::EXPIRES_AT)
         .expression_attribute_names("#ext", ATTR_EXTERNAL_USER)
         .expression_attribute_values(":pk", s(keys::interaction_partition(scope.message_id, shard)))
-        .expression_attribute_values(":now", n(now))
-        .limit(PAGE_ITEMS);
+        .expression_attribute_values(":now", n(now));
     query = match start {
         Start::Beginning => query.key_condition_expression("pk = :pk"),
         // `~` sorts after every kind code, so this skips all of that subscription's kinds.
@@ -327,15 +342,26 @@ async fn query_shard(
             .key_condition_expression("pk = :pk AND sk >= :from")
             .expression_attribute_values(":from", s(format!("{sub}#"))),
     };
-    let mut pages = query.into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let rows = page
-            .map_err(StoreError::dynamo("Query interactions"))
-            .and_then(|p| p.items.unwrap_or_default().iter().map(decode_row).collect::<Result<Vec<_>, _>>());
+    let mut limit = first_page;
+    let mut exclusive_start = None;
+    loop {
+        let page = query.clone().limit(limit).set_exclusive_start_key(exclusive_start.take()).send().await;
+        let (rows, last_key) = match page.map_err(StoreError::dynamo("Query interactions")) {
+            Ok(p) => {
+                let rows = p.items.unwrap_or_default().iter().map(decode_row).collect::<Result<Vec<_>, _>>();
+                (rows, p.last_evaluated_key)
+            }
+            Err(e) => (Err(e), None),
+        };
         let failed = rows.is_err();
         if tx.send(rows).await.is_err() || failed {
             return; // the reader is gone, or has been told of the error
         }
+        match last_key {
+            Some(key) if !key.is_empty() => exclusive_start = Some(key),
+            _ => return,
+        }
+        limit = limit.saturating_mul(2).min(PAGE_ITEMS_MAX);
     }
 }
 
@@ -345,8 +371,8 @@ struct ShardCursor {
     rx: Option<mpsc::Receiver<Page>>,
 }
 
-/// The merged, ordered stream of a message's interactions. Memory: at most two small pages
-/// per shard, whatever the audience size.
+/// The merged, ordered stream of a message's interactions. Memory: at most two pages (of at
+/// most [`PAGE_ITEMS_MAX`] items) per shard, whatever the audience size.
 pub struct InteractionStream {
     shards: Vec<ShardCursor>,
 }
