@@ -344,7 +344,7 @@ async fn deliver(
     seed: u64,
 ) {
     events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-    for ti in 0..tenants.len() {
+    for (ti, t) in tenants.iter_mut().enumerate() {
         let mine: Vec<&Outgoing> = events.iter().filter(|o| o.tenant == ti).collect();
         let mut pending: Vec<&Outgoing> = Vec::new();
         let flush = |pending: Vec<&Outgoing>, t: &mut Tenant| {
@@ -368,7 +368,6 @@ async fn deliver(
         };
         for o in mine {
             if o.webhook {
-                let t = &mut tenants[ti];
                 if let Ok((mi, si, kind)) = o.expect {
                     t.recorded.entry((mi, si)).or_default().insert(kind);
                 }
@@ -389,13 +388,13 @@ async fn deliver(
             }
             pending.push(o);
             if pending.len() == batch {
-                let (body, expected) = flush(std::mem::take(&mut pending), &mut tenants[ti]);
-                post_events(h, &tenants[ti], body, expected).await;
+                let (body, expected) = flush(std::mem::take(&mut pending), t);
+                post_events(h, t, body, expected).await;
             }
         }
         if !pending.is_empty() {
-            let (body, expected) = flush(pending, &mut tenants[ti]);
-            post_events(h, &tenants[ti], body, expected).await;
+            let (body, expected) = flush(pending, t);
+            post_events(h, t, body, expected).await;
         }
     }
 }
