@@ -255,7 +255,12 @@ impl Fixture {
     /// A request for `route` from app A: authenticated, signed (webhooks), with `body`.
     fn request(&self, route: Route, target: &str, body: Option<&[u8]>) -> ApiRequest {
         let (method, _, _, _) = route_entry(route);
-        let mut request = ApiRequest::new(method.as_str(), target);
+        self.request_as(method.as_str(), route, target, body)
+    }
+
+    /// As [`Fixture::request`], with another method.
+    fn request_as(&self, method: &str, route: Route, target: &str, body: Option<&[u8]>) -> ApiRequest {
+        let mut request = ApiRequest::new(method, target);
         match route {
             Route::TwilioWebhook => {
                 let params = retarget_shared::request::url_decode_pairs(body.unwrap_or_default());
@@ -757,6 +762,12 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
             bad("action and did together", retarget(json!({"did": ["sent"]}))),
             bad("did a number", retarget(json!({"action": null, "did": 5}))),
             bad("channel unknown", retarget(json!({"channel": "email"}))),
+            (
+                "did with 10k unknown names".into(),
+                retarget(json!({"action": null, "did": vec!["opened"; 10_000]})),
+                400,
+                "invalid_action",
+            ),
             bad("send_at not a time", retarget(json!({"send_at": "soon"}))),
             bad("unknown field", retarget(json!({"priority": 1}))),
             (
@@ -1003,6 +1014,7 @@ async fn push_webhook_refuses_forged_replayed_and_foreign_signatures() {
         ("v0 only", Some(format!("t={now},v0={good}"))),
         ("header of 10k characters", Some(format!("t={now},{}", "v1=00,".repeat(1700)))),
         ("API key instead", Some(format!("Bearer {}", f.a.api_key))),
+        ("non-ASCII header", Some(format!("t={now},v1={good}\u{202e}"))),
     ];
     let mut cases = Vec::new();
     for (what, header) in headers {
@@ -1155,6 +1167,34 @@ async fn twilio_webhook_refuses_forged_foreign_and_misdirected_signatures() {
             .header("x-twilio-signature", &sign(TOKEN_A, &format!("{PUBLIC}{target}"), &params))
             .raw_body(form.as_bytes());
         cases.push(case(format!("twilio webhook: signed, {what}"), route, request, status, code));
+    }
+    f.run(cases).await;
+}
+
+#[tokio::test]
+async fn every_path_answers_405_for_the_methods_it_does_not_serve() {
+    let f = Fixture::new().await;
+    let mut cases = Vec::new();
+    for (_, template, route, _) in ROUTES {
+        let served: Vec<&Method> = ROUTES.iter().filter(|r| r.1 == *template).map(|r| &r.0).collect();
+        let target = f.valid_target(*route);
+        let body = f.valid_body(*route);
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS]
+        {
+            if served.contains(&&method)
+                || cases.iter().any(|c: &Case| c.name.starts_with(&format!("{method} {template}:")))
+            {
+                continue;
+            }
+            let request = f.request_as(method.as_str(), *route, &target, body.as_deref());
+            cases.push(case(
+                format!("{method} {template}: not served"),
+                *route,
+                request,
+                405,
+                "method_not_allowed",
+            ));
+        }
     }
     f.run(cases).await;
 }
