@@ -116,7 +116,7 @@ impl PushProvider {
             }
         };
         let notification = Notification::of(message, subscription);
-        match platform {
+        let sent = match platform {
             Platform::Android => {
                 let config = app
                     .fcm
@@ -131,7 +131,9 @@ impl PushProvider {
                     .ok_or_else(|| SendError::NotConfigured("app has no APNs key".into()))?;
                 self.apns.send(config, token, &notification).await
             }
-        }
+        };
+        // A provider's message may quote the device token; it never reaches a detail or a log.
+        sent.map_err(|e| without_token(e, token))
     }
 }
 
@@ -161,9 +163,34 @@ pub fn deadline_from_epoch_millis(deadline_ms: u64, now: SystemTime) -> Option<I
     Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
+/// `error` with every occurrence of the device token in its detail masked.
+fn without_token(error: SendError, token: &str) -> SendError {
+    let scrub = |detail: String| detail.replace(token, "***");
+    match error {
+        SendError::Permanent { code, detail, dead_address } => {
+            SendError::Permanent { code, detail: scrub(detail), dead_address }
+        }
+        SendError::Transient { detail, retry_after } => {
+            SendError::Transient { detail: scrub(detail), retry_after }
+        }
+        SendError::NotConfigured(detail) => SendError::NotConfigured(scrub(detail)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_tokens_are_masked_in_error_details() {
+        let error = SendError::Permanent {
+            code: "UNREGISTERED".into(),
+            detail: "Requested entity was not found: tok-123".into(),
+            dead_address: true,
+        };
+        let SendError::Permanent { detail, .. } = without_token(error, "tok-123") else { unreachable!() };
+        assert_eq!(detail, "Requested entity was not found: ***");
+    }
 
     #[test]
     fn base_urls() {
