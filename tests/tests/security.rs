@@ -27,9 +27,24 @@ const PUBLIC: &str = "https://hooks.example.com";
 const ACCOUNT: &str = "AC5ec2e7c0ffee5ec2e7c0ffee5ec2e7c0";
 const TWILIO_TOKEN: &str = "twilio-auth-token-5ecret-9f8e7d6c5b4a";
 const FROM: &str = "+15550009999";
-/// The body of the PEM keys handed to the admin (FCM service account and APNs .p8).
-const FCM_KEY_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC5ecretFcmKeyMaterial";
-const APNS_KEY_BODY: &str = "MIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg5ecretApnsKeyMaterial";
+const FCM_ACCESS_TOKEN: &str = "ya29.c.5ecret-fcm-access-token-0123456789";
+const ANDROID_TOKEN: &str = "fcm-registration-token-5ecret-device-0123456789";
+const IOS_TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
+/// The demo's real (test-only) keys: the FCM service account and the APNs .p8.
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../tools/demo/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fcm_private_key() -> String {
+    let account: Value = serde_json::from_str(&fixture("fcm-demo-service-account.json")).expect("json");
+    account["private_key"].as_str().expect("private_key").to_owned()
+}
+
+/// The base64 lines of a PEM: any one of them in a log is a leaked key.
+fn pem_lines(pem: &str) -> Vec<String> {
+    pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 40).map(str::to_owned).collect()
+}
 
 async fn admin(world: &World, args: &[&str]) -> Value {
     let cli = Cli::try_parse_from(std::iter::once("retarget-admin").chain(args.iter().copied()))
@@ -61,21 +76,16 @@ struct AdminApp {
     push_webhook_secret: String,
 }
 
-async fn admin_app(world: &World) -> AdminApp {
+/// `token_uri`: where the FCM access token is fetched (a wiremock stand-in, or nowhere).
+async fn admin_app(world: &World, token_uri: &str) -> AdminApp {
     let dir = std::env::temp_dir().join(format!("retarget-security-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let fcm = dir.join("service-account.json");
-    let fcm_json = json!({
-        "type": "service_account",
-        "project_id": "demo-project",
-        "client_email": "sender@demo-project.iam.gserviceaccount.com",
-        "private_key": format!("-----BEGIN PRIVATE KEY-----\n{FCM_KEY_BODY}\n-----END PRIVATE KEY-----\n"),
-        "token_uri": "https://oauth2.example.com/token",
-    });
-    std::fs::write(&fcm, fcm_json.to_string()).expect("write service account");
+    let mut account: Value = serde_json::from_str(&fixture("fcm-demo-service-account.json")).expect("json");
+    account["token_uri"] = token_uri.into();
+    std::fs::write(&fcm, account.to_string()).expect("write service account");
     let p8 = dir.join("AuthKey.p8");
-    std::fs::write(&p8, format!("-----BEGIN PRIVATE KEY-----\n{APNS_KEY_BODY}\n-----END PRIVATE KEY-----\n"))
-        .expect("write p8");
+    std::fs::write(&p8, fixture("apns-demo-key.p8")).expect("write p8");
     let out = admin(
         world,
         &[
@@ -121,13 +131,13 @@ async fn admin_app(world: &World) -> AdminApp {
 #[tokio::test]
 async fn api_keys_are_stored_only_as_hashes() {
     let world = World::new().await;
-    let first = admin_app(&world).await;
+    let first = admin_app(&world, "https://oauth2.example.com/token").await;
     let second = admin(&world, &["key", "create", "--app-id", &first.app_id.to_string()]).await;
     let second = second["api_key"].as_str().expect("api_key").to_owned();
     let revoked = admin(&world, &["key", "create", "--app-id", &first.app_id.to_string()]).await;
     let revoked = revoked["api_key"].as_str().expect("api_key").to_owned();
     admin(&world, &["key", "revoke", "--app-id", &first.app_id.to_string(), "--api-key", &revoked]).await;
-    let other = admin_app(&world).await;
+    let other = admin_app(&world, "https://oauth2.example.com/token").await;
 
     let table = table_text(&world).await;
     let everything = table.join("\n");
@@ -160,7 +170,8 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let logs = telemetry::capture();
     let world = World::new().await;
     let queues = TestQueues::new().await;
-    let admin_app = admin_app(&world).await;
+    let (fcm, apns) = (MockServer::start().await, MockServer::start().await);
+    let admin_app = admin_app(&world, &format!("{}/token", fcm.uri())).await;
     let app = world.store.get_app(admin_app.app_id).await.unwrap().expect("the app");
     let t = TestApp { app, api_key: admin_app.api_key.clone() };
     let store = || world.store.clone();
@@ -311,7 +322,7 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
 
     // The push webhook with the app's secret: valid, forged, stale.
     let push_message = world.message(&t, Channel::Push).await;
-    let push_sub = world.subscription(&t, Channel::Push, "fcm-token-5ecret-device", Some("person-0")).await;
+    let push_sub = world.subscription(&t, Channel::Push, "webhook-device-token", None).await;
     let event = json!({
         "event_id": "evt-1", "kind": "clicked", "message_id": push_message.message_id,
         "subscription_id": push_sub, "occurred_at": "2026-11-28T14:00:00Z",
@@ -346,6 +357,60 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let rotated = rotated["api_key"].as_str().expect("key").to_owned();
     admin(&world, &["key", "revoke", "--app-id", &t.app.app_id.to_string(), "--api-key", &rotated]).await;
 
+    // Push: tokens registered, a message sent through the push sender to wiremock FCM (the
+    // OAuth token flow, then a send refused as UNREGISTERED) and APNs (accepted, then 410).
+    for (token, platform) in [(ANDROID_TOKEN, "android"), (IOS_TOKEN, "ios")] {
+        let body =
+            json!({"channel": "push", "token": token, "platform": platform, "external_user_id": "person-0"});
+        let r: ApiResponse = retarget_subscriptions::handle(
+            &subscriptions,
+            ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&body).build(),
+        )
+        .await
+        .into();
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": FCM_ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer",
+        })))
+        .mount(&fcm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/retarget-demo/messages:send"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": {
+            "code": 404, "status": "NOT_FOUND",
+            "message": format!("Requested entity was not found: {ANDROID_TOKEN}"),
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}],
+        }})))
+        .mount(&fcm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/3/device/{IOS_TOKEN}")))
+        .respond_with(
+            ResponseTemplate::new(410)
+                .set_body_json(json!({"reason": "Unregistered", "timestamp": 1_795_874_400_000_u64})),
+        )
+        .mount(&apns)
+        .await;
+    let body = json!({"channel": "push", "contents": {"title": "Hi", "body": "Sale"}, "include_external_user_ids": ["person-0"]});
+    let r: ApiResponse = retarget_messages::handle(
+        &messages,
+        ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body).build(),
+    )
+    .await
+    .into();
+    assert_eq!((r.status, &r.body["recipients"]), (202, &json!(2)), "{r:?}");
+    let bodies: Vec<String> =
+        queues.drain(&queues.push).await.iter().map(|j| serde_json::to_string(j).expect("job")).collect();
+    let provider = retarget_push_sender::PushProvider::new(fcm.uri(), apns.uri(), Duration::from_secs(2))
+        .expect("provider");
+    let sender = SenderDeps { store: store(), provider, channel: Channel::Push };
+    handle_batch(&sender, sqs_event(&bodies), None).await;
+    assert!(!fcm.received_requests().await.unwrap_or_default().is_empty(), "FCM was called");
+    assert!(!apns.received_requests().await.unwrap_or_default().is_empty(), "APNs was called");
+
     // What must never appear, in any common spelling.
     let mut forbidden: Vec<(String, String)> = Vec::new();
     for phone in phones.iter().chain([&FROM]) {
@@ -369,9 +434,31 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         "push webhook secret (hex part)".into(),
         admin_app.push_webhook_secret.trim_start_matches("whsec_").to_owned(),
     ));
-    forbidden.push(("FCM private key".into(), FCM_KEY_BODY.into()));
-    forbidden.push(("APNs private key".into(), APNS_KEY_BODY.into()));
-    forbidden.push(("push token".into(), "fcm-token-5ecret-device".into()));
+    for line in pem_lines(&fcm_private_key()) {
+        forbidden.push(("FCM private key".into(), line));
+    }
+    for line in pem_lines(&fixture("apns-demo-key.p8")) {
+        forbidden.push(("APNs private key".into(), line));
+    }
+    forbidden.push(("FCM access token".into(), FCM_ACCESS_TOKEN.into()));
+    for (what, token) in [("FCM token", ANDROID_TOKEN), ("APNs device token", IOS_TOKEN)] {
+        forbidden.push((what.into(), token.into()));
+    }
+    // The signed JWT assertions sent to the token endpoint and to APNs.
+    for request in fcm.received_requests().await.unwrap_or_default() {
+        let form = String::from_utf8_lossy(&request.body).into_owned();
+        if let Some(assertion) = form.split("assertion=").nth(1) {
+            forbidden.push((
+                "FCM JWT assertion".into(),
+                assertion.split('&').next().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    for request in apns.received_requests().await.unwrap_or_default() {
+        if let Some(jwt) = request.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            forbidden.push(("APNs provider JWT".into(), jwt.trim_start_matches("bearer ").to_owned()));
+        }
+    }
 
     let text = logs.contents();
     // The capture works and saw these flows, in both formats, with numbers masked.
