@@ -103,7 +103,7 @@ for t in "${targets[@]}"; do
         failed=1
         log "$t crashed (exit $status); from $logs/$t.log:"
         grep -v -e '^ *[0-9]*: ' -e '^ *at ' "$logs/$t.log" | grep -A 12 -m 1 -e 'panicked at' -e 'ERROR: libFuzzer' >&2 || tail -n 30 "$logs/$t.log" >&2
-        [[ -n "$new_artifacts" ]] && log "input(s): $new_artifacts"
+        if [[ -n "$new_artifacts" ]]; then log "input(s): $new_artifacts"; fi
     fi
 done
 
