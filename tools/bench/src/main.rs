@@ -8,6 +8,7 @@
 //! and capacity units — never an absolute time of the emulators.
 
 mod audience;
+mod cold_start;
 mod cost;
 mod counting;
 mod fanout;
@@ -80,6 +81,21 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         sender_jobs: usize,
     },
+    /// Spawns each function's x86_64 release binary against a local Runtime API stub: time from
+    /// process start to its first poll for an invocation, over N starts.
+    ColdStart {
+        /// Where `cargo build --release` left the binaries.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+        /// Where `cargo lambda build --release --arm64` left the zips (sizes only, if present).
+        #[arg(long, default_value = "target/lambda")]
+        zip_dir: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        starts: usize,
+        /// Functions (directory names under functions/); all nine by default.
+        #[arg(long, value_delimiter = ',')]
+        functions: Vec<String>,
+    },
     /// Deletes the table (frees DynamoDB Local's memory between sizes).
     DropTable,
     /// Reads a run's JSON lines: prints the table of figures, draws the plots.
@@ -98,6 +114,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Report { results, out, no_plots } = &cli.command {
         return report::run(results, out, !no_plots);
+    }
+    if let Command::ColdStart { bin_dir, zip_dir, starts, functions } = cli.command {
+        let functions = if functions.is_empty() {
+            cold_start::FUNCTIONS.iter().map(|f| (*f).to_owned()).collect()
+        } else {
+            functions
+        };
+        return cold_start::run(cold_start::Options { bin_dir, zip_dir, functions, starts });
     }
     let table = std::env::var("TABLE_NAME").context("TABLE_NAME")?;
     let clients = counting::Clients::load().await;
@@ -146,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DropTable => {
             clients.dynamodb.delete_table().table_name(&table).send().await?;
         }
-        Command::Report { .. } => unreachable!("handled above"),
+        Command::Report { .. } | Command::ColdStart { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

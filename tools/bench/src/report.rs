@@ -160,6 +160,7 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let of = |bench: &str| -> Vec<&Value> { lines.iter().filter(|l| l["bench"] == bench).collect() };
     let (ingest, audiences, fanouts) = (of("ingest"), of("audience"), of("fanout"));
+    let cold = of("cold_start");
 
     if plots {
         std::fs::create_dir_all(out)?;
@@ -237,7 +238,7 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
             font.is_some(),
         )?;
     }
-    print!("{}", table(&ingest, &audiences, &fanouts));
+    print!("{}", table(&ingest, &audiences, &fanouts, &cold));
     Ok(())
 }
 
@@ -269,7 +270,7 @@ fn row(
     out.push_str(&format!("| {figure} | {shown} | {target} | {} |\n", verdict(ok)));
 }
 
-fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value]) -> String {
+fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value], cold: &[&Value]) -> String {
     let mut t = String::from("| figure | measured | target | verdict |\n|---|---|---|---|\n");
     let p2 = |x: f64| format!("{x:.2}");
     let p1 = |x: f64| format!("{x:.1}");
@@ -402,6 +403,20 @@ fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value]) -> String 
             "≤ $2.50",
             c.map(|x| x <= 2.5),
         );
+    }
+    for l in cold {
+        let name = l["function"].as_str().unwrap_or("?");
+        let starts = l["starts"].as_u64().unwrap_or(0);
+        let ms = |x: f64| format!("{x:.1} ms");
+        let median = f(l, &["median_ms"]);
+        let what = format!("cold start {name}: process start → first poll, median of {starts}");
+        row(&mut t, &what, median, &ms, "≤ 10 ms", median.map(|x| x <= 10.0));
+        let p90 = f(l, &["p90_ms"]);
+        row(&mut t, &format!("cold start {name}: p90"), p90, &ms, "(info)", None);
+        let zip = f(l, &["arm64_zip_bytes"]);
+        let mb = |x: f64| format!("{:.2} MB", x / 1e6);
+        let what = format!("cold start {name}: arm64 bootstrap.zip (cargo lambda build --release --arm64)");
+        row(&mut t, &what, zip, &mb, "≤ 4 MB", zip.map(|x| x <= 4e6));
     }
     t
 }
