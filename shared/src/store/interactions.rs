@@ -7,11 +7,12 @@
 //! so an audience is decided one subscription at a time while streaming.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::batch::{Item, key, n, s};
 use super::{Store, StoreError};
@@ -270,16 +271,27 @@ impl Store {
 
     /// As [`Store::interactions`], from any [`Start`].
     pub fn interactions_from(&self, scope: &MessageScope, start: Start) -> InteractionStream {
-        self.interactions_paged(scope, start, PAGE_ITEMS)
+        self.shard_streams(scope, start, PAGE_ITEMS, false)
     }
 
-    /// As [`Store::interactions_from`], with each shard's first Query page limited to
-    /// `first_page` items (a read that will likely stop early: one page of an audience).
+    /// As [`Store::interactions_from`], for a read that will likely stop early (one page of an
+    /// audience): each shard's first Query page is limited to `first_page` items, and a shard's
+    /// next page is only asked for once the reader has used three quarters of the previous one.
     pub fn interactions_paged(
         &self,
         scope: &MessageScope,
         start: Start,
         first_page: i32,
+    ) -> InteractionStream {
+        self.shard_streams(scope, start, first_page, true)
+    }
+
+    fn shard_streams(
+        &self,
+        scope: &MessageScope,
+        start: Start,
+        first_page: i32,
+        on_demand: bool,
     ) -> InteractionStream {
         let now = self.clock().now_epoch();
         let first_page = first_page.clamp(1, PAGE_ITEMS_MAX);
@@ -287,8 +299,16 @@ impl Store {
         if now < scope.expires_at {
             for shard in 0..scope.shards {
                 let (tx, rx) = mpsc::channel(1);
-                tokio::spawn(query_shard(self.clone(), *scope, shard, start, now, first_page, tx));
-                shards.push(ShardCursor { page: VecDeque::new(), rx: Some(rx) });
+                let demand = on_demand.then(|| Arc::new(Notify::new()));
+                let read = ShardRead { scope: *scope, shard, start, now, first_page, demand: demand.clone() };
+                tokio::spawn(query_shard(self.clone(), read, tx));
+                shards.push(ShardCursor {
+                    page: VecDeque::new(),
+                    rx: Some(rx),
+                    demand,
+                    low_water: 0,
+                    asked: true,
+                });
             }
         }
         InteractionStream { shards }
@@ -313,15 +333,19 @@ fn decode_row(item: &Item) -> Result<InteractionRow, StoreError> {
 
 type Page = Result<Vec<InteractionRow>, StoreError>;
 
-async fn query_shard(
-    store: Store,
+/// What one shard's reader task reads.
+struct ShardRead {
     scope: MessageScope,
     shard: u8,
     start: Start,
     now: i64,
     first_page: i32,
-    tx: mpsc::Sender<Page>,
-) {
+    /// On-demand reads: each page after the first waits for the reader to ask.
+    demand: Option<Arc<Notify>>,
+}
+
+async fn query_shard(store: Store, read: ShardRead, tx: mpsc::Sender<Page>) {
+    let ShardRead { scope, shard, start, now, first_page, demand } = read;
     let mut query = store
         .client()
         .query()
@@ -361,6 +385,12 @@ async fn query_shard(
             Some(key) if !key.is_empty() => exclusive_start = Some(key),
             _ => return,
         }
+        if let Some(demand) = &demand {
+            tokio::select! {
+                () = demand.notified() => {}
+                () = tx.closed() => return,
+            }
+        }
         limit = limit.saturating_mul(2).min(PAGE_ITEMS_MAX);
     }
 }
@@ -369,6 +399,22 @@ struct ShardCursor {
     page: VecDeque<InteractionRow>,
     /// `None` once the shard is exhausted.
     rx: Option<mpsc::Receiver<Page>>,
+    /// On-demand reads: told when the next page is wanted, at most once per page received
+    /// (`asked` starts true: the first page is read without being asked for).
+    demand: Option<Arc<Notify>>,
+    low_water: usize,
+    asked: bool,
+}
+
+impl ShardCursor {
+    fn ask(&mut self) {
+        if let Some(demand) = &self.demand
+            && !self.asked
+        {
+            self.asked = true;
+            demand.notify_one();
+        }
+    }
 }
 
 /// The merged, ordered stream of a message's interactions. Memory: at most two pages (of at
@@ -381,9 +427,14 @@ impl InteractionStream {
     pub async fn next(&mut self) -> Option<Result<InteractionRow, StoreError>> {
         for shard in &mut self.shards {
             while shard.page.is_empty() {
+                shard.ask();
                 let Some(rx) = shard.rx.as_mut() else { break };
                 match rx.recv().await {
-                    Some(Ok(rows)) => shard.page.extend(rows),
+                    Some(Ok(rows)) => {
+                        shard.low_water = rows.len() / 4;
+                        shard.asked = false;
+                        shard.page.extend(rows);
+                    }
                     Some(Err(e)) => {
                         shard.rx = None;
                         return Some(Err(e));
@@ -397,7 +448,11 @@ impl InteractionStream {
             .iter_mut()
             .filter(|s| !s.page.is_empty())
             .min_by_key(|s| s.page.front().map(InteractionRow::order_key))?;
-        next.page.pop_front().map(Ok)
+        let row = next.page.pop_front();
+        if next.page.len() <= next.low_water {
+            next.ask();
+        }
+        row.map(Ok)
     }
 
     pub fn into_stream(self) -> impl Stream<Item = Result<InteractionRow, StoreError>> {
