@@ -27,6 +27,13 @@ const RECORDS_IN_FLIGHT: usize = 4;
 const SENDS_IN_FLIGHT: usize = 16;
 /// Stop starting provider calls this long before the Lambda deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// Waits before retrying a failed store call of one job in place (each is idempotent).
+const STORE_RETRIES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
 /// How long an in-progress claim holds when no deadline is known.
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -126,7 +133,8 @@ pub async fn process_job<P: Provider>(
         tracing::warn!(message_id = %job.message_id, "send job for a missing app or message dropped");
         return Ok(JobReport { skipped: job.subscription_ids.len(), ..JobReport::default() });
     };
-    let subscriptions = store.get_subscriptions(app.app_id, job.subscription_ids.iter().copied()).await?;
+    let subscriptions =
+        retried(|| store.get_subscriptions(app.app_id, job.subscription_ids.iter().copied())).await?;
 
     let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> =
         stream::iter(job.subscription_ids.iter().copied())
@@ -170,7 +178,8 @@ pub async fn process_job<P: Provider>(
     // sends are re-recorded on redelivery, so a crash between the provider call and this write
     // still ends with the event stored — recording is idempotent.
     if message.retargetable && !events.is_empty() {
-        store.record_interactions(&message.scope(), &events).await?;
+        let scope = message.scope();
+        retried(|| store.record_interactions(&scope, &events)).await?;
     }
     if let Some(e) = first_error {
         return Err(e.into());
@@ -210,7 +219,7 @@ async fn send_one<P: Provider>(
     let scope = message.scope();
     let lease_until =
         store.clock().now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
-    match store.claim_send(&scope, subscription.subscription_id, lease_until).await? {
+    match retried(|| store.claim_send(&scope, subscription.subscription_id, lease_until)).await? {
         SendClaim::Done(kind) => return Ok(Outcome::Recorded(kind)),
         SendClaim::InFlight => return Ok(Outcome::Retry),
         SendClaim::Go => {}
@@ -221,22 +230,46 @@ async fn send_one<P: Provider>(
     });
     match result {
         Ok(_accepted) => {
-            store.complete_send(&scope, subscription.subscription_id, EventKind::Sent).await?;
+            retried(|| store.complete_send(&scope, subscription.subscription_id, EventKind::Sent)).await?;
             Ok(Outcome::Recorded(EventKind::Sent))
         }
         Err(SendError::Transient { detail, .. }) => {
             tracing::info!(subscription_id = %subscription.subscription_id, %detail, "transient provider error");
-            store.release_send(&scope, subscription.subscription_id).await?;
+            retried(|| store.release_send(&scope, subscription.subscription_id)).await?;
             Ok(Outcome::Retry)
         }
         Err(e) => {
             let dead = matches!(e, SendError::Permanent { dead_address: true, .. });
             tracing::warn!(subscription_id = %subscription.subscription_id, error = %e, dead, "permanent provider error");
-            store.complete_send(&scope, subscription.subscription_id, EventKind::Failed).await?;
+            retried(|| store.complete_send(&scope, subscription.subscription_id, EventKind::Failed)).await?;
             if dead {
                 store.unsubscribe(app.app_id, subscription.subscription_id).await?;
             }
             Ok(Outcome::Recorded(EventKind::Failed))
+        }
+    }
+}
+
+/// Runs an idempotent store call, retrying it in place on error (jittered waits), so that one
+/// throttled write among a job's thousand does not fail the whole job — a job failing on every
+/// delivery ends in the DLQ however much it sent — and so that a completion after the provider
+/// accepted is not lost to a passing error (which would send that recipient again).
+async fn retried<T, F, Fut>(mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut waits = STORE_RETRIES.iter();
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) => match waits.next() {
+                Some(wait) => {
+                    tracing::debug!(error = %e, "store call failed; retrying in place");
+                    tokio::time::sleep(wait.mul_f64(0.5 + rand::random::<f64>() / 2.0)).await;
+                }
+                None => return Err(e),
+            },
         }
     }
 }
