@@ -6,6 +6,7 @@
 //! endpoints (`AWS_ENDPOINT_URL_DYNAMODB`, …); running `cargo test` without them fails with a
 //! message saying so.
 
+pub mod faults;
 pub mod model;
 
 use std::sync::Arc;

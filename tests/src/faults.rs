@@ -1,0 +1,360 @@
+//! Fault injection for end-to-end tests: a small HTTP proxy in front of DynamoDB Local or the
+//! SQS emulator that, by a seeded RNG, answers some requests with the errors AWS gives under
+//! load (throttling, partial batches, 500s) so the real SDK retries and the project's own batch
+//! retry code are what deal with them.
+//!
+//! Requests are forwarded unchanged (the local stand-ins do not check signatures, so a batch
+//! cut down by the proxy is still accepted).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// Which service the proxy stands in front of (they speak different error dialects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    DynamoDb,
+    Sqs,
+}
+
+/// How often each fault happens, as a fraction of the requests it applies to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultRates {
+    /// Any DynamoDB request: 400 ProvisionedThroughputExceededException, not forwarded.
+    pub throttle: f64,
+    /// BatchWriteItem / BatchGetItem: only part forwarded, the rest returned as unprocessed.
+    pub partial_batch: f64,
+    /// SendMessageBatch: a 500 for the whole call, not forwarded.
+    pub sqs_error: f64,
+    /// SendMessageBatch: some entries reported in `Failed` (not forwarded).
+    pub sqs_partial: f64,
+    /// SendMessageBatch: forwarded and stored, then answered 500 (the answer is lost), so the
+    /// client sends the same messages again.
+    pub sqs_lost_response: f64,
+    /// The first three SendMessageBatch calls get, in turn, a 500, a lost response and a
+    /// partial failure, whatever the rates (a dispatch makes few of them).
+    pub sqs_scripted: bool,
+}
+
+/// Faults injected so far, by kind.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub unprocessed_items: AtomicU64,
+    pub unprocessed_keys: AtomicU64,
+    pub sqs_errors: AtomicU64,
+    pub sqs_failed_entries: AtomicU64,
+    pub sqs_lost_responses: AtomicU64,
+}
+
+impl FaultCounts {
+    pub fn json(&self) -> Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "requests": get(&self.requests),
+            "throttled": get(&self.throttled),
+            "batch_write_unprocessed_items": get(&self.unprocessed_items),
+            "batch_get_unprocessed_keys": get(&self.unprocessed_keys),
+            "sqs_500": get(&self.sqs_errors),
+            "sqs_failed_entries": get(&self.sqs_failed_entries),
+            "sqs_lost_responses": get(&self.sqs_lost_responses),
+        })
+    }
+}
+
+struct State {
+    service: Service,
+    upstream: String,
+    rates: FaultRates,
+    rng: Mutex<StdRng>,
+    enabled: AtomicBool,
+    counts: Arc<FaultCounts>,
+    client: reqwest::Client,
+    batches_seen: AtomicU64,
+}
+
+/// A running fault-injecting proxy; it stops when dropped.
+pub struct FaultProxy {
+    pub url: String,
+    pub counts: Arc<FaultCounts>,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on loopback forwarding to `upstream` (e.g. `http://127.0.0.1:8000`).
+    pub async fn start(service: Service, upstream: &str, rates: FaultRates, seed: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind the fault proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let counts = Arc::new(FaultCounts::default());
+        let state = Arc::new(State {
+            service,
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            rates,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            enabled: AtomicBool::new(true),
+            counts: counts.clone(),
+            client: reqwest::Client::builder().no_proxy().build().expect("proxy http client"),
+            batches_seen: AtomicU64::new(0),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, counts, state, task }
+    }
+
+    /// Turns faults on or off (requests are forwarded either way).
+    pub fn set_enabled(&self, on: bool) {
+        self.state.enabled.store(on, Ordering::SeqCst);
+    }
+}
+
+impl State {
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.enabled.load(Ordering::SeqCst) && self.rng.lock().expect("rng").random::<f64>() < p
+    }
+
+    fn below(&self, n: usize) -> usize {
+        self.rng.lock().expect("rng").random_range(0..n)
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    state.counts.requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return respond(StatusCode::BAD_GATEWAY, "text/plain", e.to_string().into_bytes()),
+    };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or_default()
+        .to_owned();
+    match state.service {
+        Service::DynamoDb => dynamodb(state, &parts, &target, body).await,
+        Service::Sqs => sqs(state, &parts, &target, body).await,
+    }
+}
+
+async fn dynamodb(
+    state: &State,
+    parts: &http::request::Parts,
+    target: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    if state.roll(state.rates.throttle) {
+        state.counts.throttled.fetch_add(1, Ordering::Relaxed);
+        let error = json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded (injected)"
+        });
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "application/x-amz-json-1.0",
+            error.to_string().into_bytes(),
+        );
+    }
+    if (target == "BatchWriteItem" || target == "BatchGetItem")
+        && state.roll(state.rates.partial_batch)
+        && let Some(response) = partial_batch(state, parts, target, &body).await
+    {
+        return response;
+    }
+    forward(state, parts, body).await.0
+}
+
+/// Forwards part of a single-table batch and answers the rest as unprocessed.
+async fn partial_batch(
+    state: &State,
+    parts: &http::request::Parts,
+    target: &str,
+    body: &Bytes,
+) -> Option<Response<Full<Bytes>>> {
+    let mut request: Value = serde_json::from_slice(body).ok()?;
+    let tables = request["RequestItems"].as_object_mut()?;
+    if tables.len() != 1 {
+        return None;
+    }
+    let (table, spec) = tables.iter_mut().next()?;
+    let table = table.clone();
+    let list = if target == "BatchWriteItem" { spec.as_array_mut()? } else { spec["Keys"].as_array_mut()? };
+    if list.len() < 2 {
+        return None;
+    }
+    let keep = 1 + state.below(list.len() - 1);
+    let rest: Vec<Value> = list.split_off(keep);
+    let left = rest.len() as u64;
+    let unprocessed_spec = if target == "BatchWriteItem" {
+        Value::Array(rest)
+    } else {
+        let mut keys_and_attributes = spec.clone();
+        keys_and_attributes["Keys"] = Value::Array(rest);
+        keys_and_attributes
+    };
+    let (response, upstream) = forward(state, parts, Bytes::from(request.to_string())).await;
+    // Forwarded once, whatever happens next: an answer that cannot be amended goes back as is.
+    let Some(mut answer) = upstream.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+        return Some(response);
+    };
+    if !response.status().is_success() {
+        return Some(response);
+    }
+    let field = if target == "BatchWriteItem" { "UnprocessedItems" } else { "UnprocessedKeys" };
+    answer[field] = json!({ table: unprocessed_spec });
+    let counter = if target == "BatchWriteItem" {
+        &state.counts.unprocessed_items
+    } else {
+        &state.counts.unprocessed_keys
+    };
+    counter.fetch_add(left, Ordering::Relaxed);
+    Some(respond(StatusCode::OK, "application/x-amz-json-1.0", answer.to_string().into_bytes()))
+}
+
+async fn sqs(
+    state: &State,
+    parts: &http::request::Parts,
+    target: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    if target != "SendMessageBatch" {
+        return forward(state, parts, body).await.0;
+    }
+    let internal_error = || {
+        let error =
+            json!({"__type": "com.amazonaws.sqs#InternalError", "message": "injected internal error"});
+        let mut response = respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/x-amz-json-1.0",
+            error.to_string().into_bytes(),
+        );
+        if let Ok(value) = "InternalError;Receiver".parse() {
+            response.headers_mut().insert("x-amzn-query-error", value);
+        }
+        response
+    };
+    let nth = state.batches_seen.fetch_add(1, Ordering::SeqCst);
+    let scripted = |n: u64| state.rates.sqs_scripted && state.enabled.load(Ordering::SeqCst) && nth == n;
+    if scripted(0) || state.roll(state.rates.sqs_error) {
+        state.counts.sqs_errors.fetch_add(1, Ordering::Relaxed);
+        return internal_error();
+    }
+    if scripted(1) || state.roll(state.rates.sqs_lost_response) {
+        let (response, _) = forward(state, parts, body).await;
+        if response.status().is_success() {
+            state.counts.sqs_lost_responses.fetch_add(1, Ordering::Relaxed);
+            return internal_error();
+        }
+        return response;
+    }
+    if scripted(2) || state.roll(state.rates.sqs_partial) {
+        let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
+            return forward(state, parts, body).await.0;
+        };
+        let Some(entries) = request["Entries"].as_array_mut() else {
+            return forward(state, parts, body).await.0;
+        };
+        let total = entries.len();
+        let failing = 1 + state.below(total.max(1));
+        let failed: Vec<Value> = entries.split_off(total - failing.min(total));
+        state.counts.sqs_failed_entries.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        let failed: Vec<Value> = failed
+            .iter()
+            .map(|e| json!({"Id": e["Id"], "SenderFault": false, "Code": "InternalError", "Message": "injected"}))
+            .collect();
+        let mut answer = if entries.is_empty() {
+            json!({"Successful": []})
+        } else {
+            let (response, upstream) = forward(state, parts, Bytes::from(request.to_string())).await;
+            match upstream.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+                Some(answer) if response.status().is_success() => answer,
+                _ => return response,
+            }
+        };
+        answer["Failed"] = Value::Array(failed);
+        return respond(StatusCode::OK, "application/x-amz-json-1.0", answer.to_string().into_bytes());
+    }
+    forward(state, parts, body).await.0
+}
+
+/// Sends the request on to the real service; the response, and its body when it was read.
+async fn forward(
+    state: &State,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> (Response<Full<Bytes>>, Option<Bytes>) {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = state.client.request(parts.method.clone(), format!("{}{path}", state.upstream));
+    for (name, value) in &parts.headers {
+        if name == hyper::header::HOST || name == hyper::header::CONTENT_LENGTH {
+            continue;
+        }
+        request = request.header(name, value);
+    }
+    let upstream = match request.body(body).send().await {
+        Ok(upstream) => upstream,
+        Err(e) => return (respond(StatusCode::BAD_GATEWAY, "text/plain", e.to_string().into_bytes()), None),
+    };
+    let status = upstream.status();
+    let headers = upstream.headers().clone();
+    let bytes = match upstream.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => return (respond(StatusCode::BAD_GATEWAY, "text/plain", e.to_string().into_bytes()), None),
+    };
+    let mut response = Response::new(Full::new(bytes.clone()));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        // The body may be rewritten: its length and checksum are recomputed or dropped.
+        if name == hyper::header::CONTENT_LENGTH
+            || name == hyper::header::TRANSFER_ENCODING
+            || name == hyper::header::CONNECTION
+            || name.as_str() == "x-amz-crc32"
+        {
+            continue;
+        }
+        response.headers_mut().append(name, value.clone());
+    }
+    (response, Some(bytes))
+}
