@@ -2,8 +2,11 @@
 # Benchmarks (docs/benchmarks.md): ingest, audiences, fan-out and their naive counterparts,
 # against a fresh DynamoDB Local + moto of its own, then a table of figures and PNG plots.
 #
-#   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about 40 s after the build
+#   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about a minute after the build
 #   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M
+#
+# Both also time the cold start of the nine functions' x86_64 release binaries (built here)
+# against a local Runtime API stub, 20 starts each.
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
 #          --sizes "N N ...", --events N, --rounds N, --no-build.
@@ -31,7 +34,7 @@ while (($#)); do
     --events) EVENTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -53,6 +56,7 @@ RESULTS="$OUT/results.jsonl"
 
 export SERVICES_DIR="${BENCH_SERVICES_DIR:-.local/bench-services}"
 BIN="$ROOT/target/release/retarget-bench"
+FUNCTIONS=(audiences events messages push-sender retargets scheduler sms-sender subscriptions webhooks)
 
 # shellcheck disable=SC2317 # only called from the EXIT trap
 cleanup() {
@@ -64,12 +68,21 @@ trap cleanup EXIT
 
 bash scripts/services.sh install
 if ((BUILD)); then
-  log "cargo build --release -p retarget-bench"
-  cargo build --release -p retarget-bench
+  packages=(-p retarget-bench)
+  for f in "${FUNCTIONS[@]}"; do packages+=(-p "retarget-$f"); done
+  log "cargo build --release ${packages[*]}"
+  cargo build --release "${packages[@]}"
 fi
 [[ -x "$BIN" ]] || die "$BIN not built"
 
+# Before the services start, so the emulators' JVM and Python do not share the cores.
+log "cold start: the nine functions' release binaries, 20 starts each, against a Runtime API stub"
+"$BIN" cold-start --bin-dir "$ROOT/target/release" --zip-dir "$ROOT/target/lambda" --starts 20 |
+  tee -a "$RESULTS"
+
 STARTED=$SECONDS
+# Progress lines carry the seconds since the services started.
+step() { log "[$((SECONDS - STARTED)) s] $*"; }
 JAVA_OPTS="${BENCH_JAVA_OPTS-$JAVA_OPTS_DEFAULT}"
 if [[ -n $JAVA_OPTS ]]; then
   log "DynamoDB Local JVM options: $JAVA_OPTS"
@@ -93,22 +106,22 @@ field() {
   python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
-log "ingest: $EVENTS events through the events handler, then one UpdateItem per event"
+step "ingest: $EVENTS events through the events handler, then one UpdateItem per event"
 bench bench-ingest ingest --events "$EVENTS"
 TABLE_NAME=bench-ingest "$BIN" drop-table
 
 for size in $SIZES; do
   table="bench-audience-$size"
-  log "audience of $size: seeding (its own process)"
+  step "audience of $size: seeding (its own process)"
   seeded=$(TABLE_NAME="$table" "$BIN" seed-audience --recipients "$size") || die "seeding $size failed"
   printf '%s\n' "$seeded" >>"$RESULTS"
   app=$(field "$seeded" app_id)
   message=$(field "$seeded" message_id)
   rounds=$ROUNDS
   ((size < 1000000)) || rounds=1
-  log "audience of $size: count and export vs raw Query vs naive Scan ($rounds round(s))"
+  step "audience of $size: count and export vs raw Query vs naive Scan ($rounds round(s))"
   bench "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds"
-  log "audience of $size: fan-out through the scheduler into SQS"
+  step "audience of $size: fan-out through the scheduler into SQS"
   bench "$table" fanout --app-id "$app" --message-id "$message" --sender-jobs "$SENDER_JOBS"
   TABLE_NAME="$table" "$BIN" drop-table
 done
