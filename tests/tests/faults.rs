@@ -661,7 +661,7 @@ async fn run_until_quiet(
                 if mid_batch {
                     // Early enough to land in most batches (most recipients of a redelivered
                     // batch are already done and never reach the provider).
-                    let nth = sender_rng.random_range(1..=300);
+                    let nth = sender_rng.random_range(1..=100);
                     eprintln!("round {round}: the sender will die at its send #{nth} ({:?})", crashes.point);
                     provider.arm(nth, crashes.point);
                 }
