@@ -1,7 +1,7 @@
 # Entry points. The scripts install what they need into the git-ignored .local/ folder.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help run test dev fmt lint ci clean-local
+.PHONY: help run test dev fmt lint ci bench fuzz load schemathesis clean-local
 
 # Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-core'
 TEST_ARGS ?=
@@ -13,6 +13,10 @@ help:
 	@echo "make fmt          cargo fmt --all"
 	@echo "make lint         rustfmt check + clippy -D warnings"
 	@echo "make ci           what CI runs (.ci/run)"
+	@echo "make bench        benchmarks (BENCH_ARGS=--quick for the one-minute run; docs/benchmarks.md)"
+	@echo "make fuzz         every fuzz target (FUZZ_ARGS='--seconds 600'; docs/reliability.md)"
+	@echo "make load         wrk against the local API, 60 s per route (LOAD_ARGS='--seconds 10')"
+	@echo "make schemathesis schemathesis against docs/openapi.yaml (SCHEMATHESIS_ARGS='--max-examples 100')"
 	@echo "make clean-local  stop local services and delete .local/"
 
 run:
@@ -35,6 +39,9 @@ ci:
 	bash .ci/run
 
 bench: ; bash scripts/bench.sh $(BENCH_ARGS)
+fuzz: ; bash scripts/fuzz.sh $(FUZZ_ARGS)
+load: ; bash scripts/load.sh $(LOAD_ARGS)
+schemathesis: ; bash scripts/schemathesis.sh $(SCHEMATHESIS_ARGS)
 
 # Stop the services of every SERVICES_DIR under .local before deleting it (java would linger).
 clean-local:
