@@ -141,6 +141,26 @@ impl World {
         let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
         TestApp { app, api_key }
     }
+
+    /// A pro app with Twilio credentials: account `AC0123`, this auth token and From number.
+    pub async fn twilio_app(&self, auth_token: &str, from: &str) -> TestApp {
+        let twilio = retarget_shared::store::TwilioConfig {
+            account_sid: "AC0123".into(),
+            auth_token: auth_token.into(),
+            from: Some(from.into()),
+            messaging_service_sid: None,
+        };
+        let new = retarget_shared::store::NewApp {
+            name: "Twilio App".into(),
+            plan: retarget_shared::domain::Plan::Pro,
+            twilio: Some(twilio),
+            fcm: None,
+            apns: None,
+        };
+        let app = self.store.create_app(new).await.expect("create app");
+        let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
+        TestApp { app, api_key }
+    }
 }
 
 /// An API Gateway HTTP API (payload 2.0) request as Lambda receives it: the recorded fixture

@@ -13,11 +13,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
+use retarget_local::Handlers;
 use retarget_shared::Clock;
 use retarget_shared::domain::{Channel, Plan};
 use retarget_shared::routes::{Function, ROUTES, Route};
 use retarget_shared::signatures::{push_signature, twilio_signature};
-use retarget_shared::store::{NewApp, TwilioConfig};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
 use serde_json::{Value, json};
 
@@ -46,28 +46,12 @@ struct Fixture {
     b_cursor: String,
 }
 
-async fn twilio_app(world: &World, token: &str) -> TestApp {
-    let twilio = TwilioConfig {
-        account_sid: "AC0123".into(),
-        auth_token: token.into(),
-        from: Some("+15550009999".into()),
-        messaging_service_sid: None,
-    };
-    let app = world
-        .store
-        .create_app(NewApp { name: "T".into(), plan: Plan::Pro, twilio: Some(twilio), fcm: None, apns: None })
-        .await
-        .expect("create app");
-    let api_key = world.store.create_api_key(app.app_id).await.expect("key").reveal().to_owned();
-    TestApp { app, api_key }
-}
-
 impl Fixture {
     async fn new() -> Self {
         let world = World::new().await;
         let queues = TestQueues::new().await;
-        let a = twilio_app(&world, TOKEN_A).await;
-        let b = twilio_app(&world, TOKEN_B).await;
+        let a = world.twilio_app(TOKEN_A, "+15550009999").await;
+        let b = world.twilio_app(TOKEN_B, "+15550009999").await;
         let free = world.app(Plan::Free).await;
         let sms_subscription = world.subscription(&a, Channel::Sms, "+15550000001", Some("alice")).await;
         let push_subscription = world.subscription(&a, Channel::Push, "push-token-a", Some("alice")).await;
@@ -146,33 +130,9 @@ impl Fixture {
     }
 
     async fn call(&self, function: Function, request: ApiRequest) -> ApiResponse {
-        let store = self.world.store.clone();
-        let request = request.build();
-        match function {
-            Function::Subscriptions => {
-                retarget_subscriptions::handle(&retarget_subscriptions::Deps { store }, request).await
-            }
-            Function::Messages => {
-                let deps = retarget_messages::Deps {
-                    store,
-                    push_queue: self.queues.push.clone(),
-                    sms_queue: self.queues.sms.clone(),
-                };
-                retarget_messages::handle(&deps, request).await
-            }
-            Function::Events => retarget_events::handle(&retarget_events::Deps { store }, request).await,
-            Function::Webhooks => {
-                let deps = retarget_webhooks::Deps { store, public_base_url: PUBLIC.into() };
-                retarget_webhooks::handle(&deps, request).await
-            }
-            Function::Audiences => {
-                retarget_audiences::handle(&retarget_audiences::Deps { store }, request).await
-            }
-            Function::Retargets => {
-                retarget_retargets::handle(&retarget_retargets::Deps { store }, request).await
-            }
-        }
-        .into()
+        let (store, queues) = (self.world.store.clone(), &self.queues);
+        let handlers = Handlers::new(store, queues.push.clone(), queues.sms.clone(), PUBLIC.into());
+        handlers.handle(function, request.build()).await.into()
     }
 
     /// The existing id of app A each templated route is about.

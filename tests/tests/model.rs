@@ -137,49 +137,22 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
-/// The real handlers of every function the scenario calls.
-struct Handlers {
-    subscriptions: retarget_subscriptions::Deps,
-    messages: retarget_messages::Deps,
-    events: retarget_events::Deps,
-    webhooks: retarget_webhooks::Deps,
-    audiences: retarget_audiences::Deps,
-}
+/// The real handlers of every function, routed as API Gateway routes them.
+struct Handlers(retarget_local::Handlers);
 
 impl Handlers {
     fn new(world: &World, queues: &TestQueues) -> Self {
-        let store = world.store.clone();
-        Self {
-            subscriptions: retarget_subscriptions::Deps { store: store.clone() },
-            messages: retarget_messages::Deps {
-                store: store.clone(),
-                push_queue: queues.push.clone(),
-                sms_queue: queues.sms.clone(),
-            },
-            events: retarget_events::Deps { store: store.clone() },
-            webhooks: retarget_webhooks::Deps {
-                store: store.clone(),
-                public_base_url: "https://hooks.example.com".into(),
-            },
-            audiences: retarget_audiences::Deps { store },
-        }
+        let public = "https://hooks.example.com".to_owned();
+        Self(retarget_local::Handlers::new(
+            world.store.clone(),
+            queues.push.clone(),
+            queues.sms.clone(),
+            public,
+        ))
     }
 
     async fn call(&self, request: ApiRequest) -> ApiResponse {
-        let request = request.build();
-        let path = request.uri().path().to_owned();
-        let response = if path.starts_with("/v1/subscriptions") {
-            retarget_subscriptions::handle(&self.subscriptions, request).await
-        } else if path.starts_with("/v1/events") {
-            retarget_events::handle(&self.events, request).await
-        } else if path.starts_with("/v1/webhooks") {
-            retarget_webhooks::handle(&self.webhooks, request).await
-        } else if path.contains("/audience") {
-            retarget_audiences::handle(&self.audiences, request).await
-        } else {
-            retarget_messages::handle(&self.messages, request).await
-        };
-        response.into()
+        self.0.route(request.build()).await.into()
     }
 }
 

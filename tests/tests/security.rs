@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use clap::Parser;
 use retarget_admin::{Cli, run};
+use retarget_local::Handlers;
 use retarget_shared::Clock;
-use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind, Plan};
+use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind};
 use retarget_shared::routes::{Function, ROUTES, Route};
 use retarget_shared::sender::{SenderDeps, handle_batch};
 use retarget_shared::signatures::{push_signature, twilio_signature};
@@ -491,25 +492,6 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
 // (c) tenancy: another app's ids are not found, anywhere
 // ---------------------------------------------------------------------------------------------
 
-async fn twilio_app(world: &World, token: &str) -> TestApp {
-    let twilio = retarget_shared::store::TwilioConfig {
-        account_sid: "AC0123".into(),
-        auth_token: token.into(),
-        from: Some(FROM.into()),
-        messaging_service_sid: None,
-    };
-    let new = retarget_shared::store::NewApp {
-        name: "tenant".into(),
-        plan: Plan::Pro,
-        twilio: Some(twilio),
-        fcm: None,
-        apns: None,
-    };
-    let app = world.store.create_app(new).await.expect("create app");
-    let api_key = world.store.create_api_key(app.app_id).await.expect("key").reveal().to_owned();
-    TestApp { app, api_key }
-}
-
 struct Tenants {
     world: World,
     queues: TestQueues,
@@ -526,8 +508,8 @@ impl Tenants {
     async fn new() -> Self {
         let world = World::new().await;
         let queues = TestQueues::new().await;
-        let a = twilio_app(&world, "twilio-token-of-a").await;
-        let b = twilio_app(&world, "twilio-token-of-b").await;
+        let a = world.twilio_app("twilio-token-of-a", FROM).await;
+        let b = world.twilio_app("twilio-token-of-b", FROM).await;
         let a_sms_sub = world.subscription(&a, Channel::Sms, "+15550000001", Some("alice")).await;
         let a_push_sub = world.subscription(&a, Channel::Push, "token-a", Some("alice")).await;
         let a_message = world.message(&a, Channel::Push).await;
@@ -563,33 +545,9 @@ impl Tenants {
     }
 
     async fn call(&self, function: Function, request: ApiRequest) -> ApiResponse {
-        let store = self.world.store.clone();
-        let request = request.build();
-        match function {
-            Function::Subscriptions => {
-                retarget_subscriptions::handle(&retarget_subscriptions::Deps { store }, request).await
-            }
-            Function::Messages => {
-                let deps = retarget_messages::Deps {
-                    store,
-                    push_queue: self.queues.push.clone(),
-                    sms_queue: self.queues.sms.clone(),
-                };
-                retarget_messages::handle(&deps, request).await
-            }
-            Function::Events => retarget_events::handle(&retarget_events::Deps { store }, request).await,
-            Function::Webhooks => {
-                let deps = retarget_webhooks::Deps { store, public_base_url: PUBLIC.into() };
-                retarget_webhooks::handle(&deps, request).await
-            }
-            Function::Audiences => {
-                retarget_audiences::handle(&retarget_audiences::Deps { store }, request).await
-            }
-            Function::Retargets => {
-                retarget_retargets::handle(&retarget_retargets::Deps { store }, request).await
-            }
-        }
-        .into()
+        let (store, queues) = (self.world.store.clone(), &self.queues);
+        let handlers = Handlers::new(store, queues.push.clone(), queues.sms.clone(), PUBLIC.into());
+        handlers.handle(function, request.build()).await.into()
     }
 
     /// App B's attempt at app A's data on `route`, and what it must answer: (status, code).

@@ -5,29 +5,12 @@ use rand::seq::SliceRandom;
 use retarget_shared::Clock;
 use retarget_shared::domain::{Channel, EventKind, Plan};
 use retarget_shared::signatures::{push_signature, twilio_signature};
-use retarget_shared::store::{NewApp, TwilioConfig};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
 use retarget_webhooks::{Deps, handle};
 use serde_json::json;
 
 const PUBLIC: &str = "https://hooks.example.com";
 const TOKEN: &str = "twilio-auth-token-123";
-
-async fn twilio_app(world: &World) -> TestApp {
-    let twilio = TwilioConfig {
-        account_sid: "AC0123".into(),
-        auth_token: TOKEN.into(),
-        from: Some("+15550009999".into()),
-        messaging_service_sid: None,
-    };
-    let app = world
-        .store
-        .create_app(NewApp { name: "T".into(), plan: Plan::Pro, twilio: Some(twilio), fcm: None, apns: None })
-        .await
-        .unwrap();
-    let api_key = world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
-    TestApp { app, api_key }
-}
 
 fn deps(world: &World) -> Deps {
     Deps { store: world.store.clone(), public_base_url: PUBLIC.into() }
@@ -82,7 +65,7 @@ async fn call(world: &World, request: ApiRequest) -> ApiResponse {
 #[tokio::test]
 async fn twilio_statuses_are_recorded_once_whatever_the_order() {
     let world = World::new().await;
-    let t = twilio_app(&world).await;
+    let t = world.twilio_app(TOKEN, "+15550009999").await;
     let message = world.message(&t, Channel::Sms).await;
     let subs = [
         world.subscription(&t, Channel::Sms, "+15550000001", None).await,
@@ -124,7 +107,7 @@ async fn twilio_statuses_are_recorded_once_whatever_the_order() {
 #[tokio::test]
 async fn twilio_signatures_with_and_without_the_default_port() {
     let world = World::new().await;
-    let t = twilio_app(&world).await;
+    let t = world.twilio_app(TOKEN, "+15550009999").await;
     let message = world.message(&t, Channel::Sms).await;
     let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "undelivered");
@@ -136,8 +119,8 @@ async fn twilio_signatures_with_and_without_the_default_port() {
 #[tokio::test]
 async fn forged_twilio_callbacks_are_refused_and_record_nothing() {
     let world = World::new().await;
-    let t = twilio_app(&world).await;
-    let other = twilio_app(&world).await;
+    let t = world.twilio_app(TOKEN, "+15550009999").await;
+    let other = world.twilio_app(TOKEN, "+15550009999").await;
     let message = world.message(&t, Channel::Sms).await;
     let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "delivered");

@@ -153,18 +153,66 @@ pub fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Resu
     std::fs::rename(tmp, path)
 }
 
-/// The local API: the Lambda handlers behind one router, and the test clock.
-pub struct LocalApi {
-    pub clock: Arc<TestClock>,
-    pub store: Store,
-    pub resources: Resources,
-    pub config: LocalConfig,
+/// Every HTTP function's handler with its dependencies, as the Lambda functions wire them:
+/// what the local API serves, and what tests call to reach the function owning a route.
+pub struct Handlers {
     pub subscriptions: retarget_subscriptions::Deps,
     pub messages: retarget_messages::Deps,
     pub events: retarget_events::Deps,
     pub webhooks: retarget_webhooks::Deps,
     pub retargets: retarget_retargets::Deps,
     pub audiences: retarget_audiences::Deps,
+}
+
+impl Handlers {
+    pub fn new(store: Store, push_queue: Arc<Queue>, sms_queue: Arc<Queue>, public_base_url: String) -> Self {
+        Self {
+            subscriptions: retarget_subscriptions::Deps { store: store.clone() },
+            messages: retarget_messages::Deps { store: store.clone(), push_queue, sms_queue },
+            events: retarget_events::Deps { store: store.clone() },
+            webhooks: retarget_webhooks::Deps { store: store.clone(), public_base_url },
+            retargets: retarget_retargets::Deps { store: store.clone() },
+            audiences: retarget_audiences::Deps { store },
+        }
+    }
+
+    /// `function`'s handler, whatever the request's route.
+    pub async fn handle(&self, function: Function, request: Request) -> Response<Body> {
+        match function {
+            Function::Subscriptions => retarget_subscriptions::handle(&self.subscriptions, request).await,
+            Function::Messages => retarget_messages::handle(&self.messages, request).await,
+            Function::Events => retarget_events::handle(&self.events, request).await,
+            Function::Webhooks => retarget_webhooks::handle(&self.webhooks, request).await,
+            Function::Retargets => retarget_retargets::handle(&self.retargets, request).await,
+            Function::Audiences => retarget_audiences::handle(&self.audiences, request).await,
+        }
+    }
+
+    /// The handler of the function owning the request's route, as API Gateway routes it: 404 for
+    /// an unknown path, 405 for a known path with another method.
+    pub async fn route(&self, request: Request) -> Response<Body> {
+        match match_route(request.method(), request.raw_http_path()) {
+            Ok(matched) => {
+                let function = matched.function;
+                self.handle(function, request).await
+            }
+            Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
+            Err(NoMatch::MethodNotAllowed) => ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed here", request.method()),
+            )
+            .to_response(),
+        }
+    }
+}
+
+/// The local API: the Lambda handlers behind one router, and the test clock.
+pub struct LocalApi {
+    pub clock: Arc<TestClock>,
+    pub store: Store,
+    pub resources: Resources,
+    pub config: LocalConfig,
+    pub handlers: Handlers,
 }
 
 #[derive(Deserialize)]
@@ -180,48 +228,15 @@ impl LocalApi {
         let sqs = aws::sqs(sdk);
         let push_queue = Arc::new(Queue::new(sqs.clone(), resources.push_queue_url.clone()));
         let sms_queue = Arc::new(Queue::new(sqs, resources.sms_queue_url.clone()));
-        let subscriptions = retarget_subscriptions::Deps { store: store.clone() };
-        let messages = retarget_messages::Deps { store: store.clone(), push_queue, sms_queue };
-        let events = retarget_events::Deps { store: store.clone() };
-        let webhooks =
-            retarget_webhooks::Deps { store: store.clone(), public_base_url: config.public_base_url.clone() };
-        let retargets = retarget_retargets::Deps { store: store.clone() };
-        let audiences = retarget_audiences::Deps { store: store.clone() };
-        Self {
-            clock,
-            store,
-            resources,
-            config,
-            subscriptions,
-            messages,
-            events,
-            webhooks,
-            retargets,
-            audiences,
-        }
+        let handlers = Handlers::new(store.clone(), push_queue, sms_queue, config.public_base_url.clone());
+        Self { clock, store, resources, config, handlers }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let path = request.raw_http_path();
-        if path == "/dev/clock" {
+        if request.raw_http_path() == "/dev/clock" {
             return self.dev_clock(&request).unwrap_or_else(|e| e.to_response());
         }
-        match match_route(request.method(), path) {
-            Ok(matched) => match matched.function {
-                Function::Subscriptions => retarget_subscriptions::handle(&self.subscriptions, request).await,
-                Function::Messages => retarget_messages::handle(&self.messages, request).await,
-                Function::Events => retarget_events::handle(&self.events, request).await,
-                Function::Webhooks => retarget_webhooks::handle(&self.webhooks, request).await,
-                Function::Retargets => retarget_retargets::handle(&self.retargets, request).await,
-                Function::Audiences => retarget_audiences::handle(&self.audiences, request).await,
-            },
-            Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
-            Err(NoMatch::MethodNotAllowed) => ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                format!("{} is not allowed here", request.method()),
-            )
-            .to_response(),
-        }
+        self.handlers.route(request).await
     }
 
     fn dev_clock(&self, request: &Request) -> Result<Response<Body>, ApiError> {

@@ -41,8 +41,8 @@ async fn main() -> anyhow::Result<()> {
     let sqs = aws::sqs(&sdk);
     let dispatch = DispatchDeps {
         store: api.store.clone(),
-        push_queue: api.messages.push_queue.clone(),
-        sms_queue: api.messages.sms_queue.clone(),
+        push_queue: api.handlers.messages.push_queue.clone(),
+        sms_queue: api.handlers.messages.sms_queue.clone(),
         bus: EventBus::new(aws::eventbridge(&sdk), resources.event_bus_name.clone()),
     };
     let timeout = Duration::from_secs(10);
