@@ -20,20 +20,21 @@ use crate::Store;
 use crate::domain::{Channel, EventKind, SubscriptionId};
 use crate::queue::SendJob;
 use crate::sending::{Provider, SendError};
-use crate::store::{App, Interaction, Message, SendClaim, StoreError, Subscription};
+use crate::store::{App, Interaction, Message, RetryPolicy, SendClaim, StoreError, Subscription};
 
 /// SQS messages handled at once, and provider calls in flight per message.
 const RECORDS_IN_FLIGHT: usize = 4;
 const SENDS_IN_FLIGHT: usize = 16;
 /// Stop starting provider calls this long before the Lambda deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
-/// Waits before retrying a failed store call of one job in place (each is idempotent).
-const STORE_RETRIES: [Duration; 4] = [
-    Duration::from_millis(50),
-    Duration::from_millis(200),
-    Duration::from_millis(500),
-    Duration::from_millis(1000),
-];
+/// How a job's store calls are retried in place (each is idempotent): the store's own
+/// full-jitter backoff, 5 attempts, waits of up to 200 ms, 400 ms, 800 ms and 1 s.
+const STORE_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(1),
+    concurrency: 1,
+};
 /// How long an in-progress claim holds when no deadline is known.
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -259,17 +260,16 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut waits = STORE_RETRIES.iter();
+    let mut attempt = 1;
     loop {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(e) => match waits.next() {
-                Some(wait) => {
-                    tracing::debug!(error = %e, "store call failed; retrying in place");
-                    tokio::time::sleep(wait.mul_f64(0.5 + rand::random::<f64>() / 2.0)).await;
-                }
-                None => return Err(e),
-            },
+            Err(e) if attempt < STORE_RETRY.max_attempts => {
+                tracing::debug!(error = %e, "store call failed; retrying in place");
+                tokio::time::sleep(STORE_RETRY.delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -39,7 +39,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// "Full jitter" backoff: uniform in [0, min(cap, base·2^attempt)].
-    fn delay(&self, attempt: u32) -> Duration {
+    pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
         let cap = exp.min(self.max_delay);
         cap.mul_f64(rand::random::<f64>())
