@@ -24,10 +24,10 @@ import math
 import os
 import sys
 import urllib.parse
-import urllib.request
 from datetime import datetime, timedelta
 
-API_URL = os.environ["API_URL"]
+from api import API_URL, call
+
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", API_URL)
 SUBSCRIPTIONS = int(os.environ.get("LOAD_SUBSCRIPTIONS", "500"))
 MAX_RATE = int(os.environ.get("LOAD_MAX_RATE", "3000"))
@@ -35,16 +35,6 @@ PUSH_KINDS = ["sent", "delivered", "clicked", "failed"]
 TWILIO_STATUSES = ["sent", "delivered", "undelivered", "failed"]
 PUSH_WEBHOOK_KINDS = ["delivered", "clicked"]
 TWILIO_AUTH_TOKEN = "load-twilio-auth-token"
-
-
-def call(method, path, api_key, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{API_URL}{path}", data=data, method=method)
-    request.add_header("Authorization", f"Bearer {api_key}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
 
 
 def parallel(fn, items):
