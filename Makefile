@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help run test dev fmt lint ci bench fuzz load schemathesis clean-local
 
-# Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-core'
+# Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-shared'
 TEST_ARGS ?=
 
 help:

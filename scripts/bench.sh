@@ -66,13 +66,7 @@ esac
 BIN="$ROOT/target/$PROFILE_DIR/retarget-bench"
 FUNCTIONS=(audiences events messages push-sender retargets scheduler sms-sender subscriptions webhooks)
 
-# shellcheck disable=SC2317 # only called from the EXIT trap
-cleanup() {
-  local rc=$?
-  bash scripts/services.sh stop || true
-  exit "$rc"
-}
-trap cleanup EXIT
+trap stop_services_on_exit EXIT
 
 bash scripts/services.sh install
 if ((BUILD)); then

@@ -14,16 +14,15 @@
 # RUSTC_BOOTSTRAP=1. The sanitizer is off by default (safe Rust; FUZZ_SANITIZER=address turns ASan
 # on) and debug assertions are on, so an integer overflow panics as it would in a debug build.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap - INT TERM HUP # keep bash's default signal handling (see lib.sh)
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARGO_FUZZ_VERSION="0.13.2"
 CARGO_FUZZ_ROOT="$ROOT/.local/cargo-fuzz"
 CARGO_FUZZ="$CARGO_FUZZ_ROOT/bin/cargo-fuzz"
 FUZZ_DIR="$ROOT/fuzz"
 SANITIZER="${FUZZ_SANITIZER:-none}"
-
-log() { printf 'fuzz: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 seconds=60
 build_only=false

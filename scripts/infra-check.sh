@@ -9,8 +9,9 @@
 #   5. prints every function's binary and zip size.
 # Exits non-zero on the first failure. Usage: bash scripts/infra-check.sh
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap - INT TERM HUP # keep bash's default signal handling (see lib.sh)
 cd "$ROOT"
 LOCAL="$ROOT/.local"
 VENV="$LOCAL/venv"
@@ -20,8 +21,6 @@ LAMBDA_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/lambda"
 
 STARTED=$SECONDS
 STEP_STARTED=$SECONDS
-log() { printf 'infra-check: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 step() { STEP_STARTED=$SECONDS; log "== $*"; }
 done_step() { log "   done in $((SECONDS - STEP_STARTED))s"; }
 on_exit() {
@@ -29,10 +28,6 @@ on_exit() {
   ((rc == 0)) || log "FAILED (exit $rc) after $((SECONDS - STARTED))s"
 }
 trap on_exit EXIT
-
-run_as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
 
 # --- 1. tools ---------------------------------------------------------------------------
 # pip package -> how to tell it is installed.
@@ -50,17 +45,7 @@ install_tools() {
   # The same lock scripts/services.sh takes: one pip at a time in the shared venv.
   exec 9>"$LOCAL/install.lock"
   flock 9
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating Python venv .local/venv"
-    rm -rf "$VENV"
-    if ! python3 -m venv "$VENV" >&2; then
-      log "python3 -m venv failed: installing python3-venv"
-      rm -rf "$VENV"
-      run_as_root apt-get update -qq
-      run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$VENV" >&2
-    fi
-  fi
+  ensure_venv "$VENV"
   local missing=() pkg
   for pkg in cargo-lambda ziglang aws-sam-cli cfn-lint; do
     tool_present "$pkg" || missing+=("$pkg")

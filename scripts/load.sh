@@ -29,29 +29,19 @@ while (($#)); do
 done
 [[ "$SECONDS_PER_PHASE" =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer"
 
-export SERVICES_DIR=.local/load-services
-export STACK_ENV_FILE="$ROOT/.local/load-stack.env"
-STACK_LOG="$ROOT/.local/load-stack.log"
-OUT="$ROOT/.local/load"
 # LOAD_PROFILE=debug reuses the test build for a quick check of the script itself; the figures
 # are only meaningful in release.
 PROFILE="${LOAD_PROFILE:-release}"
 [[ "$PROFILE" == release || "$PROFILE" == debug ]] || die "LOAD_PROFILE must be release or debug"
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
-
-# shellcheck disable=SC2317 # only called from the EXIT trap
-cleanup() {
-  local rc=$?
-  stack_stop
-  exit "$rc"
-}
-trap cleanup EXIT
+stack_files load
+OUT="$ROOT/.local/load"
+trap stack_exit EXIT
 
 if ! command -v wrk >/dev/null 2>&1; then
   log "wrk not found: installing it with apt-get"
-  as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  run_as_root apt-get update -qq
+  run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 
 bash scripts/services.sh install
@@ -62,11 +52,7 @@ else
   cargo build -p retarget-local -p retarget-admin
 fi
 
-stack_start
-rm -rf "$OUT"
-mkdir -p "$OUT"
-stack_create_app "$OUT/app.json"
-API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$OUT/app.json")"
+stack_start_app "$OUT"
 log "provisioning subscriptions and scheduled messages; signing webhook requests"
 python3 scripts/load/prepare.py "$OUT/app.json" "$OUT" "$SECONDS_PER_PHASE"
 

@@ -8,9 +8,7 @@ set -euo pipefail
 cd "$ROOT"
 
 # Own state and env file names, so make run works while make dev is running.
-export SERVICES_DIR=.local/run-services
-export STACK_ENV_FILE="$ROOT/.local/run-stack.env"
-STACK_LOG="$ROOT/.local/run-stack.log"
+stack_files run
 READY_TIMEOUT="${RUN_READY_TIMEOUT:-120}"
 STACK_PID=""
 

@@ -32,20 +32,12 @@ while (($#)); do
 done
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "--max-examples must be a positive integer"
 
-export SERVICES_DIR=.local/schemathesis-services
-export STACK_ENV_FILE="$ROOT/.local/schemathesis-stack.env"
-STACK_LOG="$ROOT/.local/schemathesis-stack.log"
+stack_files schemathesis
 OUT="$ROOT/.local/schemathesis"
 # Debug build: the same one the tests use, so no extra release build just for this.
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
-# shellcheck disable=SC2317 # only called from the EXIT trap
-cleanup() {
-  local rc=$?
-  stack_stop
-  exit "$rc"
-}
-trap cleanup EXIT
+trap stack_exit EXIT
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "${SCHEMATHESIS_PIN#*==}"; then
   log "installing $SCHEMATHESIS_PIN into .local/venv-schemathesis"
@@ -56,11 +48,7 @@ fi
 bash scripts/services.sh install
 cargo build -p retarget-local -p retarget-admin
 
-stack_start
-rm -rf "$OUT"
-mkdir -p "$OUT"
-stack_create_app "$OUT/app.json"
-API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$OUT/app.json")"
+stack_start_app "$OUT"
 SCHEMATHESIS_FIXTURES="$(python3 scripts/load/schemathesis_fixtures.py "$OUT/app.json")"
 export SCHEMATHESIS_FIXTURES SCHEMATHESIS_APP_FILE="$OUT/app.json"
 export SCHEMATHESIS_TWILIO_AUTH_TOKEN="$STACK_TWILIO_AUTH_TOKEN"

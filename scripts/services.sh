@@ -9,8 +9,9 @@
 # SERVICES_DIR (default .local/services, relative to the repo root) holds pids, logs and
 # services.env, so several stacks (make test, make dev, make run) can run side by side.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/.local"
 NPM_PREFIX="$LOCAL/npm"
 VENV="$LOCAL/venv"
@@ -24,9 +25,6 @@ STOP_TIMEOUT=10
 SERVICES_DIR="${SERVICES_DIR:-.local/services}"
 [[ "$SERVICES_DIR" == /* ]] || SERVICES_DIR="$ROOT/$SERVICES_DIR"
 
-log() { printf 'services: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # The dated folder that holds DynamoDBLocal.jar (its name changes with the package version).
 ddb_dir() {
   local jar
@@ -34,10 +32,6 @@ ddb_dir() {
     [[ -f "$jar" ]] && { dirname "$jar"; return 0; }
   done
   return 1
-}
-
-run_as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
 }
 
 install_java() {
@@ -64,18 +58,7 @@ install_moto() {
     log "moto server already installed"
     return 0
   fi
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating Python venv .local/venv"
-    rm -rf "$VENV"
-    if ! python3 -m venv "$VENV" >&2; then
-      # Debian's system python3 ships venv/ensurepip separately.
-      log "python3 -m venv failed: installing python3-venv"
-      rm -rf "$VENV"
-      run_as_root apt-get update -qq
-      run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$VENV" >&2
-    fi
-  fi
+  ensure_venv "$VENV"
   log "installing $MOTO_PIN into .local/venv (takes about a minute)"
   local pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
   if ! "${pip[@]}" "$MOTO_PIN" >&2; then
@@ -132,25 +115,14 @@ is_service_pid() {
 
 # stop_one NAME MARKER: kill the process group recorded in $SERVICES_DIR/NAME.pid.
 stop_one() {
-  local name=$1 marker=$2 pidfile="$SERVICES_DIR/$1.pid" pid i
+  local name=$1 marker=$2 pidfile="$SERVICES_DIR/$1.pid" pid
   [[ -f "$pidfile" ]] || return 0
   pid=$(<"$pidfile")
   if is_service_pid "$pid" "$marker"; then
     log "stopping $name (pid $pid)"
     # Each service was started with setsid, so its pid is also its process-group id.
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      group_alive "$pid" || break
-      sleep 0.1
-    done
-    if group_alive "$pid"; then
-      log "$name did not exit after ${STOP_TIMEOUT}s: sending SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do
-        group_alive "$pid" || break
-        sleep 0.1
-      done
-      group_alive "$pid" && die "$name (pid $pid) is still running"
+    if ! term_group "$pid" "$STOP_TIMEOUT" group_alive "$name did not exit after ${STOP_TIMEOUT}s"; then
+      wait_gone group_alive "$pid" 5 || die "$name (pid $pid) is still running"
     fi
   fi
   rm -f "$pidfile"
@@ -249,6 +221,7 @@ ENV
   log "ready in $((SECONDS - start))s; env in $SERVICES_DIR/services.env"
 }
 
+trap - INT TERM HUP # keep bash's default signal handling (see lib.sh)
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a private DynamoDB Local + moto server.
-# Extra arguments go to cargo test, e.g. scripts/test.sh -p retarget-core -- --nocapture
+# Extra arguments go to cargo test, e.g. scripts/test.sh -p retarget-shared -- --nocapture
 # Its own SERVICES_DIR lets it run next to make dev / make run.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -9,13 +9,7 @@ cd "$ROOT"
 
 export SERVICES_DIR=.local/test-services
 
-# shellcheck disable=SC2317 # only called from the EXIT trap
-cleanup() {
-  local rc=$?
-  bash scripts/services.sh stop || true
-  exit "$rc"
-}
-trap cleanup EXIT
+trap stop_services_on_exit EXIT
 
 bash scripts/services.sh install
 bash scripts/services.sh start

@@ -7,10 +7,10 @@
 use libfuzzer_sys::fuzz_target;
 use retarget_audiences::{AudienceQuery, MAX_LIMIT};
 use retarget_fuzz::assert_client_error;
-use retarget_shared::audience::{Cursor, Predicate};
+use retarget_shared::services::audience::{Cursor, Predicate};
 use retarget_shared::domain::Channel;
-use retarget_shared::problem::{ApiError, ErrorCode};
-use retarget_shared::request::url_decode_pairs;
+use retarget_shared::edge::problem::{ApiError, ErrorCode};
+use retarget_shared::edge::request::url_decode_pairs;
 
 fuzz_target!(|data: &[u8]| {
     // A cursor given whole: decodes or is refused; what decodes round-trips.

@@ -6,15 +6,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use retarget_fuzz::{assert_client_error, fields};
-use retarget_shared::problem::ErrorCode;
-use retarget_shared::signatures::{PUSH_TOLERANCE_SECONDS, parse_push_signature, push_signature};
+use retarget_shared::edge::problem::ErrorCode;
+use retarget_shared::edge::signatures::{PUSH_TOLERANCE_SECONDS, parse_push_signature, push_signature};
 use retarget_webhooks::{check_push_signature, push_event};
 
 fuzz_target!(|data: &[u8]| {
     let Some(([secret, now, header], raw)) = fields::<3>(data) else { return };
     let now: i64 = now.trim().parse().unwrap_or(1_764_000_000);
 
-    let unauthorized = |result: Result<(), retarget_shared::problem::ApiError>| match result {
+    let unauthorized = |result: Result<(), retarget_shared::edge::problem::ApiError>| match result {
         Ok(()) => true,
         Err(error) => {
             assert_client_error(&error);

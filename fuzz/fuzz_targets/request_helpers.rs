@@ -1,4 +1,4 @@
-//! The request helpers every HTTP function uses (shared/src/request.rs): the body limit, JSON with
+//! The request helpers every HTTP function uses (shared/src/edge/request.rs): the body limit, JSON with
 //! field-named errors, the route matcher, path ids and the query string, on arbitrary requests.
 //! Every error is a 4xx problem+json.
 //!
@@ -10,8 +10,8 @@ use lambda_http::{Body, Request, RequestExt};
 use libfuzzer_sys::fuzz_target;
 use retarget_fuzz::{assert_client_error, fields};
 use retarget_shared::domain::{AppId, MessageId, RetargetId, SubscriptionId};
-use retarget_shared::problem::ErrorCode;
-use retarget_shared::request::{BODY_LIMIT, body, json_body, matched_route, path_id, query_pairs};
+use retarget_shared::edge::problem::ErrorCode;
+use retarget_shared::edge::request::{BODY_LIMIT, body, json_body, matched_route, path_id, query_pairs};
 
 /// Largest body built from a repeated input.
 const MAX_BUILT_BODY: usize = 2 * BODY_LIMIT;

@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use retarget_fuzz::{assert_client_error, fields};
-use retarget_shared::request::url_decode_pairs;
-use retarget_shared::signatures::{twilio_signature, verify_twilio};
+use retarget_shared::edge::request::url_decode_pairs;
+use retarget_shared::edge::signatures::{twilio_signature, verify_twilio};
 use retarget_webhooks::{twilio_event, twilio_kind, twilio_url};
 
 const PUBLIC_BASE_URL: &str = "https://api.example.com";

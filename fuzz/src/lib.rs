@@ -3,7 +3,7 @@
 //!
 //! Framing: the first `N` lines (`\n`-terminated, UTF-8) are fields, the rest is the raw body.
 
-use retarget_shared::problem::{ApiError, ErrorCode};
+use retarget_shared::edge::problem::{ApiError, ErrorCode};
 
 /// The first `N` lines as `&str` and the remaining bytes, or `None` when there are fewer lines or
 /// a field is not UTF-8 (header values and stored secrets are strings by the time they reach the

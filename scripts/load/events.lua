@@ -3,16 +3,10 @@
 -- stored item. Thread t of T takes the triples k = t, t+T, t+2T… (beyond the last triple they
 -- cycle and come back as duplicates, which the responses count).
 -- Args (after --): DATA_FILE THREADS API_KEY SUMMARY_FILE
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
 local MAX_BATCH = 10
 
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
+setup = common.setup
 
 function init(args)
   data = dofile(args[1])
@@ -56,6 +50,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
+  local threads = common.threads
   local totals = { sent_events = 0, ok_responses = 0, accepted = 0, duplicates = 0, rejected = 0,
                    other_status = 0, max_triple = 0 }
   for _, t in ipairs(threads) do
@@ -65,16 +60,10 @@ function done(summary, latency, requests)
     local issued = (t:get("counter") or 0) * #threads
     if issued > totals.max_triple then totals.max_triple = issued end
   end
-  local out = io.open(os.getenv("LOAD_SUMMARY"), "w")
-  out:write(string.format(
-    '{"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,' ..
-    '"timeouts":%d,"non_2xx":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
-    '"sent_events":%d,"ok_responses":%d,"accepted":%d,"duplicates":%d,"rejected":%d,"other_status":%d,' ..
-    '"max_triple":%d}\n',
-    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.timeout, summary.errors.status,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    totals.sent_events, totals.ok_responses, totals.accepted, totals.duplicates, totals.rejected,
-    totals.other_status, totals.max_triple))
-  out:close()
+  common.write_summary(summary, latency, {
+    { "sent_events", totals.sent_events }, { "ok_responses", totals.ok_responses },
+    { "accepted", totals.accepted }, { "duplicates", totals.duplicates },
+    { "rejected", totals.rejected }, { "other_status", totals.other_status },
+    { "max_triple", totals.max_triple },
+  })
 end

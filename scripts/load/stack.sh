@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # The local stack for scripts/load.sh and scripts/schemathesis.sh (sourced after scripts/lib.sh,
 # never run): own services, retarget-local on a free port, an app from retarget-admin. The
-# caller's EXIT trap calls stack_stop. Expects ROOT and, before stack_start, SERVICES_DIR,
-# STACK_ENV_FILE, STACK_LOG and BIN_DIR (where retarget-local and retarget-admin were built).
+# caller's EXIT trap is stack_exit (or calls stack_stop). Expects ROOT and, before stack_start,
+# SERVICES_DIR, STACK_ENV_FILE, STACK_LOG (see stack_files in lib.sh) and BIN_DIR (where
+# retarget-local and retarget-admin were built).
 
 STACK_PID=""
 
@@ -14,6 +15,14 @@ stack_stop() {
   fi
   bash "$ROOT/scripts/services.sh" stop || true
   rm -f "$STACK_ENV_FILE"
+}
+
+# stack_exit: an EXIT trap: stack_stop, keeping the script's exit status.
+# shellcheck disable=SC2317 # only called from the EXIT trap
+stack_exit() {
+  local rc=$?
+  stack_stop
+  exit "$rc"
 }
 
 # stack_start: services, then retarget-local on a free API_PORT; returns once the API answers.
@@ -68,4 +77,16 @@ stack_create_app() {
   "$BIN_DIR/retarget-admin" app create --name "load and schema checks" --plan pro \
     --twilio-account-sid ACload --twilio-auth-token "$STACK_TWILIO_AUTH_TOKEN" \
     --twilio-from +15550001111 >"$1"
+}
+
+# stack_start_app DIR: stack_start, then DIR emptied and DIR/app.json from stack_create_app.
+# Sets API_KEY (the app's).
+# shellcheck disable=SC2034 # API_KEY is read by the scripts that source this file
+stack_start_app() {
+  local dir=$1
+  stack_start
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  stack_create_app "$dir/app.json"
+  API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$dir/app.json")"
 }

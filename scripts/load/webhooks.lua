@@ -3,14 +3,9 @@
 -- sends lines t, t+T, t+2T… in order, so the distinct events a thread got answered are
 -- min(answered, its lines) and at most min(sent, its lines) reached the server.
 -- Args (after --): REQUESTS_FILE THREADS KIND (twilio|push)
-local threads = {}
-local next_id = 0
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
 
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
+setup = common.setup
 
 function init(args)
   local nthreads = tonumber(args[2])
@@ -51,7 +46,7 @@ end
 
 function done(summary, latency, requests)
   local sent_total, ok_total, other, acked_distinct, sent_distinct, lines_total = 0, 0, 0, 0, 0, 0
-  for _, t in ipairs(threads) do
+  for _, t in ipairs(common.threads) do
     local s, o, n = t:get("sent"), t:get("ok_responses"), t:get("lines")
     sent_total = sent_total + s
     ok_total = ok_total + o
@@ -60,14 +55,9 @@ function done(summary, latency, requests)
     sent_distinct = sent_distinct + math.min(s, n)
     lines_total = lines_total + n
   end
-  local out = io.open(os.getenv("LOAD_SUMMARY"), "w")
-  out:write(string.format(
-    '{"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,' ..
-    '"timeouts":%d,"non_2xx":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
-    '"sent":%d,"ok_responses":%d,"other_status":%d,"acked_distinct":%d,"sent_distinct":%d,"lines":%d}\n',
-    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.timeout, summary.errors.status,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    sent_total, ok_total, other, acked_distinct, sent_distinct, lines_total))
-  out:close()
+  common.write_summary(summary, latency, {
+    { "sent", sent_total }, { "ok_responses", ok_total }, { "other_status", other },
+    { "acked_distinct", acked_distinct }, { "sent_distinct", sent_distinct },
+    { "lines", lines_total },
+  })
 end

@@ -30,6 +30,13 @@ impl EnvReader {
         }
     }
 
+    /// The same variables with `name` set to `value` (how the local stack gives each function
+    /// what the template gives it on AWS).
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
     pub fn required(&mut self, name: &str) -> String {
         match self.vars.get(name).map(|v| v.trim()) {
             Some(v) if !v.is_empty() => v.to_owned(),
@@ -75,18 +82,6 @@ impl EnvReader {
     }
 }
 
-/// The store's configuration, needed by every function that touches the table.
-#[derive(Debug, Clone)]
-pub struct TableConfig {
-    pub table_name: String,
-}
-
-impl TableConfig {
-    pub fn read(env: &mut EnvReader) -> Self {
-        Self { table_name: env.required("TABLE_NAME") }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +102,7 @@ mod tests {
     #[test]
     fn defaults_and_trailing_slashes() {
         let mut env = EnvReader::from_pairs([("TABLE_NAME", "t"), ("FCM_API_BASE", "http://127.0.0.1:9/")]);
-        assert_eq!(TableConfig::read(&mut env).table_name, "t");
+        assert_eq!(env.required("TABLE_NAME"), "t");
         assert_eq!(env.url("TWILIO_API_BASE", Some("https://api.twilio.com")), "https://api.twilio.com");
         assert_eq!(env.url("FCM_API_BASE", None), "http://127.0.0.1:9");
         env.finish().unwrap();

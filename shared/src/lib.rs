@@ -1,36 +1,26 @@
-//! The retarget common crate: everything more than one function needs.
+//! The retarget common crate: everything more than one function needs, in layers that only
+//! look down (a line of code knows its room by what it touches):
 //!
-//! - [`domain`]: values that parse (ids, channels, event kinds, phone numbers, API keys);
-//!   once one exists it is valid.
-//! - [`keys`]: the single-table key schema — every item shape and access pattern lives there.
-//! - [`store`]: the DynamoDB adapter built on those keys.
-//! - [`resources`]: the table, queue and bus definitions the local stack creates (and that
-//!   `infra/template.yaml` is checked against).
-//! - [`clock`]: the only source of "now".
-//! - [`config`], [`aws`], [`telemetry`]: process wiring used by every `main.rs`.
-//! - [`problem`]: the one place errors become RFC 9457 problem+json responses.
+//! - [`domain`]: values that parse (ids, channels, event kinds, phone numbers, API keys), the
+//!   entities and their state machines, message contents, audience predicates, and the domain's
+//!   own errors. No I/O, no HTTP.
+//! - [`keys`]: the single-table key schema — every key shape, bound and parser.
+//! - [`adapters`]: DynamoDB (`store`), SQS (`queue`), EventBridge (`bus`), SDK config, resources.
+//! - [`services`]: the use cases — ingest, audiences, dispatch, the sender pipeline.
+//! - [`edge`]: HTTP — routes, request helpers, webhook signatures, and `problem`, the one place
+//!   errors become RFC 9457 problem+json responses.
+//! - [`clock`] (the only source of "now"), [`config`], [`telemetry`]: process wiring.
 
-pub mod audience;
-pub mod aws;
-pub mod bus;
+pub mod adapters;
+pub mod bootstrap;
 pub mod clock;
 pub mod config;
-pub mod contents;
-pub mod dispatch;
 pub mod domain;
-pub mod ingest;
+pub mod edge;
 pub mod keys;
-pub mod problem;
-pub mod queue;
-pub mod request;
-pub mod resources;
-pub mod routes;
-pub mod sender;
-pub mod sending;
-pub mod signatures;
-pub mod store;
+pub mod services;
 pub mod telemetry;
 
+pub use adapters::store::{Store, StoreError};
 pub use clock::{Clock, SharedClock, SystemClock, TestClock};
-pub use problem::{ApiError, ErrorCode};
-pub use store::{Store, StoreError};
+pub use edge::problem::{ApiError, ErrorCode};

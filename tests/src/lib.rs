@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
-use retarget_shared::{Store, TestClock, aws, resources};
+use retarget_shared::bootstrap::Infra;
+use retarget_shared::config::EnvReader;
+use retarget_shared::{Store, TestClock, adapters::aws, adapters::resources};
 use tokio::sync::OnceCell;
 
 static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
@@ -38,6 +40,8 @@ pub fn epoch() -> DateTime<Utc> {
 pub struct World {
     pub store: Store,
     pub clock: Arc<TestClock>,
+    /// What the functions' dependencies are built from here: the emulators and the test clock.
+    pub infra: Infra,
     pub table: String,
     pub dynamodb: aws_sdk_dynamodb::Client,
 }
@@ -50,7 +54,26 @@ impl World {
         resources::create_table(&dynamodb, &table).await.expect("create test table in DynamoDB Local");
         let clock = Arc::new(TestClock::frozen_at(epoch()));
         let store = Store::new(dynamodb.clone(), table.clone(), clock.clone());
-        Self { store, clock, table, dynamodb }
+        let infra = Infra { sdk: sdk.clone(), clock: clock.clone() };
+        Self { store, clock, infra, table, dynamodb }
+    }
+
+    /// The variables the template gives the functions, for this world's table and `queues`.
+    pub fn function_env(&self, queues: &TestQueues, public_base_url: &str) -> EnvReader {
+        EnvReader::from_pairs([
+            ("TABLE_NAME", self.table.as_str()),
+            ("PUSH_QUEUE_URL", queues.push.url()),
+            ("SMS_QUEUE_URL", queues.sms.url()),
+            ("PUBLIC_BASE_URL", public_base_url),
+        ])
+    }
+
+    /// Every HTTP function, built through its Lambda constructor against this world.
+    pub fn handlers(&self, queues: &TestQueues, public_base_url: &str) -> retarget_local::Handlers {
+        let mut env = self.function_env(queues, public_base_url);
+        let handlers = retarget_local::Handlers::from_env(&mut env, &self.infra).expect("handlers");
+        env.finish().expect("complete function environment");
+        handlers
     }
 
     /// Every item in the table (small test tables only).
@@ -68,8 +91,8 @@ impl World {
 
 /// A fresh push and SMS queue pair (with DLQs) in the emulator, named uniquely for this test.
 pub struct TestQueues {
-    pub push: Arc<retarget_shared::queue::Queue>,
-    pub sms: Arc<retarget_shared::queue::Queue>,
+    pub push: Arc<retarget_shared::adapters::queue::Queue>,
+    pub sms: Arc<retarget_shared::adapters::queue::Queue>,
     pub sqs: aws_sdk_sqs::Client,
 }
 
@@ -82,14 +105,17 @@ impl TestQueues {
         let sms =
             resources::create_queue(&sqs, &prefix, &resources::SMS_QUEUE).await.expect("create sms queue");
         Self {
-            push: Arc::new(retarget_shared::queue::Queue::new(sqs.clone(), push.queue_url)),
-            sms: Arc::new(retarget_shared::queue::Queue::new(sqs.clone(), sms.queue_url)),
+            push: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), push.queue_url)),
+            sms: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), sms.queue_url)),
             sqs,
         }
     }
 
     /// Receives (and deletes) everything on a queue, decoded as send jobs.
-    pub async fn drain(&self, queue: &retarget_shared::queue::Queue) -> Vec<retarget_shared::queue::SendJob> {
+    pub async fn drain(
+        &self,
+        queue: &retarget_shared::adapters::queue::Queue,
+    ) -> Vec<retarget_shared::adapters::queue::SendJob> {
         let mut jobs = Vec::new();
         loop {
             let output = self
@@ -121,7 +147,7 @@ impl TestQueues {
 
 /// An app with a working API key.
 pub struct TestApp {
-    pub app: retarget_shared::store::App,
+    pub app: retarget_shared::adapters::store::App,
     pub api_key: String,
 }
 
@@ -129,7 +155,7 @@ impl World {
     pub async fn app(&self, plan: retarget_shared::domain::Plan) -> TestApp {
         let app = self
             .store
-            .create_app(retarget_shared::store::NewApp {
+            .create_app(retarget_shared::adapters::store::NewApp {
                 name: "Test App".into(),
                 plan,
                 twilio: None,
@@ -144,13 +170,13 @@ impl World {
 
     /// A pro app with Twilio credentials: account `AC0123`, this auth token and From number.
     pub async fn twilio_app(&self, auth_token: &str, from: &str) -> TestApp {
-        let twilio = retarget_shared::store::TwilioConfig {
+        let twilio = retarget_shared::adapters::store::TwilioConfig {
             account_sid: "AC0123".into(),
             auth_token: auth_token.into(),
             from: Some(from.into()),
             messaging_service_sid: None,
         };
-        let new = retarget_shared::store::NewApp {
+        let new = retarget_shared::adapters::store::NewApp {
             name: "Twilio App".into(),
             plan: retarget_shared::domain::Plan::Pro,
             twilio: Some(twilio),
@@ -260,8 +286,8 @@ impl World {
         address: &str,
         external_user_id: Option<&str>,
     ) -> retarget_shared::domain::SubscriptionId {
+        use retarget_shared::adapters::store::Address;
         use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
-        use retarget_shared::store::Address;
         let address = match channel {
             Channel::Push => Address::Push { platform: Platform::Android, token: address.into() },
             Channel::Sms => Address::Sms { phone_number: PhoneNumber::parse(address).expect("E.164") },
@@ -275,11 +301,13 @@ impl World {
         &self,
         app: &TestApp,
         channel: retarget_shared::domain::Channel,
-    ) -> retarget_shared::store::Message {
+    ) -> retarget_shared::adapters::store::Message {
         use retarget_shared::Clock;
         let now = self.clock.now();
-        let contents = retarget_shared::store::Contents { title: None, body: "hello".into(), url: None };
-        let mut message = retarget_shared::store::Message::new(app.app.app_id, channel, contents, now);
+        let contents =
+            retarget_shared::adapters::store::Contents { title: None, body: "hello".into(), url: None };
+        let mut message =
+            retarget_shared::adapters::store::Message::new(app.app.app_id, channel, contents, now);
         message.retargetable = app.app.retargetable_at(now);
         self.store.create_message(&message).await.expect("create message");
         message
@@ -289,7 +317,7 @@ impl World {
 /// A fresh event bus in the emulator with a rule that copies every `retarget` event to a
 /// queue, so tests can read what was put on the bus.
 pub struct TestBus {
-    pub bus: retarget_shared::bus::EventBus,
+    pub bus: retarget_shared::adapters::bus::EventBus,
     pub name: String,
     capture_url: String,
     sqs: aws_sdk_sqs::Client,
@@ -338,7 +366,12 @@ impl TestBus {
             .send()
             .await
             .expect("targets");
-        Self { bus: retarget_shared::bus::EventBus::new(eventbridge, &name), name, capture_url, sqs }
+        Self {
+            bus: retarget_shared::adapters::bus::EventBus::new(eventbridge, &name),
+            name,
+            capture_url,
+            sqs,
+        }
     }
 
     /// Every event captured so far (EventBridge envelopes).

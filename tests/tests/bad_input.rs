@@ -13,11 +13,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
-use retarget_local::Handlers;
 use retarget_shared::Clock;
 use retarget_shared::domain::{Channel, Plan};
-use retarget_shared::routes::{Function, ROUTES, Route};
-use retarget_shared::signatures::{push_signature, twilio_signature};
+use retarget_shared::edge::routes::{Function, ROUTES, Route};
+use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
 use serde_json::{Value, json};
 
@@ -62,7 +61,7 @@ impl Fixture {
             .store
             .record_interactions(
                 &push_message.scope(),
-                &[retarget_shared::store::Interaction {
+                &[retarget_shared::adapters::store::Interaction {
                     subscription_id: push_subscription,
                     kind: retarget_shared::domain::EventKind::Sent,
                     external_user_id: None,
@@ -105,7 +104,7 @@ impl Fixture {
         let mut interactions = Vec::new();
         for token in ["b-1", "b-2"] {
             let sub = fixture.world.subscription(&fixture.b, Channel::Push, token, None).await;
-            interactions.push(retarget_shared::store::Interaction {
+            interactions.push(retarget_shared::adapters::store::Interaction {
                 subscription_id: sub,
                 kind: retarget_shared::domain::EventKind::Sent,
                 external_user_id: None,
@@ -130,8 +129,7 @@ impl Fixture {
     }
 
     async fn call(&self, function: Function, request: ApiRequest) -> ApiResponse {
-        let (store, queues) = (self.world.store.clone(), &self.queues);
-        let handlers = Handlers::new(store, queues.push.clone(), queues.sms.clone(), PUBLIC.into());
+        let handlers = self.world.handlers(&self.queues, PUBLIC);
         handlers.handle(function, request.build()).await.into()
     }
 
@@ -223,7 +221,7 @@ impl Fixture {
         let mut request = ApiRequest::new(method, target);
         match route {
             Route::TwilioWebhook => {
-                let params = retarget_shared::request::url_decode_pairs(body.unwrap_or_default());
+                let params = retarget_shared::edge::request::url_decode_pairs(body.unwrap_or_default());
                 let signature = twilio_signature(TOKEN_A, &format!("{PUBLIC}{target}"), &params);
                 request = request
                     .header("content-type", "application/x-www-form-urlencoded")
@@ -1011,7 +1009,7 @@ async fn twilio_webhook_refuses_forged_foreign_and_misdirected_signatures() {
     let route = Route::TwilioWebhook;
     let target = f.valid_target(route);
     let form = "MessageSid=SM1&MessageStatus=delivered&To=%2B15550000001";
-    let params = retarget_shared::request::url_decode_pairs(form.as_bytes());
+    let params = retarget_shared::edge::request::url_decode_pairs(form.as_bytes());
     let sign = |token: &str, url: &str, params: &[(String, String)]| twilio_signature(token, url, params);
     let signed_url = format!("{PUBLIC}{target}");
     let (path, query) = target.split_once('?').expect("query");
@@ -1122,7 +1120,7 @@ async fn twilio_webhook_refuses_forged_foreign_and_misdirected_signatures() {
             "not_found",
         ),
     ] {
-        let params = retarget_shared::request::url_decode_pairs(form.as_bytes());
+        let params = retarget_shared::edge::request::url_decode_pairs(form.as_bytes());
         let request = ApiRequest::post(&target)
             .header("x-twilio-signature", &sign(TOKEN_A, &format!("{PUBLIC}{target}"), &params))
             .raw_body(form.as_bytes());

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Duration;
-use retarget_shared::dispatch::DispatchDeps;
+use retarget_shared::adapters::queue::{Queue, SendJob};
+use retarget_shared::adapters::store::{Interaction, Message, RetargetStatus};
+use retarget_shared::bootstrap::ScheduleFunction;
 use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
-use retarget_shared::queue::{Queue, SendJob};
-use retarget_shared::store::{Interaction, Message, RetargetStatus};
+use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::{Clock, keys};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestBus, TestQueues, World};
 use serde_json::{Value, json};
@@ -40,8 +41,8 @@ impl Harness {
         Self { world, queues, bus, deps }
     }
 
-    async fn tick(&self) -> retarget_shared::dispatch::TickReport {
-        retarget_scheduler::handle(&self.deps, scheduled_event(), None).await.expect("tick")
+    async fn tick(&self) -> retarget_shared::services::dispatch::TickReport {
+        self.deps.handle(scheduled_event(), None).await.expect("tick")
     }
 
     async fn retarget(&self, t: &TestApp, body: Value) -> ApiResponse {
@@ -254,8 +255,8 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
     // 5,000 recipients flush per batch: 6,200 recipients take two flushes.
     let message = h.world.message(&t, Channel::Push).await;
     let now = h.world.clock.now();
-    let subs: Vec<retarget_shared::store::Subscription> = (0..6200)
-        .map(|i| retarget_shared::store::Subscription {
+    let subs: Vec<retarget_shared::adapters::store::Subscription> = (0..6200)
+        .map(|i| retarget_shared::adapters::store::Subscription {
             subscription_id: SubscriptionId::at(now),
             app_id: t.app.app_id,
             channel: Channel::Push,
@@ -263,7 +264,7 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
             token: Some(format!("t{i}")),
             phone_number: None,
             external_user_id: None,
-            status: retarget_shared::store::SubscriptionStatus::Active,
+            status: retarget_shared::adapters::store::SubscriptionStatus::Active,
             created_at: now,
             updated_at: now,
         })
@@ -303,7 +304,7 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
         sms_queue: h.queues.sms.clone(),
         bus: h.bus.bus.clone(),
     };
-    let report = retarget_scheduler::handle(&crashing, scheduled_event(), None).await.unwrap();
+    let report = crashing.handle(scheduled_event(), None).await.unwrap();
     assert_eq!((report.claimed, report.errors), (1, 1), "{report:?}");
     let first = recipients(&h.queues.drain(&h.queues.push).await);
     assert_eq!(first.len(), 5000);
@@ -311,7 +312,7 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
 
     // While the dead run's lease holds, nobody takes over.
     assert_eq!(h.tick().await.claimed, 0);
-    h.world.clock.advance(Duration::seconds(retarget_shared::store::DISPATCH_LEASE_SECONDS + 1));
+    h.world.clock.advance(Duration::seconds(retarget_shared::adapters::store::DISPATCH_LEASE_SECONDS + 1));
     let report = h.tick().await;
     assert_eq!((report.claimed, report.dispatched), (1, 1), "{report:?}");
     let second = recipients(&h.queues.drain(&h.queues.push).await);
@@ -388,7 +389,10 @@ async fn scheduled_original_messages_go_out_when_due() {
     assert_eq!(recipients(&jobs).into_iter().collect::<BTreeSet<_>>(), subs.iter().copied().collect());
     assert!(jobs.iter().all(|j| j.message_id == id));
     let message = h.world.store.get_message(t.app.app_id, id).await.unwrap().unwrap();
-    assert_eq!((message.status, message.recipients), (retarget_shared::store::MessageStatus::Sending, 7));
+    assert_eq!(
+        (message.status, message.recipients),
+        (retarget_shared::adapters::store::MessageStatus::Sending, 7)
+    );
 }
 
 /// Receives (and deletes) every message on a queue, keeping the raw bodies for an SQS event.
@@ -409,7 +413,7 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})))
         .mount(&twilio)
         .await;
-    let config = retarget_shared::store::TwilioConfig {
+    let config = retarget_shared::adapters::store::TwilioConfig {
         account_sid: "AC1".into(),
         auth_token: "tok".into(),
         from: Some("+15550000000".into()),
@@ -418,7 +422,7 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
     let app = h
         .world
         .store
-        .create_app(retarget_shared::store::NewApp {
+        .create_app(retarget_shared::adapters::store::NewApp {
             name: "x".into(),
             plan: Plan::Pro,
             twilio: Some(config),
@@ -429,7 +433,7 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
         .unwrap();
     let api_key = h.world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
     let t = TestApp { app, api_key };
-    let sender = retarget_shared::sender::SenderDeps {
+    let sender = retarget_shared::services::sender::SenderDeps {
         store: h.world.store.clone(),
         provider: retarget_sms_sender::TwilioProvider::new(
             twilio.uri(),
@@ -495,12 +499,17 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
     // Through the SMS sender to Twilio, delivered twice by SQS: one request per member.
     let event = retarget_tests::sqs_event(&bodies);
     assert!(
-        retarget_shared::sender::handle_batch(&sender, event.clone(), None)
+        retarget_shared::services::sender::handle_batch(&sender, event.clone(), None)
             .await
             .batch_item_failures
             .is_empty()
     );
-    assert!(retarget_shared::sender::handle_batch(&sender, event, None).await.batch_item_failures.is_empty());
+    assert!(
+        retarget_shared::services::sender::handle_batch(&sender, event, None)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
     let requests = twilio.received_requests().await.unwrap();
     let mut to: Vec<String> = requests
         .iter()

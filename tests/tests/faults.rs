@@ -23,16 +23,17 @@ use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use retarget_shared::dispatch::DispatchDeps;
-use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
-use retarget_shared::queue::Queue;
-use retarget_shared::sender::{SenderDeps, handle_batch};
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::{
+use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::store::{
     App, DISPATCH_LEASE_SECONDS, Interaction, Message, NewApp, RetargetStatus, Subscription,
     SubscriptionStatus, TwilioConfig,
 };
-use retarget_shared::{Clock, Store, resources};
+use retarget_shared::bootstrap::ScheduleFunction;
+use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::services::dispatch::DispatchDeps;
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::services::sender::{SenderDeps, handle_batch};
+use retarget_shared::{Clock, Store, adapters::resources};
 use retarget_sms_sender::TwilioProvider;
 use retarget_tests::faults::{FaultProxy, FaultRates, Service};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestBus, World, sdk};
@@ -431,7 +432,7 @@ impl Stack {
         created.body["retarget_id"].as_str().expect("retarget id").to_owned()
     }
 
-    async fn retarget(&self, id: &str) -> retarget_shared::store::Retarget {
+    async fn retarget(&self, id: &str) -> retarget_shared::adapters::store::Retarget {
         self.world
             .store
             .get_retarget(self.app.app.app_id, id.parse().expect("id"))
@@ -495,7 +496,7 @@ impl Stack {
     }
 
     /// The jobs on the dead-letter queue (left there).
-    async fn dead_letters(&self) -> Vec<retarget_shared::queue::SendJob> {
+    async fn dead_letters(&self) -> Vec<retarget_shared::adapters::queue::SendJob> {
         let output = self
             .sqs
             .receive_message()
@@ -605,7 +606,7 @@ async fn run_until_quiet(
         });
         let round_started = Instant::now();
         let tick = async {
-            let tick = retarget_scheduler::handle(&stack.dispatch, retarget_scheduler_event(stack), None);
+            let tick = stack.dispatch.handle(retarget_scheduler_event(stack), None);
             let outcome = match (crash_tick, crash_at_sqs) {
                 (false, _) => Some(tick.await),
                 // The process dies at whatever await point it has reached.
@@ -741,7 +742,7 @@ fn recipients() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_recipients_through_every_fault_each_sent_exactly_once() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("retarget_shared::sender=warn,retarget_shared::dispatch=warn")
+        .with_env_filter("retarget_shared::services::sender=warn,retarget_shared::services::dispatch=warn")
         .with_test_writer()
         .try_init();
     let started = Instant::now();
@@ -976,9 +977,7 @@ async fn the_fault_proxy_injects_each_kind_as_aws_would_answer() {
 /// A small retarget (one job) dispatched with no faults; the received SQS messages.
 async fn one_job(stack: &Stack, n: usize) -> Vec<aws_sdk_sqs::types::Message> {
     stack.retarget_of(n).await;
-    let report = retarget_scheduler::handle(&stack.dispatch, retarget_scheduler_event(stack), None)
-        .await
-        .expect("tick");
+    let report = stack.dispatch.handle(retarget_scheduler_event(stack), None).await.expect("tick");
     assert_eq!(report.dispatched, 1, "{report:?}");
     let messages = stack.receive().await;
     assert_eq!(messages.len(), 1);

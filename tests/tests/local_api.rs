@@ -29,7 +29,7 @@ async fn start() -> Running {
     provision(sdk, &config).await.expect("provision again");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let api = Arc::new(LocalApi::new(sdk, config, resources.clone()));
+    let api = Arc::new(LocalApi::new(sdk, config, resources.clone()).expect("local api"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, api, async move {
         let _ = stopped.await;
@@ -96,10 +96,10 @@ async fn bodies_over_the_gateway_limit_are_refused() {
 #[tokio::test]
 async fn provisioning_creates_the_queues_and_the_stack_env_names_them() {
     let stack = start().await;
-    let sqs = retarget_shared::aws::sqs(retarget_tests::sdk().await);
+    let sqs = retarget_shared::adapters::aws::sqs(retarget_tests::sdk().await);
     for (url, spec) in [
-        (&stack.resources.push_queue_url, retarget_shared::resources::PUSH_QUEUE),
-        (&stack.resources.sms_queue_url, retarget_shared::resources::SMS_QUEUE),
+        (&stack.resources.push_queue_url, retarget_shared::adapters::resources::PUSH_QUEUE),
+        (&stack.resources.sms_queue_url, retarget_shared::adapters::resources::SMS_QUEUE),
     ] {
         let attributes = sqs
             .get_queue_attributes()
@@ -112,7 +112,10 @@ async fn provisioning_creates_the_queues_and_the_stack_env_names_them() {
             .unwrap();
         let get = |name: &str| attributes.get(&aws_sdk_sqs::types::QueueAttributeName::from(name)).cloned();
         assert_eq!(get("VisibilityTimeout"), Some(spec.visibility_timeout_seconds.to_string()));
-        assert_eq!(get("MaximumMessageSize"), Some(retarget_shared::resources::MAX_MESSAGE_SIZE.to_string()));
+        assert_eq!(
+            get("MaximumMessageSize"),
+            Some(retarget_shared::adapters::resources::MAX_MESSAGE_SIZE.to_string())
+        );
         let redrive: Value = serde_json::from_str(&get("RedrivePolicy").unwrap()).unwrap();
         assert_eq!(
             redrive["maxReceiveCount"].to_string().trim_matches('"'),

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use retarget_local::workers::poll_queue;
+use retarget_shared::adapters::resources::{QueueSpec, SMS_QUEUE, create_queue};
 use retarget_shared::domain::Channel;
-use retarget_shared::resources::{QueueSpec, SMS_QUEUE, create_queue};
-use retarget_shared::sender::SenderDeps;
+use retarget_shared::services::sender::SenderDeps;
 use retarget_tests::World;
 
 #[tokio::test]
 async fn poison_messages_reach_the_dlq_after_max_receive_count() {
     let world = World::new().await;
-    let sqs = retarget_shared::aws::sqs(retarget_tests::sdk().await);
+    let sqs = retarget_shared::adapters::aws::sqs(retarget_tests::sdk().await);
     // A quick-cycling queue: visible again after 1 s, dead-lettered after 2 receives.
     let spec = QueueSpec { visibility_timeout_seconds: 1, max_receive_count: 2, ..SMS_QUEUE };
     let prefix = format!("esm-{}", ulid::Ulid::new().to_string().to_lowercase());

@@ -2,9 +2,9 @@
 
 use chrono::Duration;
 use retarget_messages::{Deps, handle};
+use retarget_shared::adapters::queue::RECIPIENTS_PER_JOB;
+use retarget_shared::adapters::store::{Address, Interaction};
 use retarget_shared::domain::{EventKind, Plan, SubscriptionId};
-use retarget_shared::queue::RECIPIENTS_PER_JOB;
-use retarget_shared::store::{Address, Interaction};
 use retarget_shared::{Clock, domain};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
 use serde_json::json;

@@ -17,8 +17,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use retarget_shared::Clock;
 use retarget_shared::domain::Channel;
+use retarget_shared::edge::signatures::push_signature;
 use retarget_shared::keys;
-use retarget_shared::signatures::push_signature;
 use retarget_tests::model::{KINDS, PREDICATES, predicate, valid_for};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
 use serde_json::{Value, json};
@@ -142,13 +142,7 @@ struct Handlers(retarget_local::Handlers);
 
 impl Handlers {
     fn new(world: &World, queues: &TestQueues) -> Self {
-        let public = "https://hooks.example.com".to_owned();
-        Self(retarget_local::Handlers::new(
-            world.store.clone(),
-            queues.push.clone(),
-            queues.sms.clone(),
-            public,
-        ))
+        Self(world.handlers(queues, "https://hooks.example.com"))
     }
 
     async fn call(&self, request: ApiRequest) -> ApiResponse {

@@ -1,11 +1,11 @@
 //! `docs/openapi.yaml` documents exactly the routes the service serves
-//! (`retarget_shared::routes::ROUTES`), and `infra/template.yaml` maps each of them to the
+//! (`retarget_shared::edge::routes::ROUTES`), and `infra/template.yaml` maps each of them to the
 //! Lambda function that owns it. Every expected value comes from `ROUTES`, never re-typed here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use retarget_shared::routes::{Function, ROUTES};
+use retarget_shared::edge::routes::{Function, ROUTES};
 use serde_yaml::Value;
 
 fn repo_file(relative: &str) -> PathBuf {

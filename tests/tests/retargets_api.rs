@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use retarget_retargets::{Deps, handle};
+use retarget_shared::adapters::store::{Contents, Message, MessageStatus, RetargetStatus};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::domain::{Channel, MessageId, Plan, RetargetId};
-use retarget_shared::store::{Contents, Message, MessageStatus, RetargetStatus};
 use retarget_shared::{Clock, StoreError};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
 use serde_json::{Value, json};
@@ -362,7 +362,7 @@ async fn due_retargets_are_claimed_exactly_once_and_never_when_cancelled() {
 
     // While its run holds the lease it is not due; a run that died leaves the lease to expire
     // and the retarget comes due again, to be resumed.
-    let lease = Duration::seconds(retarget_shared::store::DISPATCH_LEASE_SECONDS);
+    let lease = Duration::seconds(retarget_shared::adapters::store::DISPATCH_LEASE_SECONDS);
     assert!(store.due_retargets(start + lease - Duration::seconds(1), 100).await.unwrap().is_empty());
     let in_an_hour = start + Duration::hours(1);
     let mut due = store.due_retargets(in_an_hour, 100).await.unwrap();

@@ -11,13 +11,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use clap::Parser;
 use retarget_admin::{Cli, run};
-use retarget_local::Handlers;
 use retarget_shared::Clock;
+use retarget_shared::adapters::store::Interaction;
 use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind};
-use retarget_shared::routes::{Function, ROUTES, Route};
-use retarget_shared::sender::{SenderDeps, handle_batch};
-use retarget_shared::signatures::{push_signature, twilio_signature};
-use retarget_shared::store::Interaction;
+use retarget_shared::edge::routes::{Function, ROUTES, Route};
+use retarget_shared::edge::signatures::{push_signature, twilio_signature};
+use retarget_shared::services::sender::{SenderDeps, handle_batch};
 use retarget_shared::telemetry;
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World, sqs_event};
 use serde_json::{Value, json};
@@ -545,8 +544,7 @@ impl Tenants {
     }
 
     async fn call(&self, function: Function, request: ApiRequest) -> ApiResponse {
-        let (store, queues) = (self.world.store.clone(), &self.queues);
-        let handlers = Handlers::new(store, queues.push.clone(), queues.sms.clone(), PUBLIC.into());
+        let handlers = self.world.handlers(&self.queues, PUBLIC);
         handlers.handle(function, request.build()).await.into()
     }
 
@@ -729,10 +727,10 @@ async fn lists_and_audiences_show_only_the_callers_data() {
 fn secret_comparisons_are_constant_time() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let files = [
-        "shared/src/signatures.rs",
-        "shared/src/request.rs",
+        "shared/src/edge/signatures.rs",
+        "shared/src/edge/request.rs",
         "shared/src/domain/api_key.rs",
-        "shared/src/store/apps.rs",
+        "shared/src/adapters/store/apps.rs",
         "functions/webhooks/src/lib.rs",
     ];
     let sensitive = ["signature", "mac", "secret", "token", "hash", "api_key", "digest", "v1"];
@@ -755,7 +753,8 @@ fn secret_comparisons_are_constant_time() {
         }
     }
     assert!(offending.is_empty(), "non-constant-time comparisons of secrets:\n{}", offending.join("\n"));
-    let signatures = std::fs::read_to_string(format!("{root}/shared/src/signatures.rs")).expect("source");
+    let signatures =
+        std::fs::read_to_string(format!("{root}/shared/src/edge/signatures.rs")).expect("source");
     assert_eq!(
         signatures.matches(".verify_slice(").count(),
         2,

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use retarget_shared::adapters::queue::SendJob;
+use retarget_shared::adapters::store::{Message, NewApp, TwilioConfig};
 use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
-use retarget_shared::queue::SendJob;
-use retarget_shared::sender::{SenderDeps, handle_batch};
-use retarget_shared::store::{Message, NewApp, TwilioConfig};
+use retarget_shared::services::sender::{SenderDeps, handle_batch};
 use retarget_sms_sender::TwilioProvider;
 use retarget_tests::{TestApp, World, sqs_event};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -214,18 +214,19 @@ async fn a_poison_record_fails_alone() {
 /// A provider that panics for one phone number and accepts the rest: a bug in one send.
 struct PanicsFor(&'static str);
 
-impl retarget_shared::sending::Provider for PanicsFor {
+impl retarget_shared::services::provider::Provider for PanicsFor {
     async fn send(
         &self,
-        _app: &retarget_shared::store::App,
-        subscription: &retarget_shared::store::Subscription,
+        _app: &retarget_shared::adapters::store::App,
+        subscription: &retarget_shared::adapters::store::Subscription,
         _message: &Message,
-    ) -> Result<retarget_shared::sending::Accepted, retarget_shared::sending::SendError> {
+    ) -> Result<retarget_shared::services::provider::Accepted, retarget_shared::services::provider::SendError>
+    {
         let to = subscription.phone_number.as_ref().map(|p| p.as_e164().to_owned()).unwrap_or_default();
         if to == self.0 {
             panic!("injected bug");
         }
-        Ok(retarget_shared::sending::Accepted { provider_id: None })
+        Ok(retarget_shared::services::provider::Accepted { provider_id: None })
     }
 }
 

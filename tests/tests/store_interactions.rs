@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::Duration;
 use rand::seq::SliceRandom;
+use retarget_shared::adapters::store::{Interaction, InteractionRow, MessageScope};
 use retarget_shared::domain::{AppId, EventId, EventKind, ExternalUserId, MessageId, SubscriptionId};
-use retarget_shared::store::{Interaction, InteractionRow, MessageScope};
 use retarget_shared::{Clock, keys};
 use retarget_tests::World;
 

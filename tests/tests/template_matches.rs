@@ -1,12 +1,12 @@
 //! `infra/template.yaml` declares the same table, indexes and queues as
-//! `retarget_shared::resources` (from which the local stack and the tests create theirs).
+//! `retarget_shared::adapters::resources` (from which the local stack and the tests create theirs).
 //! Every expected value comes from the Rust constants, never re-typed here.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use retarget_shared::adapters::resources::{self, IndexProjection, QueueSpec};
 use retarget_shared::keys;
-use retarget_shared::resources::{self, IndexProjection, QueueSpec};
 use serde_yaml::Value;
 
 fn template_path() -> PathBuf {

@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 use retarget_shared::Clock;
 use retarget_shared::domain::{Channel, EventKind, Plan};
-use retarget_shared::signatures::{push_signature, twilio_signature};
+use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
 use retarget_webhooks::{Deps, handle};
 use serde_json::json;

@@ -1,16 +1,22 @@
 //! Audiences of a source message: `GET /v1/messages/{id}/audience` pages through the members,
 //! `GET /v1/messages/{id}/audience/count` counts them; both stream the source's interactions
-//! (see `retarget_shared::audience`), neither holds the audience in memory.
+//! (see `retarget_shared::services::audience`), neither holds the audience in memory.
+
+use std::future::Future;
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::audience::{AudienceSpec, Cursor, Predicate, count, page, retargetable_source};
+use retarget_shared::adapters::store::App;
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{Channel, MessageId};
-use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::request::{authenticate, matched_route, path_id, query_pairs};
-use retarget_shared::routes::Route;
-use retarget_shared::store::App;
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::edge::request::{authenticate, matched_route, path_id, query_pairs};
+use retarget_shared::edge::routes::Route;
+use retarget_shared::services::audience::{
+    AudienceSpec, Cursor, Predicate, count, page, retargetable_source,
+};
 use serde_json::json;
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -24,6 +30,16 @@ pub struct Deps {
 #[tracing::instrument(skip_all, fields(path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env) })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

@@ -1,15 +1,19 @@
 //! `POST /v1/events`: 1 to 1000 interaction events per request, validated one by one and
 //! recorded in batches. Replays and any order leave the same state.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{EventId, EventKind};
-use retarget_shared::ingest::{IncomingEvent, Outcome, Rejection, record_events};
-use retarget_shared::problem::{ApiError, json_response, respond};
-use retarget_shared::request::{authenticate, body, matched_route, parse_json};
-use retarget_shared::routes::Route;
+use retarget_shared::edge::problem::{ApiError, json_response, respond};
+use retarget_shared::edge::request::{authenticate, body, matched_route, parse_json};
+use retarget_shared::edge::routes::Route;
+use retarget_shared::services::ingest::{IncomingEvent, Outcome, Rejection, record_events};
 use serde::{Deserialize, Serialize};
 
 pub const MAX_EVENTS: usize = 1000;
@@ -22,6 +26,16 @@ pub struct Deps {
 #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env) })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

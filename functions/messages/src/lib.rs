@@ -1,6 +1,8 @@
 //! Messages: create one (resolve its recipients, put them on the channel's queue in packed
 //! send jobs) and read one back with its per-kind stats.
 
+use std::future::Future;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -9,14 +11,16 @@ use futures::{StreamExt, TryStreamExt, stream};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
+use retarget_shared::adapters::queue::{Queue, SendJob};
+use retarget_shared::adapters::store::{App, Message, MessageStatus};
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
 use retarget_shared::clock::rfc3339;
-use retarget_shared::contents::{ContentsIn, validate_contents};
+use retarget_shared::config::EnvReader;
+use retarget_shared::domain::contents::{ContentsIn, validate_contents};
 use retarget_shared::domain::{Channel, EventKind, ExternalUserId, SubscriptionId};
-use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::queue::{Queue, SendJob};
-use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
-use retarget_shared::routes::Route;
-use retarget_shared::store::{App, Message, MessageStatus};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::edge::routes::Route;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -40,6 +44,20 @@ impl Deps {
 #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self {
+            store: infra.store(env),
+            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
+            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
+        })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

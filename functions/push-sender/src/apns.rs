@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Client, StatusCode, Url};
-use retarget_shared::sending::{Accepted, SendError};
-use retarget_shared::store::ApnsConfig;
+use retarget_shared::adapters::store::ApnsConfig;
+use retarget_shared::services::provider::{Accepted, SendError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, ClientBuilder, Url};
-use retarget_shared::sending::SendError;
+use retarget_shared::services::provider::SendError;
 
 /// Longest provider text copied into an error detail.
 const DETAIL_LIMIT: usize = 200;

@@ -1,6 +1,6 @@
 //! The push sender: one [`Provider`] for the push channel that picks FCM HTTP v1 (android) or
 //! APNs (ios) by the subscription's platform. The SQS pipeline around it (idempotency, events,
-//! unsubscribes, retries) is `retarget_shared::sender`.
+//! unsubscribes, retries) is `retarget_shared::services::sender`.
 //!
 //! Secrets (service-account keys, .p8 keys, access and provider tokens, device tokens) are never
 //! logged nor put into error details.
@@ -9,12 +9,14 @@ mod apns;
 mod fcm;
 mod http;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::Url;
+use retarget_shared::adapters::store::{App, Message, Subscription};
+use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
+use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{Channel, Platform};
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::{App, Message, Subscription};
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 
 pub use apns::{DEFAULT_TOKEN_MAX_AGE as DEFAULT_APNS_TOKEN_MAX_AGE, ProviderTokenClaims, provider_jwt};
 pub use fcm::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, assertion};
@@ -148,19 +150,20 @@ impl Provider for PushProvider {
     }
 }
 
+impl ProviderFromEnv for PushProvider {
+    const CHANNEL: Channel = Channel::Push;
+
+    /// `FCM_API_BASE` and `APNS_API_BASE`, defaulting to the providers' production APIs.
+    fn from_env(env: &mut EnvReader, _: &Infra) -> Result<Self, Error> {
+        let fcm_api_base = env.url("FCM_API_BASE", Some(DEFAULT_FCM_API_BASE));
+        let apns_api_base = env.url("APNS_API_BASE", Some(DEFAULT_APNS_API_BASE));
+        Ok(PushProvider::new(fcm_api_base, apns_api_base, DEFAULT_TIMEOUT)?)
+    }
+}
+
 fn base_url(base: &str) -> Option<Url> {
     let url = Url::parse(base.trim_end_matches('/')).ok()?;
     (matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base()).then_some(url)
-}
-
-/// The invocation's deadline (Lambda gives epoch milliseconds) as an `Instant`; `None` when
-/// there is none (0, as in some local runners).
-pub fn deadline_from_epoch_millis(deadline_ms: u64, now: SystemTime) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
-    let now_ms = u64::try_from(now.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
-    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
 /// `error` with every occurrence of the device token in its detail masked.
@@ -198,19 +201,5 @@ mod tests {
         assert!(base_url("http://127.0.0.1:9/").is_some());
         assert!(base_url("ftp://x").is_none());
         assert!(base_url("not a url").is_none());
-    }
-
-    #[test]
-    fn deadlines() {
-        let now = SystemTime::now();
-        assert_eq!(deadline_from_epoch_millis(0, now), None);
-        let now_ms = u64::try_from(now.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
-        let before = Instant::now();
-        let deadline = deadline_from_epoch_millis(now_ms + 30_000, now).unwrap();
-        let left = deadline.duration_since(before);
-        assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(31), "{left:?}");
-        // Already past: now.
-        let past = deadline_from_epoch_millis(now_ms - 5_000, now).unwrap();
-        assert!(past.duration_since(before) < Duration::from_secs(1));
     }
 }

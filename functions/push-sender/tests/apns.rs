@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{ProviderTokenClaims, PushProvider};
+use retarget_shared::adapters::store::ApnsConfig;
 use retarget_shared::domain::Platform;
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::ApnsConfig;
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde_json::{Value, json};
 use support::*;
 use wiremock::matchers::{header, method, path};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, PushProvider};
+use retarget_shared::adapters::store::FcmConfig;
 use retarget_shared::domain::Platform;
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::FcmConfig;
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde_json::{Value, json};
 use support::*;
 use wiremock::matchers::{header, method, path};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retarget_push_sender::{PushProvider, client_builder};
-use retarget_shared::sending::Provider;
+use retarget_shared::services::provider::Provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
@@ -94,7 +94,10 @@ async fn https_base_negotiates_http2_through_alpn() {
     let app = app(None, Some(apns_config()));
     // The stand-in hangs up after the preface: the send itself fails, transiently.
     let result = provider.send(&app, &ios(&app), &message(&app, None, None)).await;
-    assert!(matches!(result, Err(retarget_shared::sending::SendError::Transient { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(retarget_shared::services::provider::SendError::Transient { .. })),
+        "{result:?}"
+    );
 
     let (offered, negotiated, preface) = server.await.expect("server task");
     assert_eq!(offered, [b"h2".to_vec(), b"http/1.1".to_vec()], "ALPN offer");

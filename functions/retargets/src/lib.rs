@@ -1,20 +1,24 @@
 //! Retargets: schedule a follow-up message to the audience of a source message (computed
 //! later, at dispatch), read one, cancel one, list a source's retargets.
 
+use std::future::Future;
+
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::audience::{Predicate, PredicateError, check_source};
+use retarget_shared::adapters::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus};
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
 use retarget_shared::clock::rfc3339;
-use retarget_shared::contents::{ContentsIn, validate_contents};
+use retarget_shared::config::EnvReader;
+use retarget_shared::domain::contents::{ContentsIn, validate_contents};
 use retarget_shared::domain::{Channel, MessageId, RetargetId};
-use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
-use retarget_shared::routes::Route;
-use retarget_shared::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::edge::routes::Route;
+use retarget_shared::services::audience::{Predicate, PredicateError, check_source};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
@@ -31,6 +35,16 @@ pub const SEND_AT_GRACE_SECONDS: i64 = 60;
 #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env) })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
+use retarget_shared::adapters::store::{App, Contents, Message, Subscription, TwilioConfig};
 use retarget_shared::domain::{AppId, MessageId, PhoneNumber, SubscriptionId};
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::{App, Contents, Message, Subscription, TwilioConfig};
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde::Deserialize;
 
 /// Twilio error codes after which the number will never take an SMS again: the subscription
@@ -49,6 +49,16 @@ impl TwilioProvider {
             api_base: api_base.trim_end_matches('/').to_owned(),
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// `TWILIO_API_BASE`, without a trailing slash.
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    /// `PUBLIC_BASE_URL`, without a trailing slash.
+    pub fn public_base_url(&self) -> &str {
+        &self.public_base_url
     }
 
     /// The Messages resource of an account.

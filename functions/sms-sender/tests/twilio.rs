@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
+use retarget_shared::adapters::store::{
+    App, Contents, Message, Subscription, SubscriptionStatus, TwilioConfig,
+};
 use retarget_shared::domain::{AppId, Channel, PhoneNumber, Plan, SubscriptionId};
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::signatures::{twilio_signature, verify_twilio};
-use retarget_shared::store::{App, Contents, Message, Subscription, SubscriptionStatus, TwilioConfig};
+use retarget_shared::edge::signatures::{twilio_signature, verify_twilio};
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_sms_sender::TwilioProvider;
 use serde_json::json;
 use wiremock::matchers::{basic_auth, header, method, path};

@@ -1,14 +1,18 @@
 //! Subscriptions: register a push token or phone number (upsert by address), read one,
 //! unsubscribe one. `external_user_id` links a person's subscriptions across channels.
 
+use std::future::Future;
+
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
+use retarget_shared::adapters::store::{Address, App, Subscription, Upserted};
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
-use retarget_shared::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::request::{authenticate, json_body, matched_route, path_id};
-use retarget_shared::routes::Route;
-use retarget_shared::store::{Address, App, Subscription, Upserted};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
+use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::edge::routes::Route;
 use serde::{Deserialize, Serialize};
 
 /// What the handlers need; built once per cold start.
@@ -20,6 +24,16 @@ pub struct Deps {
 #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env) })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

@@ -3,17 +3,21 @@
 //! so duplicated and out-of-order deliveries leave the same state (a late `sent` never undoes
 //! a `delivered`: kinds are separate facts, not a status that is overwritten).
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_shared::Store;
+use retarget_shared::adapters::store::App;
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{AppId, EventId, EventKind};
-use retarget_shared::ingest::{IncomingEvent, Outcome, Rejection, record_events};
-use retarget_shared::problem::{ApiError, ErrorCode, no_content, respond};
-use retarget_shared::request::{body, matched_route, parse_json, path_id, url_decode_pairs};
-use retarget_shared::routes::Route;
-use retarget_shared::signatures::{verify_push, verify_twilio};
-use retarget_shared::store::App;
+use retarget_shared::edge::problem::{ApiError, ErrorCode, no_content, respond};
+use retarget_shared::edge::request::{body, matched_route, parse_json, path_id, url_decode_pairs};
+use retarget_shared::edge::routes::Route;
+use retarget_shared::edge::signatures::{verify_push, verify_twilio};
+use retarget_shared::services::ingest::{IncomingEvent, Outcome, Rejection, record_events};
 use serde::Deserialize;
 
 #[derive(Clone)]
@@ -29,6 +33,16 @@ pub const PUSH_SIGNATURE: &str = "retarget-signature";
 #[tracing::instrument(skip_all, fields(path = request.uri().path()))]
 pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
     respond(route(deps, &request).await)
+}
+
+impl HttpFunction for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env), public_base_url: env.url("PUBLIC_BASE_URL", None) })
+    }
+
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
+        handle(self, request)
+    }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {

@@ -1,21 +1,4 @@
-use std::sync::Arc;
-
-use lambda_http::{Error, service_fn};
-use retarget_shared::config::{EnvReader, TableConfig};
-use retarget_shared::{Store, SystemClock, aws, telemetry};
-use retarget_webhooks::{Deps, handle};
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let mut env = EnvReader::from_process();
-    let table = TableConfig::read(&mut env);
-    let public_base_url = env.url("PUBLIC_BASE_URL", None);
-    env.finish()?;
-    let sdk = aws::load().await;
-    let deps = Deps {
-        store: Store::new(aws::dynamodb(&sdk), table.table_name, Arc::new(SystemClock)),
-        public_base_url,
-    };
-    lambda_http::run(service_fn(|request| async { Ok::<_, Error>(handle(&deps, request).await) })).await
+async fn main() -> Result<(), retarget_shared::bootstrap::Error> {
+    retarget_shared::bootstrap::serve_http::<retarget_webhooks::Deps>().await
 }

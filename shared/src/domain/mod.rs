@@ -9,3 +9,4 @@ pub use api_key::{ApiKey, ApiKeyHash};
 pub use channel::{Channel, EventKind, Plan, Platform};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub mod contents;

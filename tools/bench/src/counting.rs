@@ -258,7 +258,7 @@ pub struct Clients {
 
 impl Clients {
     pub async fn load() -> Self {
-        let sdk = retarget_shared::aws::load().await;
+        let sdk = retarget_shared::adapters::aws::load().await;
         let tally = Arc::new(Tally::default());
         let counting = Counting(tally.clone());
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use aws_sdk_sqs::types::QueueAttributeName;
 use retarget_shared::Store;
-use retarget_shared::audience::Predicate;
-use retarget_shared::bus::EventBus;
-use retarget_shared::dispatch::{DispatchDeps, tick};
+use retarget_shared::adapters::bus::EventBus;
+use retarget_shared::adapters::queue::{Queue, RECIPIENTS_PER_JOB, SendJob};
+use retarget_shared::adapters::resources;
+use retarget_shared::adapters::store::{
+    App, Contents, Message, MessageStatus, Retarget, RetargetStatus, Subscription,
+};
 use retarget_shared::domain::{AppId, Channel, MessageId, RetargetId, SubscriptionId};
-use retarget_shared::queue::{Queue, RECIPIENTS_PER_JOB, SendJob};
-use retarget_shared::resources;
-use retarget_shared::sender::{SenderDeps, process_job};
-use retarget_shared::sending::{Accepted, Provider, SendError};
-use retarget_shared::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus, Subscription};
+use retarget_shared::services::audience::Predicate;
+use retarget_shared::services::dispatch::{DispatchDeps, tick};
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::services::sender::{SenderDeps, process_job};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 

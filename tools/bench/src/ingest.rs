@@ -3,8 +3,8 @@
 
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
+use retarget_shared::adapters::store::{Message, Subscription};
 use retarget_shared::domain::{EventKind, SubscriptionId};
-use retarget_shared::store::{Message, Subscription};
 use serde_json::{Value, json};
 
 use crate::counting::Clients;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use retarget_shared::domain::{AppId, Channel, MessageId};
-use retarget_shared::{Store, SystemClock, resources};
+use retarget_shared::{Store, SystemClock, adapters::resources};
 
 #[derive(Parser)]
 struct Cli {

@@ -4,14 +4,16 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
+use retarget_shared::adapters::store::{
+    Contents, Interaction, Message, NewApp, Subscription, SubscriptionStatus,
+};
 use retarget_shared::domain::{AppId, Channel, EventKind, ExternalUserId, Plan, SubscriptionId};
-use retarget_shared::store::{Contents, Interaction, Message, NewApp, Subscription, SubscriptionStatus};
 use serde_json::json;
 
 /// Subscriptions seeded per round.
 const CHUNK: usize = 5000;
 
-pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::store::App> {
+pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::adapters::store::App> {
     Ok(store
         .create_app(NewApp { name: "bench".into(), plan: Plan::Pro, twilio: None, fcm: None, apns: None })
         .await?)

@@ -10,8 +10,8 @@ use std::time::{Duration as StdDuration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use chrono::{DateTime, Utc};
 use clap::Parser as _;
-use retarget_shared::signatures::{push_signature, twilio_signature};
-use retarget_shared::{Store, SystemClock, aws};
+use retarget_shared::edge::signatures::{push_signature, twilio_signature};
+use retarget_shared::{Store, SystemClock, adapters::aws};
 use serde_json::{Value, json};
 
 struct Demo {

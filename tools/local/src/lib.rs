@@ -25,16 +25,22 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, RequestExt, Response};
+use retarget_push_sender::PushProvider;
+use retarget_shared::bootstrap::{Error, HttpFunction, Infra, ScheduleFunction, SqsFunction};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
-use retarget_shared::problem::{ApiError, ErrorCode, json_response};
-use retarget_shared::queue::Queue;
-use retarget_shared::routes::{Function, NoMatch, match_route};
-use retarget_shared::{Clock, Store, TestClock, aws, resources};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::edge::routes::{Function, NoMatch, match_route};
+use retarget_shared::services::dispatch::DispatchDeps;
+use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::{Clock, TestClock, adapters::aws, adapters::resources};
+use retarget_sms_sender::TwilioProvider;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-/// What `make dev` passes in; every name has a working default.
+/// What `make dev` passes in; every name has a working default. The functions' own variables
+/// (`TWILIO_API_BASE`, `FCM_API_BASE`, …) are read by the functions themselves: see
+/// [`function_env`].
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub api_port: u16,
@@ -44,9 +50,6 @@ pub struct LocalConfig {
     pub stack_env_file: Option<PathBuf>,
     pub schedule_tick_seconds: u64,
     pub public_base_url: String,
-    pub twilio_api_base: String,
-    pub fcm_api_base: String,
-    pub apns_api_base: String,
 }
 
 impl LocalConfig {
@@ -61,9 +64,6 @@ impl LocalConfig {
             stack_env_file: Some(env.optional("STACK_ENV_FILE", ".local/stack.env").into()),
             schedule_tick_seconds: env.number("SCHEDULE_TICK_SECONDS", 60u64),
             public_base_url: env.url("PUBLIC_BASE_URL", Some(&public_default)),
-            twilio_api_base: env.url("TWILIO_API_BASE", Some("https://api.twilio.com")),
-            fcm_api_base: env.url("FCM_API_BASE", Some("https://fcm.googleapis.com")),
-            apns_api_base: env.url("APNS_API_BASE", Some("https://api.push.apple.com")),
         }
     }
 }
@@ -143,6 +143,18 @@ pub fn stack_env(api_url: &str, res: &Resources) -> String {
     vars.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''"))).collect()
 }
 
+/// The environment every local function reads, as the template sets it on AWS: this process's
+/// own variables (provider bases and the like, with the functions' own defaults) plus the
+/// provisioned resources and the public URL.
+pub fn function_env(config: &LocalConfig, resources: &Resources) -> EnvReader {
+    EnvReader::from_process()
+        .with("TABLE_NAME", &resources.table_name)
+        .with("PUSH_QUEUE_URL", &resources.push_queue_url)
+        .with("SMS_QUEUE_URL", &resources.sms_queue_url)
+        .with("EVENT_BUS_NAME", &resources.event_bus_name)
+        .with("PUBLIC_BASE_URL", &config.public_base_url)
+}
+
 /// Writes the file whole or not at all (a reader polling for it never sees half).
 pub fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -165,26 +177,27 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    pub fn new(store: Store, push_queue: Arc<Queue>, sms_queue: Arc<Queue>, public_base_url: String) -> Self {
-        Self {
-            subscriptions: retarget_subscriptions::Deps { store: store.clone() },
-            messages: retarget_messages::Deps { store: store.clone(), push_queue, sms_queue },
-            events: retarget_events::Deps { store: store.clone() },
-            webhooks: retarget_webhooks::Deps { store: store.clone(), public_base_url },
-            retargets: retarget_retargets::Deps { store: store.clone() },
-            audiences: retarget_audiences::Deps { store },
-        }
+    /// Each function's dependencies from `env`, through the constructors its Lambda `main` uses.
+    pub fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self {
+            subscriptions: HttpFunction::from_env(env, infra)?,
+            messages: HttpFunction::from_env(env, infra)?,
+            events: HttpFunction::from_env(env, infra)?,
+            webhooks: HttpFunction::from_env(env, infra)?,
+            retargets: HttpFunction::from_env(env, infra)?,
+            audiences: HttpFunction::from_env(env, infra)?,
+        })
     }
 
     /// `function`'s handler, whatever the request's route.
     pub async fn handle(&self, function: Function, request: Request) -> Response<Body> {
         match function {
-            Function::Subscriptions => retarget_subscriptions::handle(&self.subscriptions, request).await,
-            Function::Messages => retarget_messages::handle(&self.messages, request).await,
-            Function::Events => retarget_events::handle(&self.events, request).await,
-            Function::Webhooks => retarget_webhooks::handle(&self.webhooks, request).await,
-            Function::Retargets => retarget_retargets::handle(&self.retargets, request).await,
-            Function::Audiences => retarget_audiences::handle(&self.audiences, request).await,
+            Function::Subscriptions => self.subscriptions.handle(request).await,
+            Function::Messages => self.messages.handle(request).await,
+            Function::Events => self.events.handle(request).await,
+            Function::Webhooks => self.webhooks.handle(request).await,
+            Function::Retargets => self.retargets.handle(request).await,
+            Function::Audiences => self.audiences.handle(request).await,
         }
     }
 
@@ -206,10 +219,17 @@ impl Handlers {
     }
 }
 
+/// The functions Lambda's event sources invoke: the schedule and the two queues.
+pub struct Workers {
+    pub scheduler: DispatchDeps,
+    pub sms_sender: SenderDeps<TwilioProvider>,
+    pub push_sender: SenderDeps<PushProvider>,
+}
+
 /// The local API: the Lambda handlers behind one router, and the test clock.
 pub struct LocalApi {
     pub clock: Arc<TestClock>,
-    pub store: Store,
+    pub infra: Infra,
     pub resources: Resources,
     pub config: LocalConfig,
     pub handlers: Handlers,
@@ -222,14 +242,30 @@ struct AdvanceClock {
 }
 
 impl LocalApi {
-    pub fn new(sdk: &SdkConfig, config: LocalConfig, resources: Resources) -> Self {
+    /// The HTTP functions on a test clock that follows the wall clock until `/dev/clock` moves it.
+    pub fn new(sdk: &SdkConfig, config: LocalConfig, resources: Resources) -> anyhow::Result<Self> {
         let clock = Arc::new(TestClock::following_wall_clock());
-        let store = Store::new(aws::dynamodb(sdk), resources.table_name.clone(), clock.clone());
-        let sqs = aws::sqs(sdk);
-        let push_queue = Arc::new(Queue::new(sqs.clone(), resources.push_queue_url.clone()));
-        let sms_queue = Arc::new(Queue::new(sqs, resources.sms_queue_url.clone()));
-        let handlers = Handlers::new(store.clone(), push_queue, sms_queue, config.public_base_url.clone());
-        Self { clock, store, resources, config, handlers }
+        let infra = Infra { sdk: sdk.clone(), clock: clock.clone() };
+        let mut env = function_env(&config, &resources);
+        let handlers = Handlers::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
+        env.finish()?;
+        Ok(Self { clock, infra, resources, config, handlers })
+    }
+
+    /// The scheduler and the two senders, built as their Lambda `main`s build them.
+    pub fn workers(&self) -> anyhow::Result<Workers> {
+        let mut env = function_env(&self.config, &self.resources);
+        let infra = &self.infra;
+        let workers = (|| -> Result<Workers, Error> {
+            Ok(Workers {
+                scheduler: ScheduleFunction::from_env(&mut env, infra)?,
+                sms_sender: SqsFunction::from_env(&mut env, infra)?,
+                push_sender: SqsFunction::from_env(&mut env, infra)?,
+            })
+        })()
+        .map_err(|e| anyhow::anyhow!(e))?;
+        env.finish()?;
+        Ok(workers)
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {

@@ -1,18 +1,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use anyhow::Context as _;
 use std::time::Duration;
 
-use retarget_local::{LocalApi, LocalConfig, provision, serve, stack_env, workers, write_atomically};
-use retarget_push_sender::PushProvider;
-use retarget_shared::bus::EventBus;
+use anyhow::Context as _;
+use retarget_local::workers::{poll_queue, run_scheduler};
+use retarget_local::{LocalApi, LocalConfig, provision, serve, stack_env, write_atomically};
 use retarget_shared::config::EnvReader;
-use retarget_shared::dispatch::DispatchDeps;
-use retarget_shared::domain::Channel;
-use retarget_shared::sender::SenderDeps;
-use retarget_shared::{aws, telemetry};
-use retarget_sms_sender::TwilioProvider;
+use retarget_shared::{SharedClock, adapters::aws, telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -35,37 +29,18 @@ async fn main() -> anyhow::Result<()> {
 
     let stack_env_file = config.stack_env_file.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let api = Arc::new(LocalApi::new(&sdk, config.clone(), resources.clone()));
+    let api = Arc::new(LocalApi::new(&sdk, config.clone(), resources.clone())?);
 
     // The event sources: the scheduler's schedule and the two queues' pollers.
     let sqs = aws::sqs(&sdk);
-    let dispatch = DispatchDeps {
-        store: api.store.clone(),
-        push_queue: api.handlers.messages.push_queue.clone(),
-        sms_queue: api.handlers.messages.sms_queue.clone(),
-        bus: EventBus::new(aws::eventbridge(&sdk), resources.event_bus_name.clone()),
-    };
-    let timeout = Duration::from_secs(10);
-    let sms = SenderDeps {
-        store: api.store.clone(),
-        provider: TwilioProvider::new(
-            config.twilio_api_base.clone(),
-            config.public_base_url.clone(),
-            timeout,
-        ),
-        channel: Channel::Sms,
-    };
-    let push = SenderDeps {
-        store: api.store.clone(),
-        provider: PushProvider::new(config.fcm_api_base.clone(), config.apns_api_base.clone(), timeout)?,
-        channel: Channel::Push,
-    };
+    let workers = api.workers()?;
+    let clock: SharedClock = api.clock.clone();
     let tick = Duration::from_secs(config.schedule_tick_seconds.max(1));
-    let workers = async {
+    let event_sources = async {
         tokio::join!(
-            workers::run_scheduler(&dispatch, tick, stop_rx.clone()),
-            workers::poll_queue(&sqs, &resources.sms_queue_url, &sms, stop_rx.clone()),
-            workers::poll_queue(&sqs, &resources.push_queue_url, &push, stop_rx.clone()),
+            run_scheduler(&workers.scheduler, &clock, tick, stop_rx.clone()),
+            poll_queue(&sqs, &resources.sms_queue_url, &workers.sms_sender, stop_rx.clone()),
+            poll_queue(&sqs, &resources.push_queue_url, &workers.push_sender, stop_rx.clone()),
         )
     };
     let mut terminate = signal(SignalKind::terminate())?;
@@ -80,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         serve(listener, api.clone(), shutdown).await;
         let _ = stop_tx.send(true);
     };
-    tokio::join!(serving, workers);
+    tokio::join!(serving, event_sources);
     if let Some(path) = stack_env_file {
         let _ = std::fs::remove_file(path);
     }

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use retarget_shared::dispatch::DispatchDeps;
-use retarget_shared::sender::{SenderDeps, handle_batch};
-use retarget_shared::sending::Provider;
+use retarget_shared::SharedClock;
+use retarget_shared::bootstrap::{ScheduleFunction, SqsFunction};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 /// Lambda gives each sender invocation this long (the template's sender timeout).
 const SENDER_TIMEOUT: Duration =
-    Duration::from_secs(retarget_shared::resources::SENDER_TIMEOUT_SECONDS as u64);
+    Duration::from_secs(retarget_shared::adapters::resources::SENDER_TIMEOUT_SECONDS as u64);
 
 /// The payload EventBridge sends for a schedule rule.
 pub fn scheduled_event(now: chrono::DateTime<chrono::Utc>) -> EventBridgeEvent<Value> {
@@ -35,7 +34,12 @@ pub fn scheduled_event(now: chrono::DateTime<chrono::Utc>) -> EventBridgeEvent<V
     serde_json::from_value(event).unwrap_or_default()
 }
 
-pub async fn run_scheduler(deps: &DispatchDeps, every: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run_scheduler<D: ScheduleFunction>(
+    deps: &D,
+    clock: &SharedClock,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -43,17 +47,16 @@ pub async fn run_scheduler(deps: &DispatchDeps, every: Duration, mut stop: watch
             _ = stop.changed() => return,
             _ = interval.tick() => {}
         }
-        let event = scheduled_event(deps.store.clock().now());
-        if let Err(e) = retarget_scheduler::handle(deps, event, None).await {
+        if let Err(e) = deps.handle(scheduled_event(clock.now()), None).await {
             tracing::error!(error = %e, "scheduler tick failed");
         }
     }
 }
 
-pub async fn poll_queue<P: Provider>(
+pub async fn poll_queue<D: SqsFunction>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    deps: &SenderDeps<P>,
+    deps: &D,
     mut stop: watch::Receiver<bool>,
 ) {
     let arn =
@@ -110,7 +113,7 @@ pub async fn poll_queue<P: Provider>(
                 continue;
             }
         };
-        let response = handle_batch(deps, event, Some(Instant::now() + SENDER_TIMEOUT)).await;
+        let response = deps.handle(event, Some(Instant::now() + SENDER_TIMEOUT)).await;
         let failed: std::collections::HashSet<String> =
             response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         let done: Vec<DeleteMessageBatchRequestEntry> = messages

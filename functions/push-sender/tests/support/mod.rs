@@ -6,10 +6,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use retarget_shared::domain::{AppId, Channel, Plan, Platform, SubscriptionId};
-use retarget_shared::store::{
+use retarget_shared::adapters::store::{
     ApnsConfig, App, Contents, FcmConfig, Message, Subscription, SubscriptionStatus,
 };
+use retarget_shared::domain::{AppId, Channel, Plan, Platform, SubscriptionId};
 use wiremock::{MockServer, Request};
 
 /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (PKCS#8). Test only.

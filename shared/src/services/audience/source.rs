@@ -2,9 +2,9 @@
 //! order: 404 `not_found`, 403 `plan_required`, 410 `source_expired`, 422 `source_not_retargetable`.
 
 use crate::Store;
+use crate::adapters::store::{App, Message};
 use crate::domain::MessageId;
-use crate::problem::{ApiError, ErrorCode};
-use crate::store::{App, Message};
+use crate::edge::problem::{ApiError, ErrorCode};
 
 pub async fn retargetable_source(
     store: &Store,

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Item, key, n, s};
 use super::messages::{Message, message_item};
 use super::{Store, StoreError};
-use crate::audience::Predicate;
 use crate::domain::{AppId, Channel, MessageId, RetargetId};
 use crate::keys;
+use crate::services::audience::Predicate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

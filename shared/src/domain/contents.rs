@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
+use crate::adapters::store::Contents;
 use crate::domain::Channel;
-use crate::problem::ApiError;
-use crate::store::Contents;
+use crate::edge::problem::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -169,7 +169,10 @@ mod tests {
         let subs: Vec<_> = (0..RECIPIENTS_PER_JOB).map(|_| SubscriptionId::new()).collect();
         let job = &SendJob::split(AppId::new(), MessageId::new(), Channel::Push, &subs)[0];
         let size = serde_json::to_string(job).unwrap().len();
-        assert!(size * ENTRIES_PER_BATCH < crate::resources::MAX_MESSAGE_SIZE as usize, "{size} bytes");
+        assert!(
+            size * ENTRIES_PER_BATCH < crate::adapters::resources::MAX_MESSAGE_SIZE as usize,
+            "{size} bytes"
+        );
     }
 
     mod partial_failures {

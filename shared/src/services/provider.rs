@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::store::{App, Message, Subscription};
+use crate::adapters::store::{App, Message, Subscription};
 
 /// The provider's id for an accepted send (Twilio's MessageSid, FCM's message name, APNs' apns-id).
 #[derive(Debug, Clone, PartialEq, Eq)]

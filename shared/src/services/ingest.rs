@@ -9,8 +9,8 @@ use futures::future::try_join_all;
 use serde::Serialize;
 
 use crate::Store;
+use crate::adapters::store::{Interaction, StoreError};
 use crate::domain::{AppId, EventId, EventKind, MessageId, SubscriptionId};
-use crate::store::{Interaction, StoreError};
 
 /// An event as received. Ids that did not parse are `None`: they name nothing.
 #[derive(Debug, Clone)]

@@ -17,10 +17,10 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::{FutureExt, StreamExt, stream};
 
 use crate::Store;
+use crate::adapters::queue::SendJob;
+use crate::adapters::store::{App, Interaction, Message, RetryPolicy, SendClaim, StoreError, Subscription};
 use crate::domain::{Channel, EventKind, SubscriptionId};
-use crate::queue::SendJob;
-use crate::sending::{Provider, SendError};
-use crate::store::{App, Interaction, Message, RetryPolicy, SendClaim, StoreError, Subscription};
+use crate::services::provider::{Provider, SendError};
 
 /// SQS messages handled at once, and provider calls in flight per message.
 const RECORDS_IN_FLIGHT: usize = 4;

@@ -5,10 +5,10 @@ use lambda_http::{Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use crate::Store;
+use crate::adapters::store::App;
 use crate::domain::ApiKey;
-use crate::problem::{ApiError, ErrorCode};
-use crate::routes::{Matched, NoMatch, match_route};
-use crate::store::App;
+use crate::edge::problem::{ApiError, ErrorCode};
+use crate::edge::routes::{Matched, NoMatch, match_route};
 
 /// The contract's body limit.
 pub const BODY_LIMIT: usize = 1024 * 1024;

@@ -162,11 +162,11 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<crate::adapters::store::StoreError> for ApiError {
+    fn from(e: crate::adapters::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NotFound => ApiError::not_found(),
-            crate::store::StoreError::AlreadyDispatched(status) => ApiError::new(
+            crate::adapters::store::StoreError::NotFound => ApiError::not_found(),
+            crate::adapters::store::StoreError::AlreadyDispatched(status) => ApiError::new(
                 ErrorCode::AlreadyDispatched,
                 format!("the retarget is already {}; it can no longer be cancelled", status.as_str()),
             ),

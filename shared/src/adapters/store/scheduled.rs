@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use super::batch::{Item, key, n, s};
 use super::messages::message_item;
 use super::{Message, Store, StoreError};
+use crate::adapters::queue::RECIPIENTS_PER_JOB;
 use crate::domain::{AppId, MessageId, SubscriptionId};
 use crate::keys;
-use crate::queue::RECIPIENTS_PER_JOB;
 
 /// How long a claimed scheduled message is held before another run may take it over.
 const LEASE_SECONDS: i64 = 6 * 60;

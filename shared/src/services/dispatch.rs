@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::Store;
-use crate::audience::{AudienceSpec, AudienceStream, check_source};
-use crate::bus::{BusError, EventBus, RetargetDispatched};
+use crate::adapters::bus::{BusError, EventBus, RetargetDispatched};
+use crate::adapters::queue::{Queue, QueueError, RECIPIENTS_PER_JOB, SendJob};
+use crate::adapters::store::{
+    DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus, Start, StoreError,
+};
 use crate::domain::{Channel, SubscriptionId};
-use crate::queue::{Queue, QueueError, RECIPIENTS_PER_JOB, SendJob};
-use crate::store::{DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus, Start, StoreError};
+use crate::services::audience::{AudienceSpec, AudienceStream, check_source};
 
 /// Recipients per flush: ten full SQS messages, one SendMessageBatch.
 const FLUSH_RECIPIENTS: usize = 10 * RECIPIENTS_PER_JOB;
@@ -115,7 +117,10 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
 }
 
 /// Puts a scheduled original message's stored recipients on its channel's queue.
-async fn send_scheduled(deps: &DispatchDeps, message: &crate::store::Message) -> Result<(), DispatchError> {
+async fn send_scheduled(
+    deps: &DispatchDeps,
+    message: &crate::adapters::store::Message,
+) -> Result<(), DispatchError> {
     let recipients = deps.store.scheduled_recipients(message.app_id, message.message_id).await?;
     let jobs = SendJob::split(message.app_id, message.message_id, message.channel, &recipients);
     deps.queue(message.channel).send_jobs(&jobs).await?;

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::predicate::{KindSet, Predicate};
 use crate::Store;
+use crate::adapters::store::{InteractionRow, InteractionStream, Message, Start, StoreError};
 use crate::domain::{Channel, ExternalUserId, SubscriptionId};
-use crate::store::{InteractionRow, InteractionStream, Message, Start, StoreError};
 
 /// Matching source subscriptions resolved per batch (one BatchGetItem for same-channel).
 const BATCH: usize = 100;

@@ -1,0 +1,9 @@
+//! Adapters: the AWS services behind the domain — DynamoDB ([`store`]), SQS ([`queue`]),
+//! EventBridge ([`bus`]), the SDK configuration ([`aws`]) and the resource definitions the
+//! local stack creates and `infra/template.yaml` is checked against ([`resources`]).
+
+pub mod aws;
+pub mod bus;
+pub mod queue;
+pub mod resources;
+pub mod store;

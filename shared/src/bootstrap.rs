@@ -1,0 +1,209 @@
+//! The composition root: how every function's dependencies are built from the environment and
+//! the AWS SDK configuration, and how each kind of function is served. A function's `main.rs`
+//! names its dependencies type and one of [`serve_http`], [`serve_sqs`], [`serve_schedule`];
+//! the local stack builds the very same types through the same [`FromEnv`] constructors, so
+//! what runs on a laptop cannot drift from what runs on Lambda.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::LambdaEvent;
+
+use crate::adapters::aws;
+use crate::adapters::bus::EventBus;
+use crate::adapters::queue::Queue;
+use crate::adapters::store::{Store, StoreError};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::EnvReader;
+use crate::domain::Channel;
+use crate::services::dispatch::{DispatchDeps, TickReport, tick};
+use crate::services::provider::Provider;
+use crate::services::sender::{SenderDeps, handle_batch};
+
+/// What a process failing to start or serve reports (Lambda's own error type).
+pub type Error = lambda_runtime::Error;
+
+/// What every function's dependencies are made from: the SDK configuration (endpoints,
+/// region, credentials) and the clock.
+#[derive(Clone)]
+pub struct Infra {
+    pub sdk: SdkConfig,
+    pub clock: SharedClock,
+}
+
+impl Infra {
+    /// The process's SDK configuration and the system clock: what Lambda runs with.
+    pub async fn load() -> Self {
+        Self { sdk: aws::load().await, clock: Arc::new(SystemClock) }
+    }
+
+    /// The table named by `TABLE_NAME`.
+    pub fn store(&self, env: &mut EnvReader) -> Store {
+        Store::new(aws::dynamodb(&self.sdk), env.required("TABLE_NAME"), self.clock.clone())
+    }
+
+    /// The queue whose URL is in the variable `var`.
+    pub fn queue(&self, env: &mut EnvReader, var: &str) -> Arc<Queue> {
+        Arc::new(Queue::new(aws::sqs(&self.sdk), env.required(var)))
+    }
+
+    /// The bus named by `EVENT_BUS_NAME`.
+    pub fn bus(&self, env: &mut EnvReader) -> EventBus {
+        EventBus::new(aws::eventbridge(&self.sdk), env.required("EVENT_BUS_NAME"))
+    }
+}
+
+/// An API Gateway function: its dependencies, read from its environment variables once per
+/// cold start, and its handler (one request in, one response out: errors are responses).
+pub trait HttpFunction: Sized + Send + Sync {
+    /// Reads every variable before failing: `EnvReader::finish` names all problems at once.
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// An SQS consumer reporting partial batch failures.
+pub trait SqsFunction: Sized + Send + Sync {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+    fn handle(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = SqsBatchResponse> + Send;
+}
+
+/// A function invoked by an EventBridge schedule.
+pub trait ScheduleFunction: Sized + Send + Sync {
+    type Report: serde::Serialize + Send;
+    type Failure: std::error::Error + Send + Sync + 'static;
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+    fn handle(
+        &self,
+        event: EventBridgeEvent<serde_json::Value>,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Self::Report, Self::Failure>> + Send;
+}
+
+/// A channel provider built from its own variables (`TWILIO_API_BASE`, `FCM_API_BASE`, …):
+/// with it, [`SenderDeps`] is a whole [`SqsFunction`].
+pub trait ProviderFromEnv: Provider + Sized {
+    const CHANNEL: Channel;
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+}
+
+impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        let store = infra.store(env);
+        Ok(Self { store, provider: P::from_env(env, infra)?, channel: P::CHANNEL })
+    }
+
+    fn handle(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = SqsBatchResponse> + Send {
+        handle_batch(self, event, deadline)
+    }
+}
+
+impl ScheduleFunction for DispatchDeps {
+    type Report = TickReport;
+    type Failure = StoreError;
+
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self {
+            store: infra.store(env),
+            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
+            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
+            bus: infra.bus(env),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(event_id = event.id.as_deref().unwrap_or("")))]
+    async fn handle(
+        &self,
+        event: EventBridgeEvent<serde_json::Value>,
+        deadline: Option<Instant>,
+    ) -> Result<TickReport, StoreError> {
+        // The event's content does not matter: a tick is a tick.
+        tracing::debug!(detail_type = %event.detail_type, "tick");
+        tick(self, deadline).await
+    }
+}
+
+/// Telemetry, the SDK configuration and `D`'s dependencies, or every configuration problem.
+async fn start<D>(from_env: fn(&mut EnvReader, &Infra) -> Result<D, Error>) -> Result<D, Error> {
+    crate::telemetry::init();
+    let infra = Infra::load().await;
+    let mut env = EnvReader::from_process();
+    let deps = from_env(&mut env, &infra);
+    env.finish()?;
+    deps
+}
+
+/// Runs an HTTP function on Lambda.
+pub async fn serve_http<D: HttpFunction>() -> Result<(), Error> {
+    let deps = start(D::from_env).await?;
+    let deps = &deps;
+    lambda_http::run(lambda_http::service_fn(move |request| async move {
+        Ok::<_, Error>(deps.handle(request).await)
+    }))
+    .await
+}
+
+/// Runs an SQS consumer on Lambda.
+pub async fn serve_sqs<D: SqsFunction>() -> Result<(), Error> {
+    let deps = start(D::from_env).await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = deadline_instant(event.context.deadline(), SystemTime::now(), Instant::now());
+        Ok::<_, Error>(deps.handle(event.payload, deadline).await)
+    }))
+    .await
+}
+
+/// Runs a scheduled function on Lambda.
+pub async fn serve_schedule<D: ScheduleFunction>() -> Result<(), Error> {
+    let deps = start(D::from_env).await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            let deadline = deadline_instant(event.context.deadline(), SystemTime::now(), Instant::now());
+            Ok::<_, Error>(deps.handle(event.payload, deadline).await?)
+        },
+    ))
+    .await
+}
+
+/// The invocation's deadline as an `Instant`: `now_instant` plus what remains of `deadline` at
+/// `now_wall` (now, if it has passed). `None` when Lambda gave none (epoch 0, as some local
+/// runners do).
+pub fn deadline_instant(deadline: SystemTime, now_wall: SystemTime, now_instant: Instant) -> Option<Instant> {
+    if deadline <= SystemTime::UNIX_EPOCH {
+        return None;
+    }
+    Some(now_instant + deadline.duration_since(now_wall).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn deadlines_become_instants() {
+        let now = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            deadline_instant(wall + Duration::from_secs(42), wall, now),
+            Some(now + Duration::from_secs(42))
+        );
+        assert_eq!(deadline_instant(wall - Duration::from_secs(1), wall, now), Some(now));
+        assert_eq!(deadline_instant(SystemTime::UNIX_EPOCH, wall, now), None);
+    }
+}

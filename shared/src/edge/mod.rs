@@ -1,0 +1,8 @@
+//! The HTTP edge: the routing table ([`routes`]), request helpers (authentication, bodies,
+//! JSON: [`request`]), webhook signatures ([`signatures`]) and the one error→HTTP map
+//! ([`problem`]). Nothing below this module knows about HTTP.
+
+pub mod problem;
+pub mod request;
+pub mod routes;
+pub mod signatures;

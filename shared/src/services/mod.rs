@@ -1,0 +1,9 @@
+//! Services: the use cases, built on the domain and the adapters — recording interaction
+//! events ([`ingest`]), audiences ([`audience`]), the scheduler's dispatch ([`dispatch`]) and
+//! the senders' SQS pipeline ([`sender`]) around a channel [`provider`].
+
+pub mod audience;
+pub mod dispatch;
+pub mod ingest;
+pub mod provider;
+pub mod sender;
