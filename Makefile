@@ -1,14 +1,15 @@
 # Entry points. The scripts install what they need into the git-ignored .local/ folder.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help run test dev fmt lint ci bench fuzz load schemathesis clean-local
+.PHONY: help run test test-fast dev fmt lint ci bench fuzz load schemathesis clean-local
 
 # Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-shared'
 TEST_ARGS ?=
 
 help:
 	@echo "make run          end-to-end demo against a fresh local stack (exit 0 = every step passed)"
-	@echo "make test         every test, against a private DynamoDB Local + moto (TEST_ARGS=... for cargo test)"
+	@echo "make test         every test: the fast tier, then the integration tier against a private DynamoDB Local + moto (TEST_ARGS=... for one cargo test)"
+	@echo "make test-fast    the fast tier only: unit and handler tests, no emulators"
 	@echo "make dev          local stack in the foreground on 127.0.0.1:\$${API_PORT:-3000} (Ctrl-C stops it)"
 	@echo "make fmt          cargo fmt --all"
 	@echo "make lint         rustfmt check + clippy -D warnings"
@@ -24,6 +25,9 @@ run:
 
 test:
 	bash scripts/test.sh $(TEST_ARGS)
+
+test-fast:
+	TEST_TIER=fast bash scripts/test.sh
 
 dev:
 	bash scripts/dev.sh

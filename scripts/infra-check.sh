@@ -4,7 +4,7 @@
 #      cargo-lambda finds zig through the first python3 on PATH); skipped when present;
 #   2. cfn-lint infra/template.yaml, then sam validate --lint;
 #   3. checks that every crate under functions/ is a function of the template and vice versa;
-#   4. cargo lambda build --release --arm64 of every function package in one invocation,
+#   4. cargo lambda build --release --arm64 of every function package, one at a time (as sam build),
 #      zipped under target/lambda/<package>/bootstrap.zip;
 #   5. prints every function's binary and zip size.
 # Exits non-zero on the first failure. Usage: bash scripts/infra-check.sh
@@ -103,10 +103,12 @@ log "   ${#packages[@]} functions: ${packages[*]}"
 done_step
 
 # --- 4. build ---------------------------------------------------------------------------------
-step "cargo lambda build --release --arm64 (${#packages[@]} packages)"
-pkg_args=()
-for name in "${packages[@]}"; do pkg_args+=(-p "$name"); done
-cargo lambda build --release --arm64 --output-format zip "${pkg_args[@]}"
+# One package at a time, as `sam build` builds each function: cargo unifies the features of the
+# packages it builds together, and each function must link only the clients it enables.
+step "cargo lambda build --release --arm64 (${#packages[@]} packages, one at a time)"
+for name in "${packages[@]}"; do
+  cargo lambda build --release --arm64 --output-format zip -p "$name"
+done
 BUILD_SECONDS=$((SECONDS - STEP_STARTED))
 done_step
 

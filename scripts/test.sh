@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace against a private DynamoDB Local + moto server.
-# Extra arguments go to cargo test, e.g. scripts/test.sh -p retarget-shared -- --nocapture
+# Runs the tests in two tiers:
+#   1. the fast tier: every crate's unit and handler-level tests that need no AWS stand-in
+#      (cargo test --workspace --exclude retarget-tests), run with no endpoint configured;
+#   2. the integration tier (the retarget-tests crate) against a private DynamoDB Local + moto.
+# TEST_TIER=fast runs the first only (make test-fast). Extra arguments replace both tiers with one
+# cargo test against the services, e.g. scripts/test.sh -p retarget-shared -- --nocapture.
 # Its own SERVICES_DIR lets it run next to make dev / make run.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -9,6 +13,16 @@ cd "$ROOT"
 
 export SERVICES_DIR=.local/test-services
 
+if (($# == 0)); then
+  log "fast tier: cargo test --workspace --all-targets --exclude retarget-tests (no AWS stand-ins)"
+  started=$SECONDS
+  run_fg env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_ENDPOINT_URL_SQS \
+    -u AWS_ENDPOINT_URL_EVENTBRIDGE cargo test --workspace --all-targets --exclude retarget-tests
+  ((FG_STATUS == 0)) || exit "$FG_STATUS"
+  log "fast tier passed in $((SECONDS - started)) s"
+  [[ ${TEST_TIER:-all} == fast ]] && exit 0
+fi
+
 trap stop_services_on_exit EXIT
 
 bash scripts/services.sh install
@@ -16,6 +30,11 @@ bash scripts/services.sh start
 # shellcheck source=/dev/null
 . "$SERVICES_DIR/services.env"
 
-log "cargo test --workspace --all-targets $*"
-run_fg cargo test --workspace --all-targets "$@"
+if (($# == 0)); then
+  log "integration tier: cargo test -p retarget-tests --all-targets"
+  run_fg cargo test -p retarget-tests --all-targets
+else
+  log "cargo test --workspace --all-targets $*"
+  run_fg cargo test --workspace --all-targets "$@"
+fi
 exit "$FG_STATUS"

@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use retarget_audiences::{AudienceQuery, MAX_LIMIT};
 use retarget_fuzz::assert_client_error;
-use retarget_shared::services::audience::{Cursor, Predicate};
-use retarget_shared::domain::Channel;
+use retarget_shared::domain::{Channel, Predicate};
+use retarget_shared::services::audience::Cursor;
 use retarget_shared::edge::problem::{ApiError, ErrorCode};
 use retarget_shared::edge::request::url_decode_pairs;
 

@@ -15,12 +15,17 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::LambdaEvent;
 
 use crate::adapters::aws;
+#[cfg(feature = "eventbridge")]
 use crate::adapters::bus::EventBus;
+#[cfg(feature = "sqs")]
 use crate::adapters::queue::Queue;
-use crate::adapters::store::{Store, StoreError};
+use crate::adapters::store::Store;
+#[cfg(feature = "dispatch")]
+use crate::adapters::store::StoreError;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::EnvReader;
 use crate::domain::Channel;
+#[cfg(feature = "dispatch")]
 use crate::services::dispatch::{DispatchDeps, TickReport, tick};
 use crate::services::provider::Provider;
 use crate::services::sender::{SenderDeps, handle_batch};
@@ -48,27 +53,38 @@ impl Infra {
     }
 
     /// The queue whose URL is in the variable `var`.
+    #[cfg(feature = "sqs")]
     pub fn queue(&self, env: &mut EnvReader, var: &str) -> Arc<Queue> {
         Arc::new(Queue::new(aws::sqs(&self.sdk), env.required(var)))
     }
 
     /// The bus named by `EVENT_BUS_NAME`.
+    #[cfg(feature = "eventbridge")]
     pub fn bus(&self, env: &mut EnvReader) -> EventBus {
         EventBus::new(aws::eventbridge(&self.sdk), env.required("EVENT_BUS_NAME"))
     }
 }
 
-/// An API Gateway function: its dependencies, read from its environment variables once per
-/// cold start, and its handler (one request in, one response out: errors are responses).
-pub trait HttpFunction: Sized + Send + Sync {
-    /// Reads every variable before failing: `EnvReader::finish` names all problems at once.
+/// A function's dependencies, read from its environment variables once per cold start. Every
+/// variable is read before any is refused: `EnvReader::finish` names all problems at once.
+pub trait FromEnv: Sized {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+}
+
+/// The table alone, named by `TABLE_NAME`.
+impl FromEnv for Store {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(infra.store(env))
+    }
+}
+
+/// An API Gateway function: one request in, one response out (errors are responses).
+pub trait HttpFunction: FromEnv + Send + Sync {
     fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// An SQS consumer reporting partial batch failures.
-pub trait SqsFunction: Sized + Send + Sync {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+pub trait SqsFunction: FromEnv + Send + Sync {
     fn handle(
         &self,
         event: SqsEvent,
@@ -77,10 +93,9 @@ pub trait SqsFunction: Sized + Send + Sync {
 }
 
 /// A function invoked by an EventBridge schedule.
-pub trait ScheduleFunction: Sized + Send + Sync {
+pub trait ScheduleFunction: FromEnv + Send + Sync {
     type Report: serde::Serialize + Send;
     type Failure: std::error::Error + Send + Sync + 'static;
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
     fn handle(
         &self,
         event: EventBridgeEvent<serde_json::Value>,
@@ -95,12 +110,14 @@ pub trait ProviderFromEnv: Provider + Sized {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
 }
 
-impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
+impl<P: ProviderFromEnv> FromEnv for SenderDeps<P> {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         let store = infra.store(env);
         Ok(Self { store, provider: P::from_env(env, infra)?, channel: P::CHANNEL })
     }
+}
 
+impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
     fn handle(
         &self,
         event: SqsEvent,
@@ -110,10 +127,8 @@ impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
     }
 }
 
-impl ScheduleFunction for DispatchDeps {
-    type Report = TickReport;
-    type Failure = StoreError;
-
+#[cfg(feature = "dispatch")]
+impl FromEnv for DispatchDeps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         Ok(Self {
             store: infra.store(env),
@@ -122,6 +137,12 @@ impl ScheduleFunction for DispatchDeps {
             bus: infra.bus(env),
         })
     }
+}
+
+#[cfg(feature = "dispatch")]
+impl ScheduleFunction for DispatchDeps {
+    type Report = TickReport;
+    type Failure = StoreError;
 
     #[tracing::instrument(skip_all, fields(event_id = event.id.as_deref().unwrap_or("")))]
     async fn handle(
@@ -136,18 +157,18 @@ impl ScheduleFunction for DispatchDeps {
 }
 
 /// Telemetry, the SDK configuration and `D`'s dependencies, or every configuration problem.
-async fn start<D>(from_env: fn(&mut EnvReader, &Infra) -> Result<D, Error>) -> Result<D, Error> {
+async fn start<D: FromEnv>() -> Result<D, Error> {
     crate::telemetry::init();
     let infra = Infra::load().await;
     let mut env = EnvReader::from_process();
-    let deps = from_env(&mut env, &infra);
+    let deps = D::from_env(&mut env, &infra);
     env.finish()?;
     deps
 }
 
 /// Runs an HTTP function on Lambda.
 pub async fn serve_http<D: HttpFunction>() -> Result<(), Error> {
-    let deps = start(D::from_env).await?;
+    let deps: D = start().await?;
     let deps = &deps;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
         Ok::<_, Error>(deps.handle(request).await)
@@ -157,7 +178,7 @@ pub async fn serve_http<D: HttpFunction>() -> Result<(), Error> {
 
 /// Runs an SQS consumer on Lambda.
 pub async fn serve_sqs<D: SqsFunction>() -> Result<(), Error> {
-    let deps = start(D::from_env).await?;
+    let deps: D = start().await?;
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = deadline_instant(event.context.deadline(), SystemTime::now(), Instant::now());
@@ -168,7 +189,7 @@ pub async fn serve_sqs<D: SqsFunction>() -> Result<(), Error> {
 
 /// Runs a scheduled function on Lambda.
 pub async fn serve_schedule<D: ScheduleFunction>() -> Result<(), Error> {
-    let deps = start(D::from_env).await?;
+    let deps: D = start().await?;
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {

@@ -24,6 +24,10 @@
 //! [`MESSAGE_TOMBSTONE_DAYS`] so that a late audience request answers 410 `source_expired`
 //! rather than 404.
 
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{AppId, Channel, EventKind, ExternalUserId, MessageId, RetargetId, SubscriptionId};
@@ -135,8 +139,49 @@ pub fn retargets_of(app: AppId, source: MessageId) -> String {
     format!("APP#{app}#MSG#{source}#RTS")
 }
 
-pub fn due_sort(send_at_epoch: i64, app: AppId, rt: RetargetId) -> String {
-    format!("{send_at_epoch:010}#{app}#{rt}")
+/// How long a claimed due item (a retarget's dispatch, a scheduled message) is held before
+/// another scheduler run may take it over: its due sort key moves to the lease's expiry. The
+/// scheduler's own timeout is shorter, so a live run never loses its lease.
+pub const DUE_LEASE_SECONDS: i64 = 6 * 60;
+
+/// The due index sort key of a retarget (partition [`DUE`]) or a scheduled message
+/// ([`DUE_MESSAGES`]) due at `at`: the first whole second at or after it, so that nothing is
+/// ever claimed before its time.
+pub fn due_sort(at: DateTime<Utc>, app: AppId, id: impl fmt::Display) -> String {
+    let epoch = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    format!("{epoch:010}#{app}#{id}")
+}
+
+/// The due sort key of an item claimed at `now`: due again when its lease runs out.
+pub fn due_lease(now: DateTime<Utc>, app: AppId, id: impl fmt::Display) -> String {
+    due_sort(now + chrono::Duration::seconds(DUE_LEASE_SECONDS), app, id)
+}
+
+/// The upper bound of the due index at `now`: every sort key of a time up to `now`.
+pub fn due_bound(now: DateTime<Utc>) -> String {
+    // `~` sorts after every ULID character and `#`, so the bound includes the whole second.
+    format!("{:010}#~", now.timestamp())
+}
+
+/// Splits a due sort key back into its app and item id.
+pub fn parse_due_sort<I: FromStr>(sk: &str) -> Option<(AppId, I)> {
+    let mut parts = sk.split('#');
+    let (_epoch, app, id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((AppId::parse(app).ok()?, id.parse().ok()?))
+}
+
+/// The sort key of a scheduled message's `index`th recipient chunk.
+pub fn recipients_chunk(index: usize) -> String {
+    format!("{SK_RECIPIENTS_PREFIX}{index:04}")
+}
+
+/// Bounds of one subscription's interaction sort keys: every key of `sub` is `>=` the first
+/// and `<` the second (`~` sorts after every kind code).
+pub fn interaction_bounds(sub: SubscriptionId) -> (String, String) {
+    (format!("{sub}#"), format!("{sub}#~"))
 }
 
 #[cfg(test)]
@@ -182,6 +227,39 @@ mod tests {
     fn due_keys_sort_by_time() {
         let app = AppId::new();
         let rt = RetargetId::new();
-        assert!(due_sort(999_999_999, app, rt) < due_sort(1_800_000_000, app, rt));
+        let at = |epoch| DateTime::from_timestamp(epoch, 0).unwrap();
+        assert!(due_sort(at(999_999_999), app, rt) < due_sort(at(1_800_000_000), app, rt));
+    }
+
+    #[test]
+    fn due_keys_round_trip_and_bound_whole_seconds() {
+        let app = AppId::new();
+        let rt = RetargetId::new();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let sk = due_sort(at, app, rt);
+        assert_eq!(parse_due_sort(&sk), Some((app, rt)));
+        let msg = MessageId::new();
+        assert_eq!(parse_due_sort(&due_sort(at, app, msg)), Some((app, msg)));
+        assert!(sk.as_str() <= due_bound(at).as_str());
+        assert!(sk.as_str() > due_bound(at - chrono::Duration::seconds(1)).as_str());
+        // A time inside a second is due only from the next whole second on.
+        let later = at + chrono::Duration::milliseconds(300);
+        let sk = due_sort(later, app, rt);
+        assert!(sk.as_str() > due_bound(later).as_str());
+        assert!(sk.as_str() <= due_bound(at + chrono::Duration::seconds(1)).as_str());
+        assert_eq!(parse_due_sort::<RetargetId>("nope"), None);
+        assert_eq!(parse_due_sort::<RetargetId>(&format!("{sk}#extra")), None);
+    }
+
+    #[test]
+    fn recipient_chunks_and_interaction_bounds() {
+        assert_eq!(recipients_chunk(7), "RCPT#0007");
+        assert!(recipients_chunk(9) < recipients_chunk(10));
+        let sub = SubscriptionId::new();
+        let (from, to) = interaction_bounds(sub);
+        for kind in EventKind::ALL {
+            let sk = interaction_sort(sub, kind);
+            assert!(from <= sk && sk < to, "{sk}");
+        }
     }
 }

@@ -9,7 +9,9 @@
 //! - [`services`]: the use cases — ingest, audiences, dispatch, the sender pipeline.
 //! - [`edge`]: HTTP — routes, request helpers, webhook signatures, and `problem`, the one place
 //!   errors become RFC 9457 problem+json responses.
-//! - [`clock`] (the only source of "now"), [`config`], [`telemetry`]: process wiring.
+//! - [`bootstrap`]: the composition root — every function's dependencies from its environment.
+//! - [`retry`]: the one retry policy. [`clock`]: the only source of "now". [`config`],
+//!   [`telemetry`]: process wiring.
 
 pub mod adapters;
 pub mod bootstrap;
@@ -18,6 +20,9 @@ pub mod config;
 pub mod domain;
 pub mod edge;
 pub mod keys;
+#[cfg(feature = "provider-http")]
+pub mod provider_http;
+pub mod retry;
 pub mod services;
 pub mod telemetry;
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -18,6 +19,9 @@ use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+
+/// What the proxy answers.
+type Reply = Response<Full<Bytes>>;
 
 /// Which service the proxy stands in front of (they speak different error dialects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +154,7 @@ impl State {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
@@ -159,7 +163,7 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Fu
     response
 }
 
-async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &State, request: Request<Incoming>) -> Reply {
     state.counts.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
@@ -179,12 +183,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
-async fn dynamodb(
-    state: &State,
-    parts: &http::request::Parts,
-    target: &str,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
+async fn dynamodb(state: &State, parts: &Parts, target: &str, body: Bytes) -> Reply {
     if state.roll(state.rates.throttle) {
         state.counts.throttled.fetch_add(1, Ordering::Relaxed);
         let error = json!({
@@ -207,12 +206,7 @@ async fn dynamodb(
 }
 
 /// Forwards part of a single-table batch and answers the rest as unprocessed.
-async fn partial_batch(
-    state: &State,
-    parts: &http::request::Parts,
-    target: &str,
-    body: &Bytes,
-) -> Option<Response<Full<Bytes>>> {
+async fn partial_batch(state: &State, parts: &Parts, target: &str, body: &Bytes) -> Option<Reply> {
     let mut request: Value = serde_json::from_slice(body).ok()?;
     let tables = request["RequestItems"].as_object_mut()?;
     if tables.len() != 1 {
@@ -253,12 +247,7 @@ async fn partial_batch(
     Some(respond(StatusCode::OK, "application/x-amz-json-1.0", answer.to_string().into_bytes()))
 }
 
-async fn sqs(
-    state: &State,
-    parts: &http::request::Parts,
-    target: &str,
-    body: Bytes,
-) -> Response<Full<Bytes>> {
+async fn sqs(state: &State, parts: &Parts, target: &str, body: Bytes) -> Reply {
     if target != "SendMessageBatch" {
         return forward(state, parts, body).await.0;
     }
@@ -320,11 +309,7 @@ async fn sqs(
 }
 
 /// Sends the request on to the real service; the response, and its body when it was read.
-async fn forward(
-    state: &State,
-    parts: &http::request::Parts,
-    body: Bytes,
-) -> (Response<Full<Bytes>>, Option<Bytes>) {
+async fn forward(state: &State, parts: &Parts, body: Bytes) -> (Reply, Option<Bytes>) {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = state.client.request(parts.method.clone(), format!("{}{path}", state.upstream));
     for (name, value) in &parts.headers {

@@ -6,17 +6,32 @@
 //! endpoints (`AWS_ENDPOINT_URL_DYNAMODB`, …); running `cargo test` without them fails with a
 //! message saying so.
 
+pub mod bad_input;
 pub mod faults;
 pub mod model;
+pub mod stack;
+pub mod twilio;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
+use retarget_shared::adapters::store::Interaction;
 use retarget_shared::bootstrap::Infra;
 use retarget_shared::config::EnvReader;
-use retarget_shared::{Store, TestClock, adapters::aws, adapters::resources};
+use retarget_shared::domain::{
+    Address, Channel, EventKind, ExternalUserId, Message, PhoneNumber, Platform, Subscription,
+    SubscriptionId, SubscriptionStatus,
+};
+use retarget_shared::edge::routes::Function;
+use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::{Clock, Store, TestClock, adapters::aws, adapters::resources};
 use tokio::sync::OnceCell;
+
+/// The public URL prefix the functions are given (`PUBLIC_BASE_URL`): what Twilio signs and
+/// what status callbacks point at.
+pub const PUBLIC_BASE_URL: &str = "https://hooks.example.com";
 
 static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
 
@@ -44,36 +59,79 @@ pub struct World {
     pub infra: Infra,
     pub table: String,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    queues: OnceCell<TestQueues>,
+    handlers: OnceCell<retarget_local::Handlers>,
 }
 
 impl World {
     pub async fn new() -> Self {
         let sdk = sdk().await;
         let dynamodb = aws::dynamodb(sdk);
-        let table = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let table = unique_name("test");
         resources::create_table(&dynamodb, &table).await.expect("create test table in DynamoDB Local");
         let clock = Arc::new(TestClock::frozen_at(epoch()));
         let store = Store::new(dynamodb.clone(), table.clone(), clock.clone());
         let infra = Infra { sdk: sdk.clone(), clock: clock.clone() };
-        Self { store, clock, infra, table, dynamodb }
+        let (queues, handlers) = (OnceCell::new(), OnceCell::new());
+        Self { store, clock, infra, table, dynamodb, queues, handlers }
+    }
+
+    /// A fresh world with one app on `plan`.
+    pub async fn with_app(plan: retarget_shared::domain::Plan) -> (Self, TestApp) {
+        let world = Self::new().await;
+        let app = world.app(plan).await;
+        (world, app)
+    }
+
+    /// This world's push and SMS queues, created on first use: where its messages are sent.
+    pub async fn queues(&self) -> &TestQueues {
+        self.queues.get_or_init(TestQueues::new).await
     }
 
     /// The variables the template gives the functions, for this world's table and `queues`.
-    pub fn function_env(&self, queues: &TestQueues, public_base_url: &str) -> EnvReader {
+    pub fn function_env(&self, queues: &TestQueues) -> EnvReader {
         EnvReader::from_pairs([
             ("TABLE_NAME", self.table.as_str()),
             ("PUSH_QUEUE_URL", queues.push.url()),
             ("SMS_QUEUE_URL", queues.sms.url()),
-            ("PUBLIC_BASE_URL", public_base_url),
+            ("PUBLIC_BASE_URL", PUBLIC_BASE_URL),
         ])
     }
 
-    /// Every HTTP function, built through its Lambda constructor against this world.
-    pub fn handlers(&self, queues: &TestQueues, public_base_url: &str) -> retarget_local::Handlers {
-        let mut env = self.function_env(queues, public_base_url);
-        let handlers = retarget_local::Handlers::from_env(&mut env, &self.infra).expect("handlers");
-        env.finish().expect("complete function environment");
-        handlers
+    /// Every HTTP function, built once through its Lambda constructor against this world's
+    /// table and [`World::queues`].
+    pub async fn handlers(&self) -> &retarget_local::Handlers {
+        let queues = self.queues().await;
+        self.handlers
+            .get_or_init(|| async {
+                let mut env = self.function_env(queues);
+                let handlers = retarget_local::Handlers::from_env(&mut env, &self.infra).expect("handlers");
+                env.finish().expect("complete function environment");
+                handlers
+            })
+            .await
+    }
+
+    /// The events function's own store, whose request counters count what it asked of DynamoDB.
+    pub async fn events_store(&self) -> &Store {
+        &self.handlers().await.events.deps
+    }
+
+    /// The messages function's own push queue, whose counters count what it asked of SQS.
+    pub async fn messages_push_queue(&self) -> &retarget_shared::adapters::queue::Queue {
+        &self.handlers().await.messages.deps.push_queue
+    }
+
+    /// The request as API Gateway routes it: the function owning its route answers (404 for
+    /// an unknown path, 405 for a known path with another method).
+    pub async fn call(&self, request: ApiRequest) -> ApiResponse {
+        self.handlers().await.route(request.build()).await.into()
+    }
+
+    /// The request handed to `function` itself, whatever its path and method: what the
+    /// function answers on its own for requests the router would not have given it.
+    pub async fn call_function(&self, function: Function, request: ApiRequest) -> ApiResponse {
+        self.handlers().await.handle(function, request.build()).await.into()
     }
 
     /// Every item in the table (small test tables only).
@@ -87,19 +145,60 @@ impl World {
         }
         items
     }
+
+    /// Every item in the table as text (maps in key order, sets sorted), sorted: equal when the
+    /// table holds the same items.
+    pub async fn snapshot(&self) -> Vec<String> {
+        let items = self.scan_all().await.into_iter().map(aws_sdk_dynamodb::types::AttributeValue::M);
+        let mut items: Vec<String> = items.map(|item| canonical(&item)).collect();
+        items.sort();
+        items
+    }
+
+    /// A sender on `channel` through `provider`, on this world's store.
+    pub fn sender<P>(&self, channel: Channel, provider: P) -> SenderDeps<P> {
+        SenderDeps { store: self.store.clone(), provider, channel }
+    }
+}
+
+/// An attribute value as text with maps in key order (their Debug form is in hash order).
+fn canonical(value: &aws_sdk_dynamodb::types::AttributeValue) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    match value {
+        AttributeValue::M(map) => {
+            let sorted: std::collections::BTreeMap<_, _> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            format!("{sorted:?}")
+        }
+        AttributeValue::L(list) => format!("{:?}", list.iter().map(canonical).collect::<Vec<_>>()),
+        AttributeValue::Ss(set) | AttributeValue::Ns(set) => {
+            let mut set = set.clone();
+            set.sort();
+            format!("{set:?}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// `prefix-` and a fresh ULID, lower case: a name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
 /// A fresh push and SMS queue pair (with DLQs) in the emulator, named uniquely for this test.
+#[derive(Clone)]
 pub struct TestQueues {
     pub push: Arc<retarget_shared::adapters::queue::Queue>,
     pub sms: Arc<retarget_shared::adapters::queue::Queue>,
+    pub push_dlq_url: String,
+    pub sms_dlq_url: String,
     pub sqs: aws_sdk_sqs::Client,
 }
 
 impl TestQueues {
     pub async fn new() -> Self {
         let sqs = aws::sqs(sdk().await);
-        let prefix = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let prefix = unique_name("test");
         let push =
             resources::create_queue(&sqs, &prefix, &resources::PUSH_QUEUE).await.expect("create push queue");
         let sms =
@@ -107,6 +206,8 @@ impl TestQueues {
         Self {
             push: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), push.queue_url)),
             sms: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), sms.queue_url)),
+            push_dlq_url: push.dlq_url,
+            sms_dlq_url: sms.dlq_url,
             sqs,
         }
     }
@@ -115,74 +216,88 @@ impl TestQueues {
     pub async fn drain(
         &self,
         queue: &retarget_shared::adapters::queue::Queue,
-    ) -> Vec<retarget_shared::adapters::queue::SendJob> {
-        let mut jobs = Vec::new();
-        loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(queue.url())
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .expect("receive");
-            let messages = output.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return jobs;
-            }
-            for m in messages {
-                jobs.push(serde_json::from_str(m.body().unwrap_or_default()).expect("a send job"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(queue.url())
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
+    ) -> Vec<retarget_shared::domain::SendJob> {
+        let bodies = self.bodies(queue).await;
+        bodies.iter().map(|body| serde_json::from_str(body).expect("a send job")).collect()
+    }
+
+    /// Receives (and deletes) everything on a queue, as the raw bodies an SQS event carries.
+    pub async fn bodies(&self, queue: &retarget_shared::adapters::queue::Queue) -> Vec<String> {
+        take_all(&self.sqs, queue.url()).await
+    }
+}
+
+/// Receives and deletes every message on the queue at `url` until it is empty; their bodies.
+async fn take_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            bodies.push(m.body().unwrap_or_default().to_owned());
+            let handle = m.receipt_handle().unwrap_or_default();
+            sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.expect("delete");
         }
     }
 }
 
 /// An app with a working API key.
 pub struct TestApp {
-    pub app: retarget_shared::adapters::store::App,
+    pub app: retarget_shared::domain::App,
     pub api_key: String,
+}
+
+impl TestApp {
+    /// `GET target` with this app's key.
+    pub fn get(&self, target: &str) -> ApiRequest {
+        ApiRequest::get(target).bearer(&self.api_key)
+    }
+
+    /// `POST target` of this JSON body with this app's key.
+    pub fn post(&self, target: &str, body: &serde_json::Value) -> ApiRequest {
+        ApiRequest::post(target).bearer(&self.api_key).json(body)
+    }
+
+    /// `DELETE target` with this app's key.
+    pub fn delete(&self, target: &str) -> ApiRequest {
+        ApiRequest::new("DELETE", target).bearer(&self.api_key)
+    }
 }
 
 impl World {
     pub async fn app(&self, plan: retarget_shared::domain::Plan) -> TestApp {
-        let app = self
-            .store
-            .create_app(retarget_shared::adapters::store::NewApp {
-                name: "Test App".into(),
-                plan,
-                twilio: None,
-                fcm: None,
-                apns: None,
-            })
-            .await
-            .expect("create app");
-        let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
-        TestApp { app, api_key }
+        self.create_app("Test App", plan, None).await
     }
 
-    /// A pro app with Twilio credentials: account `AC0123`, this auth token and From number.
+    /// A pro app with Twilio credentials: account [`twilio::ACCOUNT`], this auth token and From
+    /// number.
     pub async fn twilio_app(&self, auth_token: &str, from: &str) -> TestApp {
-        let twilio = retarget_shared::adapters::store::TwilioConfig {
-            account_sid: "AC0123".into(),
+        let twilio = retarget_shared::domain::TwilioConfig {
+            account_sid: twilio::ACCOUNT.into(),
             auth_token: auth_token.into(),
             from: Some(from.into()),
             messaging_service_sid: None,
         };
-        let new = retarget_shared::adapters::store::NewApp {
-            name: "Twilio App".into(),
-            plan: retarget_shared::domain::Plan::Pro,
-            twilio: Some(twilio),
-            fcm: None,
-            apns: None,
-        };
+        self.create_app("Twilio App", retarget_shared::domain::Plan::Pro, Some(twilio)).await
+    }
+
+    async fn create_app(
+        &self,
+        name: &str,
+        plan: retarget_shared::domain::Plan,
+        twilio: Option<retarget_shared::domain::TwilioConfig>,
+    ) -> TestApp {
+        let new = retarget_shared::domain::NewApp { name: name.into(), plan, twilio, fcm: None, apns: None };
         let app = self.store.create_app(new).await.expect("create app");
         let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
         TestApp { app, api_key }
@@ -282,12 +397,10 @@ impl World {
     pub async fn subscription(
         &self,
         app: &TestApp,
-        channel: retarget_shared::domain::Channel,
+        channel: Channel,
         address: &str,
         external_user_id: Option<&str>,
-    ) -> retarget_shared::domain::SubscriptionId {
-        use retarget_shared::adapters::store::Address;
-        use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
+    ) -> SubscriptionId {
         let address = match channel {
             Channel::Push => Address::Push { platform: Platform::Android, token: address.into() },
             Channel::Sms => Address::Sms { phone_number: PhoneNumber::parse(address).expect("E.164") },
@@ -296,18 +409,84 @@ impl World {
         self.store.upsert_subscription(app.app.app_id, address, user).await.expect("upsert").0.subscription_id
     }
 
-    /// A stored message of `app`, created now (by the test clock), retargetable as the plan says.
-    pub async fn message(
+    /// `n` stored subscriptions of `app` without external user ids, one at a time: push tokens
+    /// `tok-{i}`, phone numbers `+1555000{i:04}`.
+    pub async fn subscriptions(&self, app: &TestApp, channel: Channel, n: usize) -> Vec<SubscriptionId> {
+        let mut subs = Vec::with_capacity(n);
+        for i in 0..n {
+            let address = match channel {
+                Channel::Push => format!("tok-{i}"),
+                Channel::Sms => format!("+1555000{i:04}"),
+            };
+            subs.push(self.subscription(app, channel, &address, None).await);
+        }
+        subs
+    }
+
+    /// `n` active subscriptions of `app` written in bulk (many thousands in seconds), the i-th
+    /// at `address(i)`, without external user ids.
+    pub async fn bulk_subscriptions(
         &self,
         app: &TestApp,
-        channel: retarget_shared::domain::Channel,
-    ) -> retarget_shared::adapters::store::Message {
-        use retarget_shared::Clock;
+        n: usize,
+        address: impl Fn(usize) -> Address,
+    ) -> Vec<Subscription> {
         let now = self.clock.now();
-        let contents =
-            retarget_shared::adapters::store::Contents { title: None, body: "hello".into(), url: None };
-        let mut message =
-            retarget_shared::adapters::store::Message::new(app.app.app_id, channel, contents, now);
+        let subs: Vec<Subscription> = (0..n)
+            .map(|i| {
+                let (channel, platform, token, phone_number) = match address(i) {
+                    Address::Push { platform, token } => (Channel::Push, Some(platform), Some(token), None),
+                    Address::Sms { phone_number } => (Channel::Sms, None, None, Some(phone_number)),
+                };
+                Subscription {
+                    subscription_id: SubscriptionId::at(now),
+                    app_id: app.app.app_id,
+                    channel,
+                    platform,
+                    token,
+                    phone_number,
+                    external_user_id: None,
+                    status: SubscriptionStatus::Active,
+                    created_at: now,
+                    updated_at: now,
+                }
+            })
+            .collect();
+        self.store.bulk_load_subscriptions(&subs).await.expect("bulk load subscriptions");
+        subs
+    }
+
+    /// Records these interactions of `message` now (by the test clock), a thousand per call.
+    pub async fn record(&self, message: &Message, events: &[(SubscriptionId, EventKind, Option<&str>)]) {
+        let now = self.clock.now();
+        let interactions: Vec<Interaction> = events
+            .iter()
+            .map(|(sub, kind, user)| Interaction {
+                subscription_id: *sub,
+                kind: *kind,
+                external_user_id: user.map(|u| ExternalUserId::parse(u).expect("external user id")),
+                event_id: None,
+                occurred_at: now,
+            })
+            .collect();
+        let scope = message.scope();
+        let writes = interactions.chunks(1000).map(|chunk| self.store.record_interactions(&scope, chunk));
+        for result in futures::future::join_all(writes).await {
+            result.expect("record interactions");
+        }
+    }
+
+    /// Records `kind` of `message` for each of `subs`, without external user ids.
+    pub async fn record_each(&self, message: &Message, kind: EventKind, subs: &[SubscriptionId]) {
+        let events: Vec<_> = subs.iter().map(|s| (*s, kind, None)).collect();
+        self.record(message, &events).await;
+    }
+
+    /// A stored message of `app`, created now (by the test clock), retargetable as the plan says.
+    pub async fn message(&self, app: &TestApp, channel: Channel) -> Message {
+        let now = self.clock.now();
+        let contents = retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None };
+        let mut message = Message::new(app.app.app_id, channel, contents, now);
         message.retargetable = app.app.retargetable_at(now);
         self.store.create_message(&message).await.expect("create message");
         message
@@ -328,7 +507,7 @@ impl TestBus {
         let sdk = sdk().await;
         let eventbridge = aws::eventbridge(sdk);
         let sqs = aws::sqs(sdk);
-        let name = format!("test-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let name = unique_name("test");
         resources::create_event_bus(&eventbridge, &name).await.expect("create bus");
         let capture_url = sqs
             .create_queue()
@@ -376,32 +555,21 @@ impl TestBus {
 
     /// Every event captured so far (EventBridge envelopes).
     pub async fn events(&self) -> Vec<serde_json::Value> {
-        let mut events = Vec::new();
-        loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.capture_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let messages = output.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return events;
-            }
-            for m in messages {
-                events.push(serde_json::from_str(m.body().unwrap_or_default()).expect("event json"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.capture_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        let bodies = take_all(&self.sqs, &self.capture_url).await;
+        bodies.iter().map(|body| serde_json::from_str(body).expect("event json")).collect()
     }
+}
+
+/// Runs `future` to completion on a fresh two-thread runtime: for property tests, whose
+/// cases are plain functions.
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    runtime.expect("a tokio runtime").block_on(future)
+}
+
+/// How many cases a property test runs: `PROPTEST_CASES`, or `default`.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(default)
 }
 
 /// An SQS event as Lambda's event source mapping delivers it (the recorded fixture

@@ -77,38 +77,17 @@ async fn set_plan_key_create_and_key_revoke() {
 #[tokio::test]
 async fn bad_arguments_are_refused_before_anything_is_written() {
     let world = World::new().await;
+    let pro = ["app", "create", "--name", "X", "--plan", "pro"];
+    let twilio_without_from =
+        [&pro[..], &["--twilio-account-sid", "AC1", "--twilio-auth-token", "t"]].concat();
     for args in [
-        &["app", "create", "--name", "X", "--plan", "gold"][..],
-        &[
-            "app",
-            "create",
-            "--name",
-            "X",
-            "--plan",
-            "pro",
-            "--twilio-account-sid",
-            "AC1",
-            "--twilio-auth-token",
-            "t",
-        ],
-        &[
-            "app",
-            "create",
-            "--name",
-            "X",
-            "--plan",
-            "pro",
-            "--twilio-account-sid",
-            "AC1",
-            "--twilio-auth-token",
-            "t",
-            "--twilio-from",
-            "5550001111",
-        ],
-        &["app", "create", "--name", "X", "--plan", "pro", "--fcm-service-account", "/nonexistent.json"],
-        &["app", "set-plan", "--app-id", "not-an-id", "--plan", "pro"],
+        vec!["app", "create", "--name", "X", "--plan", "gold"],
+        twilio_without_from.clone(),
+        [&twilio_without_from[..], &["--twilio-from", "5550001111"]].concat(),
+        [&pro[..], &["--fcm-service-account", "/nonexistent.json"]].concat(),
+        vec!["app", "set-plan", "--app-id", "not-an-id", "--plan", "pro"],
     ] {
-        assert!(admin(&world, args).await.is_err(), "{args:?} was accepted");
+        assert!(admin(&world, &args).await.is_err(), "{args:?} was accepted");
     }
     assert!(world.scan_all().await.is_empty());
     let missing = AppId::new().to_string();

@@ -6,34 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
-use retarget_audiences::{Deps, handle};
-use retarget_shared::adapters::store::{Interaction, Message};
 use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
-use retarget_shared::{Clock, keys};
+use retarget_shared::keys;
 use retarget_tests::model::{KINDS, PREDICATES, predicate, valid_for};
-use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
+use retarget_tests::{TestApp, World, block_on, proptest_cases};
 use serde_json::Value;
-
-async fn call(world: &World, t: &TestApp, target: &str) -> ApiResponse {
-    handle(&Deps { store: world.store.clone() }, ApiRequest::get(target).bearer(&t.api_key).build())
-        .await
-        .into()
-}
-
-async fn record(world: &World, message: &Message, events: &[(SubscriptionId, EventKind, Option<&str>)]) {
-    let now = world.clock.now();
-    let interactions: Vec<Interaction> = events
-        .iter()
-        .map(|(sub, kind, user)| Interaction {
-            subscription_id: *sub,
-            kind: *kind,
-            external_user_id: user.map(|u| retarget_shared::domain::ExternalUserId::parse(u).unwrap()),
-            event_id: None,
-            occurred_at: now,
-        })
-        .collect();
-    world.store.record_interactions(&message.scope(), &interactions).await.unwrap();
-}
 
 /// Every member of an audience, paging with `limit`; asserts no member comes twice.
 async fn all_pages(world: &World, t: &TestApp, base: &str, limit: usize) -> Vec<String> {
@@ -44,7 +21,7 @@ async fn all_pages(world: &World, t: &TestApp, base: &str, limit: usize) -> Vec<
         if let Some(c) = &cursor {
             target.push_str(&format!("&cursor={c}"));
         }
-        let r = call(world, t, &target).await;
+        let r = world.call(t.get(&target)).await;
         assert_eq!(r.status, 200, "{r:?}");
         let page = r.body["subscriptions"].as_array().unwrap();
         assert!(page.len() <= limit);
@@ -66,30 +43,26 @@ fn ids(subs: &[SubscriptionId]) -> BTreeSet<String> {
 #[tokio::test]
 async fn push_actions_on_the_same_channel() {
     use EventKind::*;
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
-    let mut s = Vec::new();
-    for i in 0..6 {
-        s.push(world.subscription(&t, Channel::Push, &format!("tok-{i}"), None).await);
-    }
-    record(
-        &world,
-        &message,
-        &[
-            (s[0], Sent, None),
-            (s[1], Sent, None),
-            (s[1], Delivered, None),
-            (s[2], Sent, None),
-            (s[2], Delivered, None),
-            (s[2], Clicked, None),
-            (s[3], Clicked, None),
-            (s[4], Failed, None),
-            (s[5], Sent, None),
-            (s[5], Clicked, None),
-        ],
-    )
-    .await;
+    let s = world.subscriptions(&t, Channel::Push, 6).await;
+    world
+        .record(
+            &message,
+            &[
+                (s[0], Sent, None),
+                (s[1], Sent, None),
+                (s[1], Delivered, None),
+                (s[2], Sent, None),
+                (s[2], Delivered, None),
+                (s[2], Clicked, None),
+                (s[3], Clicked, None),
+                (s[4], Failed, None),
+                (s[5], Sent, None),
+                (s[5], Clicked, None),
+            ],
+        )
+        .await;
     world.store.unsubscribe(t.app.app_id, s[5]).await.unwrap();
     let m = message.message_id;
     for (action, expected) in [
@@ -102,7 +75,7 @@ async fn push_actions_on_the_same_channel() {
         let base = format!("/v1/messages/{m}/audience?action={action}");
         let members: BTreeSet<String> = all_pages(&world, &t, &base, 2).await.into_iter().collect();
         assert_eq!(members, ids(&expected), "{action}");
-        let count = call(&world, &t, &format!("/v1/messages/{m}/audience/count?action={action}")).await;
+        let count = world.call(t.get(&format!("/v1/messages/{m}/audience/count?action={action}"))).await;
         assert_eq!(
             (count.body["count"].as_u64(), count.body["unreachable"].as_u64()),
             (Some(expected.len() as u64), Some(0)),
@@ -117,8 +90,7 @@ async fn push_actions_on_the_same_channel() {
 #[tokio::test]
 async fn sms_to_push_through_external_user_ids() {
     use EventKind::*;
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Sms).await;
     // Person a: two phones (both undelivered) and two devices → each device once.
     let a1 = world.subscription(&t, Channel::Sms, "+15550000001", Some("a")).await;
@@ -134,20 +106,20 @@ async fn sms_to_push_through_external_user_ids() {
     // Person d: delivered → not in not_delivered.
     let d1 = world.subscription(&t, Channel::Sms, "+15550000005", Some("d")).await;
     world.subscription(&t, Channel::Push, "d-1", Some("d")).await;
-    record(
-        &world,
-        &message,
-        &[
-            (a1, Sent, Some("a")),
-            (a1, Undelivered, Some("a")),
-            (a2, Failed, Some("a")),
-            (b1, Undelivered, Some("b")),
-            (c1, Failed, None),
-            (d1, Sent, Some("d")),
-            (d1, Delivered, Some("d")),
-        ],
-    )
-    .await;
+    world
+        .record(
+            &message,
+            &[
+                (a1, Sent, Some("a")),
+                (a1, Undelivered, Some("a")),
+                (a2, Failed, Some("a")),
+                (b1, Undelivered, Some("b")),
+                (c1, Failed, None),
+                (d1, Sent, Some("d")),
+                (d1, Delivered, Some("d")),
+            ],
+        )
+        .await;
     let m = message.message_id;
     for limit in [1, 2, 5] {
         let members = all_pages(
@@ -159,11 +131,12 @@ async fn sms_to_push_through_external_user_ids() {
         .await;
         assert_eq!(members.into_iter().collect::<BTreeSet<_>>(), ids(&[a_push1, a_push2]), "limit {limit}");
     }
-    let count =
-        call(&world, &t, &format!("/v1/messages/{m}/audience/count?action=not_delivered&channel=push")).await;
+    let count = world
+        .call(t.get(&format!("/v1/messages/{m}/audience/count?action=not_delivered&channel=push")))
+        .await;
     assert_eq!((count.body["count"].as_u64(), count.body["unreachable"].as_u64()), (Some(2), Some(2)));
     let page =
-        call(&world, &t, &format!("/v1/messages/{m}/audience?action=not_delivered&channel=push")).await;
+        world.call(t.get(&format!("/v1/messages/{m}/audience?action=not_delivered&channel=push"))).await;
     assert_eq!(page.body["channel"], "push");
     assert_eq!(page.body["action"], "not_delivered");
     assert!(page.body["subscriptions"].as_array().unwrap().iter().all(|m| m["external_user_id"] == "a"));
@@ -171,49 +144,53 @@ async fn sms_to_push_through_external_user_ids() {
 
 #[tokio::test]
 async fn source_rules_and_error_precedence() {
-    let world = World::new().await;
-    let pro = world.app(Plan::Pro).await;
+    let (world, pro) = World::with_app(Plan::Pro).await;
     let sms = world.message(&pro, Channel::Sms).await;
     let m = sms.message_id;
     let q = |path: &str| format!("/v1/messages/{m}{path}");
 
-    call(&world, &pro, &q("/audience?action=clicked")).await.assert_problem(400, "invalid_action");
-    call(&world, &pro, &q("/audience?did=clicked")).await.assert_problem(400, "invalid_action");
-    call(&world, &pro, &q("/audience?action=opened")).await.assert_problem(400, "invalid_action");
-    call(&world, &pro, &q("/audience")).await.assert_problem(400, "invalid_request");
-    call(&world, &pro, &q("/audience?action=sent&did=sent")).await.assert_problem(400, "invalid_request");
-    call(&world, &pro, &q("/audience?action=sent&limit=0")).await.assert_problem(400, "invalid_request");
-    call(&world, &pro, &q("/audience?action=sent&limit=1001")).await.assert_problem(400, "invalid_request");
-    call(&world, &pro, &q("/audience?action=sent&cursor=forged"))
-        .await
-        .assert_problem(400, "invalid_request");
-    call(&world, &pro, &q("/audience?action=sent&channel=fax")).await.assert_problem(400, "invalid_request");
+    for (path, status, code) in [
+        ("/audience?action=clicked", 400, "invalid_action"),
+        ("/audience?did=clicked", 400, "invalid_action"),
+        ("/audience?action=opened", 400, "invalid_action"),
+        ("/audience", 400, "invalid_request"),
+        ("/audience?action=sent&did=sent", 400, "invalid_request"),
+        ("/audience?action=sent&limit=0", 400, "invalid_request"),
+        ("/audience?action=sent&limit=1001", 400, "invalid_request"),
+        ("/audience?action=sent&cursor=forged", 400, "invalid_request"),
+        ("/audience?action=sent&channel=fax", 400, "invalid_request"),
+    ] {
+        world.call(pro.get(&q(path))).await.assert_problem(status, code);
+    }
     let missing = retarget_shared::domain::MessageId::new();
-    call(&world, &pro, &format!("/v1/messages/{missing}/audience?action=clicked"))
+    world
+        .call(pro.get(&format!("/v1/messages/{missing}/audience?action=clicked")))
         .await
         .assert_problem(404, "not_found");
     let other = world.app(Plan::Pro).await;
-    call(&world, &other, &q("/audience?action=sent")).await.assert_problem(404, "not_found");
+    world.call(other.get(&q("/audience?action=sent"))).await.assert_problem(404, "not_found");
 
     // Free plan: 403 before anything about the action.
     let free = world.app(Plan::Free).await;
     let free_message = world.message(&free, Channel::Push).await;
-    call(&world, &free, &format!("/v1/messages/{}/audience?action=opened", free_message.message_id))
+    world
+        .call(free.get(&format!("/v1/messages/{}/audience?action=opened", free_message.message_id)))
         .await
         .assert_problem(403, "plan_required");
     // Upgraded later: the old message stays unretargetable.
     world.clock.advance(Duration::seconds(1));
     world.store.set_plan(free.app.app_id, Plan::Pro).await.unwrap();
-    call(&world, &free, &format!("/v1/messages/{}/audience/count?action=sent", free_message.message_id))
+    world
+        .call(free.get(&format!("/v1/messages/{}/audience/count?action=sent", free_message.message_id)))
         .await
         .assert_problem(422, "source_not_retargetable");
 
     // The 30-day edge, exactly.
     world.clock.advance(Duration::days(keys::RETENTION_DAYS) - Duration::seconds(2));
-    assert_eq!(call(&world, &pro, &q("/audience/count?action=sent")).await.status, 200);
+    assert_eq!(world.call(pro.get(&q("/audience/count?action=sent"))).await.status, 200);
     world.clock.advance(Duration::seconds(1));
-    call(&world, &pro, &q("/audience/count?action=sent")).await.assert_problem(410, "source_expired");
-    call(&world, &pro, &q("/audience?action=clicked")).await.assert_problem(410, "source_expired");
+    world.call(pro.get(&q("/audience/count?action=sent"))).await.assert_problem(410, "source_expired");
+    world.call(pro.get(&q("/audience?action=clicked"))).await.assert_problem(410, "source_expired");
 }
 
 // ---- The reference model ----------------------------------------------------------------
@@ -259,8 +236,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 async fn check(scenario: Scenario) {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, scenario.source).await;
     let mut subs = Vec::new();
     for (i, (channel, person, _)) in scenario.subscriptions.iter().enumerate() {
@@ -294,7 +270,7 @@ async fn check(scenario: Scenario) {
     let as_refs: Vec<(SubscriptionId, EventKind, Option<&str>)> =
         events.iter().map(|(s, k, u)| (*s, *k, u.as_deref())).collect();
     for chunk in as_refs.chunks(9) {
-        record(&world, &message, chunk).await;
+        world.record(&message, chunk).await;
     }
 
     // The model.
@@ -336,15 +312,18 @@ async fn check(scenario: Scenario) {
     let channel = scenario.target.as_str();
     if scenario.expired {
         world.clock.advance(chrono::Duration::days(keys::RETENTION_DAYS));
-        call(&world, &t, &format!("/v1/messages/{m}/audience/count?{query}&channel={channel}"))
+        world
+            .call(t.get(&format!("/v1/messages/{m}/audience/count?{query}&channel={channel}")))
             .await
             .assert_problem(410, "source_expired");
-        call(&world, &t, &format!("/v1/messages/{m}/audience?{query}&channel={channel}"))
+        world
+            .call(t.get(&format!("/v1/messages/{m}/audience?{query}&channel={channel}")))
             .await
             .assert_problem(410, "source_expired");
         return;
     }
-    let count = call(&world, &t, &format!("/v1/messages/{m}/audience/count?{query}&channel={channel}")).await;
+    let count =
+        world.call(t.get(&format!("/v1/messages/{m}/audience/count?{query}&channel={channel}"))).await;
     assert_eq!(count.status, 200, "{count:?}");
     assert_eq!(count.body["count"].as_u64(), Some(expected.len() as u64), "{query} {scenario:?}");
     assert_eq!(count.body["unreachable"].as_u64(), Some(unreachable), "{query} {scenario:?}");
@@ -360,14 +339,10 @@ async fn check(scenario: Scenario) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig::with_cases(proptest_cases(24)))]
 
     #[test]
     fn audiences_equal_the_model(scenario in scenario()) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(check(scenario));
+        block_on(check(scenario));
     }
 }

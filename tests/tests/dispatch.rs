@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Duration;
-use retarget_shared::adapters::queue::{Queue, SendJob};
-use retarget_shared::adapters::store::{Interaction, Message, RetargetStatus};
+use retarget_shared::adapters::queue::Queue;
 use retarget_shared::bootstrap::ScheduleFunction;
-use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::domain::{
+    Address, Channel, EventKind, Message, Plan, Platform, RetargetStatus, SendJob, SubscriptionId,
+};
 use retarget_shared::services::dispatch::DispatchDeps;
+use retarget_shared::services::sender::handle_batch;
 use retarget_shared::{Clock, keys};
-use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestBus, TestQueues, World};
+use retarget_tests::{ApiResponse, TestApp, TestBus, TestQueues, World, twilio};
 use serde_json::{Value, json};
 
 struct Harness {
@@ -30,7 +32,7 @@ fn scheduled_event() -> EventBridgeEvent<Value> {
 impl Harness {
     async fn new() -> Self {
         let world = World::new().await;
-        let queues = TestQueues::new().await;
+        let queues = world.queues().await.clone();
         let bus = TestBus::new().await;
         let deps = DispatchDeps {
             store: world.store.clone(),
@@ -46,24 +48,11 @@ impl Harness {
     }
 
     async fn retarget(&self, t: &TestApp, body: Value) -> ApiResponse {
-        let deps = retarget_retargets::Deps { store: self.world.store.clone() };
-        retarget_retargets::handle(
-            &deps,
-            ApiRequest::post("/v1/retargets").bearer(&t.api_key).json(&body).build(),
-        )
-        .await
-        .into()
+        self.world.call(t.post("/v1/retargets", &body)).await
     }
 
     async fn get_retarget(&self, t: &TestApp, id: &str) -> Value {
-        let deps = retarget_retargets::Deps { store: self.world.store.clone() };
-        let r: ApiResponse = retarget_retargets::handle(
-            &deps,
-            ApiRequest::get(&format!("/v1/retargets/{id}")).bearer(&t.api_key).build(),
-        )
-        .await
-        .into();
-        r.body
+        self.world.call(t.get(&format!("/v1/retargets/{id}"))).await.body
     }
 
     /// A push source with `n` recipients: all sent, even ones clicked; person i has an SMS
@@ -73,31 +62,19 @@ impl Harness {
         let mut push = Vec::new();
         let mut sms = Vec::new();
         let mut events = Vec::new();
-        let now = self.world.clock.now();
-        for i in 0..n {
-            let user = format!("person-{i}");
-            let sub = self.world.subscription(t, Channel::Push, &format!("token-{i}"), Some(&user)).await;
+        let users: Vec<String> = (0..n).map(|i| format!("person-{i}")).collect();
+        for (i, user) in users.iter().enumerate() {
+            let sub = self.world.subscription(t, Channel::Push, &format!("token-{i}"), Some(user)).await;
             if i % 3 == 0 {
-                sms.push(
-                    self.world.subscription(t, Channel::Sms, &format!("+1555{i:07}"), Some(&user)).await,
-                );
+                sms.push(self.world.subscription(t, Channel::Sms, &format!("+1555{i:07}"), Some(user)).await);
             }
-            let mut kinds = vec![EventKind::Sent];
+            events.push((sub, EventKind::Sent, Some(user.as_str())));
             if i % 2 == 0 {
-                kinds.push(EventKind::Clicked);
-            }
-            for kind in kinds {
-                events.push(Interaction {
-                    subscription_id: sub,
-                    kind,
-                    external_user_id: retarget_shared::domain::ExternalUserId::parse(&user).ok(),
-                    event_id: None,
-                    occurred_at: now,
-                });
+                events.push((sub, EventKind::Clicked, Some(user.as_str())));
             }
             push.push(sub);
         }
-        self.world.store.record_interactions(&message.scope(), &events).await.unwrap();
+        self.world.record(&message, &events).await;
         (message, push, sms)
     }
 }
@@ -121,21 +98,7 @@ async fn a_due_retarget_is_dispatched_once_with_its_audience_computed_at_dispatc
     // Not due yet: nothing happens.
     assert_eq!(h.tick().await.claimed, 0);
     // A click arriving before dispatch counts: the audience is computed at dispatch time.
-    let now = h.world.clock.now();
-    h.world
-        .store
-        .record_interactions(
-            &source.scope(),
-            &[Interaction {
-                subscription_id: push[1],
-                kind: EventKind::Clicked,
-                external_user_id: None,
-                event_id: None,
-                occurred_at: now,
-            }],
-        )
-        .await
-        .unwrap();
+    h.world.record_each(&source, EventKind::Clicked, &[push[1]]).await;
 
     h.world.clock.advance(Duration::hours(1));
     let report = h.tick().await;
@@ -207,14 +170,8 @@ async fn cancelled_retargets_are_never_dispatched_and_expired_sources_fail() {
             json!({"source_message_id": source.message_id, "action": "sent", "contents": {"body": "x"}}),
         )
         .await;
-    let deps = retarget_retargets::Deps { store: h.world.store.clone() };
     let id = cancelled.body["retarget_id"].as_str().unwrap();
-    let r: ApiResponse = retarget_retargets::handle(
-        &deps,
-        ApiRequest::new("DELETE", &format!("/v1/retargets/{id}")).bearer(&t.api_key).build(),
-    )
-    .await
-    .into();
+    let r = h.world.call(t.delete(&format!("/v1/retargets/{id}"))).await;
     assert_eq!(r.status, 200);
 
     assert_eq!(h.tick().await.claimed, 0, "the cancelled one is not claimed");
@@ -254,35 +211,12 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
     let t = h.world.app(Plan::Pro).await;
     // 5,000 recipients flush per batch: 6,200 recipients take two flushes.
     let message = h.world.message(&t, Channel::Push).await;
-    let now = h.world.clock.now();
-    let subs: Vec<retarget_shared::adapters::store::Subscription> = (0..6200)
-        .map(|i| retarget_shared::adapters::store::Subscription {
-            subscription_id: SubscriptionId::at(now),
-            app_id: t.app.app_id,
-            channel: Channel::Push,
-            platform: Some(retarget_shared::domain::Platform::Ios),
-            token: Some(format!("t{i}")),
-            phone_number: None,
-            external_user_id: None,
-            status: retarget_shared::adapters::store::SubscriptionStatus::Active,
-            created_at: now,
-            updated_at: now,
-        })
-        .collect();
-    h.world.store.bulk_load_subscriptions(&subs).await.unwrap();
-    let events: Vec<Interaction> = subs
-        .iter()
-        .map(|s| Interaction {
-            subscription_id: s.subscription_id,
-            kind: EventKind::Sent,
-            external_user_id: None,
-            event_id: None,
-            occurred_at: now,
-        })
-        .collect();
-    for chunk in events.chunks(1000) {
-        h.world.store.record_interactions(&message.scope(), chunk).await.unwrap();
-    }
+    let subs = h
+        .world
+        .bulk_subscriptions(&t, 6200, |i| Address::Push { platform: Platform::Ios, token: format!("t{i}") })
+        .await;
+    let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.subscription_id).collect();
+    h.world.record_each(&message, EventKind::Sent, &ids).await;
     let created = h
         .retarget(
             &t,
@@ -312,7 +246,7 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
 
     // While the dead run's lease holds, nobody takes over.
     assert_eq!(h.tick().await.claimed, 0);
-    h.world.clock.advance(Duration::seconds(retarget_shared::adapters::store::DISPATCH_LEASE_SECONDS + 1));
+    h.world.clock.advance(Duration::seconds(retarget_shared::keys::DUE_LEASE_SECONDS + 1));
     let report = h.tick().await;
     assert_eq!((report.claimed, report.dispatched), (1, 1), "{report:?}");
     let second = recipients(&h.queues.drain(&h.queues.push).await);
@@ -364,19 +298,9 @@ async fn scheduled_original_messages_go_out_when_due() {
     for i in 0..7 {
         subs.push(h.world.subscription(&t, Channel::Sms, &format!("+1555777{i:04}"), None).await);
     }
-    let messages = retarget_messages::Deps {
-        store: h.world.store.clone(),
-        push_queue: h.queues.push.clone(),
-        sms_queue: h.queues.sms.clone(),
-    };
     let send_at = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::hours(2));
     let body = json!({"channel": "sms", "contents": {"body": "Sale starts now"}, "include_subscription_ids": subs, "send_at": send_at});
-    let r: ApiResponse = retarget_messages::handle(
-        &messages,
-        ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body).build(),
-    )
-    .await
-    .into();
+    let r = h.world.call(t.post("/v1/messages", &body)).await;
     assert_eq!((r.status, r.body["status"].as_str()), (202, Some("scheduled")), "{r:?}");
     let id: retarget_shared::domain::MessageId = r.body["message_id"].as_str().unwrap().parse().unwrap();
 
@@ -389,80 +313,39 @@ async fn scheduled_original_messages_go_out_when_due() {
     assert_eq!(recipients(&jobs).into_iter().collect::<BTreeSet<_>>(), subs.iter().copied().collect());
     assert!(jobs.iter().all(|j| j.message_id == id));
     let message = h.world.store.get_message(t.app.app_id, id).await.unwrap().unwrap();
-    assert_eq!(
-        (message.status, message.recipients),
-        (retarget_shared::adapters::store::MessageStatus::Sending, 7)
-    );
-}
-
-/// Receives (and deletes) every message on a queue, keeping the raw bodies for an SQS event.
-async fn take_bodies(queues: &TestQueues, queue: &Queue) -> Vec<String> {
-    let jobs = queues.drain(queue).await;
-    jobs.iter().map(|j| serde_json::to_string(j).unwrap()).collect()
+    assert_eq!((message.status, message.recipients), (retarget_shared::domain::MessageStatus::Sending, 7));
 }
 
 #[tokio::test]
 async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_provider() {
-    use wiremock::matchers::{method, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
 
     let h = Harness::new().await;
     let twilio = MockServer::start().await;
+    let messages_path = twilio::messages_path(twilio::ACCOUNT);
     Mock::given(method("POST"))
-        .and(path_regex("^/2010-04-01/Accounts/AC1/Messages.json$"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})))
+        .and(path(messages_path))
+        .respond_with(twilio::accepted())
         .mount(&twilio)
         .await;
-    let config = retarget_shared::adapters::store::TwilioConfig {
-        account_sid: "AC1".into(),
-        auth_token: "tok".into(),
-        from: Some("+15550000000".into()),
-        messaging_service_sid: None,
-    };
-    let app = h
-        .world
-        .store
-        .create_app(retarget_shared::adapters::store::NewApp {
-            name: "x".into(),
-            plan: Plan::Pro,
-            twilio: Some(config),
-            fcm: None,
-            apns: None,
-        })
-        .await
-        .unwrap();
-    let api_key = h.world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
-    let t = TestApp { app, api_key };
-    let sender = retarget_shared::services::sender::SenderDeps {
-        store: h.world.store.clone(),
-        provider: retarget_sms_sender::TwilioProvider::new(
-            twilio.uri(),
-            "https://hooks.example.com".into(),
-            std::time::Duration::from_secs(2),
-        ),
-        channel: Channel::Sms,
-    };
+    let t = h.world.twilio_app("tok", "+15550000000").await;
+    let sender =
+        h.world.sender(Channel::Sms, twilio::provider(twilio.uri(), std::time::Duration::from_secs(2)));
 
     // An SMS source: 5 people, 3 of whom also have a device.
     let source = h.world.message(&t, Channel::Sms).await;
-    let now = h.world.clock.now();
+    let users: Vec<String> = (0..5).map(|i| format!("p{i}")).collect();
     let mut events = Vec::new();
     let mut devices = Vec::new();
-    for i in 0..5 {
-        let user = format!("p{i}");
-        let phone = h.world.subscription(&t, Channel::Sms, &format!("+1555888{i:04}"), Some(&user)).await;
+    for (i, user) in users.iter().enumerate() {
+        let phone = h.world.subscription(&t, Channel::Sms, &format!("+1555888{i:04}"), Some(user)).await;
         if i < 3 {
-            devices.push(h.world.subscription(&t, Channel::Push, &format!("dev-{i}"), Some(&user)).await);
+            devices.push(h.world.subscription(&t, Channel::Push, &format!("dev-{i}"), Some(user)).await);
         }
-        events.push(Interaction {
-            subscription_id: phone,
-            kind: EventKind::Undelivered,
-            external_user_id: retarget_shared::domain::ExternalUserId::parse(&user).ok(),
-            event_id: None,
-            occurred_at: now,
-        });
+        events.push((phone, EventKind::Undelivered, Some(user.as_str())));
     }
-    h.world.store.record_interactions(&source.scope(), &events).await.unwrap();
+    h.world.record(&source, &events).await;
 
     // sms → push.
     let r = h.retarget(&t, json!({"source_message_id": source.message_id, "action": "not_delivered", "channel": "push", "contents": {"body": "Check the app"}})).await;
@@ -478,48 +361,20 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
     let first_message: retarget_shared::domain::MessageId =
         r.body["message_id"].as_str().unwrap().parse().unwrap();
     let first = h.world.store.get_message(t.app.app_id, first_message).await.unwrap().unwrap();
-    let sent: Vec<Interaction> = devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| Interaction {
-            subscription_id: *d,
-            kind: EventKind::Sent,
-            external_user_id: retarget_shared::domain::ExternalUserId::parse(&format!("p{i}")).ok(),
-            event_id: None,
-            occurred_at: now,
-        })
-        .collect();
-    h.world.store.record_interactions(&first.scope(), &sent).await.unwrap();
+    let sent: Vec<_> =
+        devices.iter().zip(&users).map(|(d, user)| (*d, EventKind::Sent, Some(user.as_str()))).collect();
+    h.world.record(&first, &sent).await;
     let again = h.retarget(&t, json!({"source_message_id": first_message, "action": "not_delivered", "channel": "sms", "contents": {"body": "Text fallback"}})).await;
     assert_eq!(again.status, 201, "{again:?}");
     assert_eq!(h.tick().await.dispatched, 1);
-    let bodies = take_bodies(&h.queues, &h.queues.sms).await;
+    let bodies = h.queues.bodies(&h.queues.sms).await;
     assert_eq!(bodies.len(), 1);
 
     // Through the SMS sender to Twilio, delivered twice by SQS: one request per member.
     let event = retarget_tests::sqs_event(&bodies);
-    assert!(
-        retarget_shared::services::sender::handle_batch(&sender, event.clone(), None)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
-    assert!(
-        retarget_shared::services::sender::handle_batch(&sender, event, None)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
-    let requests = twilio.received_requests().await.unwrap();
-    let mut to: Vec<String> = requests
-        .iter()
-        .map(|r| {
-            form_urlencoded::parse(&r.body)
-                .find(|(k, _)| k == "To")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    assert!(handle_batch(&sender, event.clone(), None).await.batch_item_failures.is_empty());
+    assert!(handle_batch(&sender, event, None).await.batch_item_failures.is_empty());
+    let mut to = twilio::recipients(&twilio).await;
     to.sort();
     assert_eq!(
         to,

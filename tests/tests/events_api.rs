@@ -2,20 +2,29 @@
 
 use chrono::Duration;
 use rand::seq::SliceRandom;
-use retarget_events::{Deps, handle};
-use retarget_shared::domain::{Channel, MessageId, Plan, SubscriptionId};
-use retarget_tests::{ApiRequest, ApiResponse, World};
+use retarget_shared::domain::{Channel, Message, MessageId, Plan, SubscriptionId};
+use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
 use serde_json::{Value, json};
 
-async fn post(world: &World, api_key: &str, events: Value) -> ApiResponse {
-    let request = ApiRequest::post("/v1/events").bearer(api_key).json(&json!({ "events": events }));
-    handle(&Deps { store: world.store.clone() }, request.build()).await.into()
+/// `POST /v1/events` of these events by `app`.
+async fn post(world: &World, app: &TestApp, events: Value) -> ApiResponse {
+    world.call(app.post("/v1/events", &json!({ "events": events }))).await
+}
+
+/// A push subscription (token `tok`) of `app` and a push message of `app`, in that order.
+async fn push_pair(world: &World, app: &TestApp) -> (SubscriptionId, Message) {
+    let sub = world.subscription(app, Channel::Push, "tok", None).await;
+    (sub, world.message(app, Channel::Push).await)
+}
+
+/// The events of a request holding one event.
+fn one(message: &Message, subscription: SubscriptionId, kind: &str) -> Value {
+    json!([{"message_id": message.message_id, "subscription_id": subscription, "kind": kind}])
 }
 
 #[tokio::test]
 async fn events_are_validated_one_by_one() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let other = world.app(Plan::Pro).await;
     let push = world.message(&t, Channel::Push).await;
     let sms_sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
@@ -23,7 +32,7 @@ async fn events_are_validated_one_by_one() {
     let foreign_sub = world.subscription(&other, Channel::Push, "tok", None).await;
     let m = push.message_id.to_string();
 
-    let r = post(&world, &t.api_key, json!([
+    let r = post(&world, &t, json!([
         {"message_id": m, "subscription_id": push_sub, "kind": "sent"},
         {"message_id": MessageId::new(), "subscription_id": push_sub, "kind": "sent"},
         {"message_id": "../../x", "subscription_id": push_sub, "kind": "sent"},
@@ -58,19 +67,13 @@ async fn events_are_validated_one_by_one() {
     );
 
     // Another app cannot record against this message.
-    let theirs = post(
-        &world,
-        &other.api_key,
-        json!([{"message_id": m, "subscription_id": foreign_sub, "kind": "clicked"}]),
-    )
-    .await;
+    let theirs = post(&world, &other, one(&push, foreign_sub, "clicked")).await;
     assert_eq!(theirs.body["rejected"], json!([{"index": 0, "code": "unknown_message"}]));
 }
 
 #[tokio::test]
 async fn replays_and_shuffles_leave_the_same_state() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Sms).await;
     let mut subs = Vec::new();
     for i in 0..30 {
@@ -87,13 +90,13 @@ async fn replays_and_shuffles_leave_the_same_state() {
             kinds.into_iter().map(move |k| json!({"message_id": message.message_id, "subscription_id": s, "kind": k, "event_id": format!("{s}-{k}")}))
         })
         .collect();
-    let first = post(&world, &t.api_key, Value::Array(events.clone())).await;
+    let first = post(&world, &t, Value::Array(events.clone())).await;
     assert_eq!((first.body["accepted"].as_u64(), first.body["duplicates"].as_u64()), (Some(60), Some(0)));
     let state = world.scan_all().await;
 
     events.shuffle(&mut rand::rng());
     for chunk in events.chunks(7) {
-        let again = post(&world, &t.api_key, Value::Array(chunk.to_vec())).await;
+        let again = post(&world, &t, Value::Array(chunk.to_vec())).await;
         assert_eq!(again.body["accepted"], 0);
     }
     assert_eq!(world.scan_all().await, state, "a shuffled replay changed the table");
@@ -101,17 +104,10 @@ async fn replays_and_shuffles_leave_the_same_state() {
 
 #[tokio::test]
 async fn expired_and_unretargetable_messages() {
-    let world = World::new().await;
-    let free = world.app(Plan::Free).await;
-    let sub = world.subscription(&free, Channel::Push, "tok", None).await;
-    let message = world.message(&free, Channel::Push).await;
+    let (world, free) = World::with_app(Plan::Free).await;
+    let (sub, message) = push_pair(&world, &free).await;
     let before = world.scan_all().await.len();
-    let r = post(
-        &world,
-        &free.api_key,
-        json!([{"message_id": message.message_id, "subscription_id": sub, "kind": "clicked"}]),
-    )
-    .await;
+    let r = post(&world, &free, one(&message, sub, "clicked")).await;
     assert_eq!(
         (r.body["accepted"].as_u64(), r.body["rejected"].as_array().map(Vec::len)),
         (Some(1), Some(0))
@@ -119,32 +115,19 @@ async fn expired_and_unretargetable_messages() {
     assert_eq!(world.scan_all().await.len(), before, "events of a non-retargetable message are not stored");
 
     let pro = world.app(Plan::Pro).await;
-    let sub = world.subscription(&pro, Channel::Push, "tok", None).await;
-    let message = world.message(&pro, Channel::Push).await;
+    let (sub, message) = push_pair(&world, &pro).await;
     world.clock.advance(Duration::days(30) - Duration::seconds(1));
-    let r = post(
-        &world,
-        &pro.api_key,
-        json!([{"message_id": message.message_id, "subscription_id": sub, "kind": "sent"}]),
-    )
-    .await;
+    let r = post(&world, &pro, one(&message, sub, "sent")).await;
     assert_eq!(r.body["accepted"], 1);
     world.clock.advance(Duration::seconds(1));
-    let r = post(
-        &world,
-        &pro.api_key,
-        json!([{"message_id": message.message_id, "subscription_id": sub, "kind": "clicked"}]),
-    )
-    .await;
+    let r = post(&world, &pro, one(&message, sub, "clicked")).await;
     assert_eq!(r.body["rejected"], json!([{"index": 0, "code": "message_expired"}]));
 }
 
 #[tokio::test]
 async fn malformed_requests_are_refused_whole() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
-    let message = world.message(&t, Channel::Push).await;
-    let sub = world.subscription(&t, Channel::Push, "tok", None).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
+    let (sub, message) = push_pair(&world, &t).await;
     let good = json!({"message_id": message.message_id, "subscription_id": sub, "kind": "sent"});
     let before = world.scan_all().await.len();
     let many: Vec<Value> = (0..1001).map(|_| good.clone()).collect();
@@ -158,27 +141,18 @@ async fn malformed_requests_are_refused_whole() {
         json!([good, {"message_id": message.message_id, "subscription_id": sub, "kind": "sent", "occurred_at": "yesterday"}]),
         json!("nope"),
     ] {
-        post(&world, &t.api_key, events).await.assert_problem(400, "invalid_request");
+        post(&world, &t, events).await.assert_problem(400, "invalid_request");
     }
-    let r: ApiResponse = handle(
-        &Deps { store: world.store.clone() },
-        ApiRequest::post("/v1/events").json(&json!({"events":[good]})).build(),
-    )
-    .await
-    .into();
-    r.assert_problem(401, "unauthorized");
+    let unauthenticated = ApiRequest::post("/v1/events").json(&json!({"events":[good]}));
+    world.call(unauthenticated).await.assert_problem(401, "unauthorized");
     assert_eq!(world.scan_all().await.len(), before);
 }
 
 #[tokio::test]
 async fn a_full_batch_of_1000_is_recorded_in_few_requests() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
-    let mut subs = Vec::new();
-    for i in 0..250 {
-        subs.push(world.subscription(&t, Channel::Push, &format!("tok-{i}"), None).await);
-    }
+    let subs = world.subscriptions(&t, Channel::Push, 250).await;
     let events: Vec<Value> = subs
         .iter()
         .flat_map(|s| {
@@ -186,10 +160,12 @@ async fn a_full_batch_of_1000_is_recorded_in_few_requests() {
                 .map(|k| json!({"message_id": message.message_id, "subscription_id": s, "kind": k}))
         })
         .collect();
-    let [w0, _, g0, _] = world.store.stats().snapshot();
-    let r = post(&world, &t.api_key, Value::Array(events)).await;
+    // The events function's own store: its requests are what is counted.
+    let stats = world.events_store().await.stats();
+    let [w0, _, g0, _] = stats.snapshot();
+    let r = post(&world, &t, Value::Array(events)).await;
     assert_eq!(r.body["accepted"], 1000);
-    let [w1, _, g1, _] = world.store.stats().snapshot();
+    let [w1, _, g1, _] = stats.snapshot();
     // 1 message + 250 subscriptions + 1000 interactions looked up 100 at a time; 1000 items written 25 at a time.
     assert_eq!(w1 - w0, 40);
     assert!(g1 - g0 <= 1 + 3 + 10, "{} BatchGetItem", g1 - g0);

@@ -16,11 +16,11 @@ struct Running {
 
 async fn start() -> Running {
     let sdk = retarget_tests::sdk().await;
-    let unique = ulid::Ulid::new().to_string().to_lowercase();
+    let name = retarget_tests::unique_name("local");
     let mut env = EnvReader::from_pairs([
-        ("TABLE_NAME", format!("local-{unique}").as_str()),
-        ("RESOURCE_PREFIX", format!("local-{unique}").as_str()),
-        ("EVENT_BUS_NAME", format!("local-{unique}").as_str()),
+        ("TABLE_NAME", name.as_str()),
+        ("RESOURCE_PREFIX", name.as_str()),
+        ("EVENT_BUS_NAME", name.as_str()),
     ]);
     let config = LocalConfig::read(&mut env);
     env.finish().unwrap();
@@ -37,7 +37,8 @@ async fn start() -> Running {
     Running { url, resources, _stop: stop }
 }
 
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, String, Value) {
+/// A request over HTTP to the running stack: (status, content type, JSON body or null).
+async fn fetch(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, String, Value) {
     let client = reqwest::Client::new();
     let mut request = client.request(method, url);
     if let Some(body) = body {
@@ -54,12 +55,12 @@ async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16
 async fn the_test_clock_moves_forward_only() {
     let stack = start().await;
     let clock = format!("{}/dev/clock", stack.url);
-    let (status, _, before) = call(reqwest::Method::GET, clock.clone(), None).await;
+    let (status, _, before) = fetch(reqwest::Method::GET, clock.clone(), None).await;
     assert_eq!(status, 200);
     let before = chrono::DateTime::parse_from_rfc3339(before["now"].as_str().unwrap()).unwrap();
 
     let (status, _, after) =
-        call(reqwest::Method::POST, clock.clone(), Some(json!({"advance_seconds": 31 * 86_400}))).await;
+        fetch(reqwest::Method::POST, clock.clone(), Some(json!({"advance_seconds": 31 * 86_400}))).await;
     assert_eq!(status, 200);
     let after = chrono::DateTime::parse_from_rfc3339(after["now"].as_str().unwrap()).unwrap();
     let moved = (after - before).num_seconds();
@@ -67,7 +68,7 @@ async fn the_test_clock_moves_forward_only() {
 
     for bad in [json!({"advance_seconds": -1}), json!({"advance_seconds": "10"}), json!({"seconds": 10})] {
         let (status, content_type, body) =
-            call(reqwest::Method::POST, clock.clone(), Some(bad.clone())).await;
+            fetch(reqwest::Method::POST, clock.clone(), Some(bad.clone())).await;
         assert_eq!((status, content_type.as_str()), (400, "application/problem+json"), "{bad}");
         assert_eq!(body["code"], "invalid_request");
     }
@@ -77,10 +78,10 @@ async fn the_test_clock_moves_forward_only() {
 async fn unknown_routes_and_methods_answer_problem_json() {
     let stack = start().await;
     let (status, content_type, body) =
-        call(reqwest::Method::GET, format!("{}/v1/unknown", stack.url), None).await;
+        fetch(reqwest::Method::GET, format!("{}/v1/unknown", stack.url), None).await;
     assert_eq!((status, content_type.as_str()), (404, "application/problem+json"));
     assert_eq!(body["code"], "not_found");
-    let (status, _, body) = call(reqwest::Method::PATCH, format!("{}/v1/events", stack.url), None).await;
+    let (status, _, body) = fetch(reqwest::Method::PATCH, format!("{}/v1/events", stack.url), None).await;
     assert_eq!((status, body["code"].as_str()), (405, Some("method_not_allowed")));
 }
 
@@ -123,19 +124,11 @@ async fn provisioning_creates_the_queues_and_the_stack_env_names_them() {
         );
     }
     let env = stack_env(&stack.url, &stack.resources);
-    for name in [
-        "API_URL",
-        "TABLE_NAME",
-        "PUSH_QUEUE_URL",
-        "SMS_QUEUE_URL",
-        "EVENT_BUS_NAME",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_ENDPOINT_URL_EVENTBRIDGE",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
+    // The stack's own names, then what the admin CLI needs to reach the same stand-ins.
+    let stack_names = ["API_URL", "TABLE_NAME", "PUSH_QUEUE_URL", "SMS_QUEUE_URL", "EVENT_BUS_NAME"];
+    let endpoints = ["DYNAMODB", "SQS", "EVENTBRIDGE"].map(|service| format!("AWS_ENDPOINT_URL_{service}"));
+    let aws = ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+    for name in stack_names.iter().copied().chain(endpoints.iter().map(String::as_str)).chain(aws) {
         assert!(env.contains(&format!("export {name}='")), "{name} missing from\n{env}");
     }
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use retarget_local::workers::poll_queue;
 use retarget_shared::adapters::resources::{QueueSpec, SMS_QUEUE, create_queue};
 use retarget_shared::domain::Channel;
-use retarget_shared::services::sender::SenderDeps;
-use retarget_tests::World;
+use retarget_tests::{World, twilio};
 
 #[tokio::test]
 async fn poison_messages_reach_the_dlq_after_max_receive_count() {
@@ -16,16 +15,12 @@ async fn poison_messages_reach_the_dlq_after_max_receive_count() {
     let sqs = retarget_shared::adapters::aws::sqs(retarget_tests::sdk().await);
     // A quick-cycling queue: visible again after 1 s, dead-lettered after 2 receives.
     let spec = QueueSpec { visibility_timeout_seconds: 1, max_receive_count: 2, ..SMS_QUEUE };
-    let prefix = format!("esm-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let prefix = retarget_tests::unique_name("esm");
     let urls = create_queue(&sqs, &prefix, &spec).await.unwrap();
     sqs.send_message().queue_url(&urls.queue_url).message_body("{not a send job").send().await.unwrap();
 
-    let provider = retarget_sms_sender::TwilioProvider::new(
-        "http://127.0.0.1:9".into(),
-        "https://hooks.example.com".into(),
-        Duration::from_secs(1),
-    );
-    let deps = SenderDeps { store: world.store.clone(), provider, channel: Channel::Sms };
+    let deps =
+        world.sender(Channel::Sms, twilio::provider("http://127.0.0.1:9".into(), Duration::from_secs(1)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let polling = poll_queue(&sqs, &urls.queue_url, &deps, stopped);
     let watching = async {

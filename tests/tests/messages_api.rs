@@ -1,53 +1,62 @@
 //! The messages function with API Gateway events, against DynamoDB Local and the SQS emulator.
 
 use chrono::Duration;
-use retarget_messages::{Deps, handle};
-use retarget_shared::adapters::queue::RECIPIENTS_PER_JOB;
-use retarget_shared::adapters::store::{Address, Interaction};
-use retarget_shared::domain::{EventKind, Plan, SubscriptionId};
-use retarget_shared::{Clock, domain};
+use retarget_shared::Clock;
+use retarget_shared::domain::{Channel, EventKind, Plan, RECIPIENTS_PER_JOB, SubscriptionId};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
-use serde_json::json;
+use serde_json::{Value, json};
 
 struct Harness {
     world: World,
     queues: TestQueues,
-    deps: Deps,
 }
 
 impl Harness {
     async fn new() -> Self {
         let world = World::new().await;
-        let queues = TestQueues::new().await;
-        let deps = Deps {
-            store: world.store.clone(),
-            push_queue: queues.push.clone(),
-            sms_queue: queues.sms.clone(),
-        };
-        Self { world, queues, deps }
+        let queues = world.queues().await.clone();
+        Self { world, queues }
     }
 
-    async fn call(&self, request: ApiRequest) -> ApiResponse {
-        handle(&self.deps, request.build()).await.into()
+    /// A harness with one app on `plan`.
+    async fn with_app(plan: Plan) -> (Self, TestApp) {
+        let h = Self::new().await;
+        let t = h.world.app(plan).await;
+        (h, t)
+    }
+
+    /// `POST /v1/messages` of this body by `t`.
+    async fn create(&self, t: &TestApp, body: &Value) -> ApiResponse {
+        self.world.call(t.post("/v1/messages", body)).await
+    }
+
+    /// The id of the message `t` creates with this body.
+    async fn created(&self, t: &TestApp, body: &Value) -> String {
+        self.create(t, body).await.body["message_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /v1/messages/{id}` by `t`.
+    async fn get(&self, t: &TestApp, id: &str) -> ApiResponse {
+        self.world.call(t.get(&format!("/v1/messages/{id}"))).await
     }
 
     async fn sms(&self, t: &TestApp, phone: &str, user: Option<&str>) -> SubscriptionId {
-        let user = user.map(|u| domain::ExternalUserId::parse(u).unwrap());
-        let address = Address::Sms { phone_number: domain::PhoneNumber::parse(phone).unwrap() };
-        self.world.store.upsert_subscription(t.app.app_id, address, user).await.unwrap().0.subscription_id
+        self.world.subscription(t, Channel::Sms, phone, user).await
     }
 
     async fn push(&self, t: &TestApp, token: &str, user: Option<&str>) -> SubscriptionId {
-        let user = user.map(|u| domain::ExternalUserId::parse(u).unwrap());
-        let address = Address::Push { platform: domain::Platform::Android, token: token.into() };
-        self.world.store.upsert_subscription(t.app.app_id, address, user).await.unwrap().0.subscription_id
+        self.world.subscription(t, Channel::Push, token, user).await
     }
+}
+
+/// A message on `channel` to one subscription.
+fn to_one(channel: &str, subscription: SubscriptionId) -> Value {
+    json!({"channel": channel, "contents": {"body": "x"}, "include_subscription_ids": [subscription]})
 }
 
 #[tokio::test]
 async fn a_message_to_subscription_ids_is_queued_to_its_channel() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
+    let (h, t) = Harness::with_app(Plan::Pro).await;
     let a = h.sms(&t, "+15550000001", None).await;
     let b = h.sms(&t, "+15550000002", None).await;
     let push = h.push(&t, "tok", None).await;
@@ -59,7 +68,7 @@ async fn a_message_to_subscription_ids_is_queued_to_its_channel() {
         "contents": {"body": "Your cart misses you"},
         "include_subscription_ids": [a, b, b, push, gone, SubscriptionId::new()],
     });
-    let r = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
+    let r = h.create(&t, &body).await;
     assert_eq!(r.status, 202, "{r:?}");
     assert_eq!((r.body["status"].as_str(), r.body["recipients"].as_u64()), (Some("sending"), Some(2)));
 
@@ -76,8 +85,7 @@ async fn a_message_to_subscription_ids_is_queued_to_its_channel() {
 
 #[tokio::test]
 async fn external_user_ids_reach_every_active_subscription_of_each_person() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
+    let (h, t) = Harness::with_app(Plan::Pro).await;
     let p1a = h.push(&t, "t1", Some("p1")).await;
     let p1b = h.push(&t, "t2", Some("p1")).await;
     let p2 = h.push(&t, "t3", Some("p2")).await;
@@ -86,7 +94,7 @@ async fn external_user_ids_reach_every_active_subscription_of_each_person() {
 
     let body = json!({"channel":"push","contents":{"title":"Hi","body":"Back in stock","url":"https://shop.example/x"},
         "include_external_user_ids":["p1","p2","p1","nobody"]});
-    let r = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
+    let r = h.create(&t, &body).await;
     assert_eq!((r.status, r.body["recipients"].as_u64()), (202, Some(3)), "{r:?}");
     let mut queued: Vec<_> =
         h.queues.drain(&h.queues.push).await.into_iter().flat_map(|j| j.subscription_ids).collect();
@@ -98,47 +106,30 @@ async fn external_user_ids_reach_every_active_subscription_of_each_person() {
 
 #[tokio::test]
 async fn large_audiences_are_packed_many_recipients_per_sqs_message() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
-    let mut ids = Vec::new();
-    for i in 0..1200 {
-        ids.push(h.push(&t, &format!("token-{i}"), None).await);
-    }
+    let (h, t) = Harness::with_app(Plan::Pro).await;
+    let ids = h.world.subscriptions(&t, Channel::Push, 1200).await;
     let body = json!({"channel":"push","contents":{"body":"x"},"include_subscription_ids": ids});
-    let r = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
+    let r = h.create(&t, &body).await;
     assert_eq!(r.body["recipients"], 1200);
     let jobs = h.queues.drain(&h.queues.push).await;
     assert_eq!(jobs.len(), 1200usize.div_ceil(RECIPIENTS_PER_JOB));
-    assert_eq!(h.queues.push.stats.batch_requests.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // The messages function's own queue: its requests are what is counted.
+    let queue = h.world.messages_push_queue().await;
+    assert_eq!(queue.stats.batch_requests.load(std::sync::atomic::Ordering::Relaxed), 1);
     let total: usize = jobs.iter().map(|j| j.subscription_ids.len()).sum();
     assert_eq!(total, 1200);
 }
 
 #[tokio::test]
 async fn get_returns_the_message_with_stats_and_its_30_day_expiry() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
+    let (h, t) = Harness::with_app(Plan::Pro).await;
     let a = h.push(&t, "a", None).await;
-    let body = json!({"channel":"push","contents":{"body":"x"},"include_subscription_ids":[a]});
-    let created = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
-    let id = created.body["message_id"].as_str().unwrap().to_owned();
+    let id = h.created(&t, &to_one("push", a)).await;
 
     let message = h.world.store.get_message(t.app.app_id, id.parse().unwrap()).await.unwrap().unwrap();
-    let now = h.world.clock.now();
-    let event = |kind| Interaction {
-        subscription_id: a,
-        kind,
-        external_user_id: None,
-        event_id: None,
-        occurred_at: now,
-    };
-    h.world
-        .store
-        .record_interactions(&message.scope(), &[event(EventKind::Sent), event(EventKind::Clicked)])
-        .await
-        .unwrap();
+    h.world.record(&message, &[(a, EventKind::Sent, None), (a, EventKind::Clicked, None)]).await;
 
-    let got = h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await;
+    let got = h.get(&t, &id).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.body["channel"], "push");
     assert_eq!(got.body["retargetable"], true);
@@ -149,81 +140,71 @@ async fn get_returns_the_message_with_stats_and_its_30_day_expiry() {
     assert_eq!(expires_at - created_at, Duration::days(30));
 
     h.world.clock.advance(Duration::days(30));
-    let later = h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await;
+    let later = h.get(&t, &id).await;
     assert_eq!(later.body["stats"]["sent"], 0, "expired data is never returned");
     // The message item itself lives 90 days more (to answer 410 for audiences), then it is
     // gone even though DynamoDB Local never deletes it.
     h.world
         .clock
         .advance(Duration::days(retarget_shared::keys::MESSAGE_TOMBSTONE_DAYS) - Duration::seconds(1));
-    assert_eq!(h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await.status, 200);
+    assert_eq!(h.get(&t, &id).await.status, 200);
     h.world.clock.advance(Duration::seconds(1));
-    h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key))
-        .await
-        .assert_problem(404, "not_found");
+    h.get(&t, &id).await.assert_problem(404, "not_found");
 }
 
 #[tokio::test]
 async fn free_plan_messages_are_not_retargetable() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Free).await;
+    let (h, t) = Harness::with_app(Plan::Free).await;
     let a = h.sms(&t, "+15550000001", None).await;
-    let body = json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a]});
-    let created = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
-    let id = created.body["message_id"].as_str().unwrap();
-    let got = h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.api_key)).await;
+    let id = h.created(&t, &to_one("sms", a)).await;
+    let got = h.get(&t, &id).await;
     assert_eq!(got.body["retargetable"], false);
 }
 
 #[tokio::test]
 async fn scheduled_messages_wait_for_their_time() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
+    let (h, t) = Harness::with_app(Plan::Pro).await;
     let a = h.sms(&t, "+15550000001", None).await;
     let send_at = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::hours(2));
     let body =
         json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"send_at":send_at});
-    let r = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
+    let r = h.create(&t, &body).await;
     assert_eq!((r.status, r.body["status"].as_str()), (202, Some("scheduled")));
     assert!(h.queues.drain(&h.queues.sms).await.is_empty());
 }
 
 #[tokio::test]
 async fn another_apps_message_is_not_found_and_bad_input_writes_nothing() {
-    let h = Harness::new().await;
-    let t = h.world.app(Plan::Pro).await;
+    let (h, t) = Harness::with_app(Plan::Pro).await;
     let other = h.world.app(Plan::Pro).await;
     let a = h.sms(&t, "+15550000001", None).await;
-    let body = json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a]});
-    let created = h.call(ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body)).await;
-    let id = created.body["message_id"].as_str().unwrap();
-    h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&other.api_key))
-        .await
-        .assert_problem(404, "not_found");
+    let body = to_one("sms", a);
+    let id = h.created(&t, &body).await;
+    h.get(&other, &id).await.assert_problem(404, "not_found");
     // Another app naming my subscription reaches nobody.
-    let theirs = h.call(ApiRequest::post("/v1/messages").bearer(&other.api_key).json(&body)).await;
+    let theirs = h.create(&other, &body).await;
     assert_eq!(theirs.body["recipients"], 0);
     h.queues.drain(&h.queues.sms).await;
 
     let before = h.world.scan_all().await.len();
-    let post = || ApiRequest::post("/v1/messages").bearer(&t.api_key);
     let far = retarget_shared::clock::rfc3339(h.world.clock.now() + Duration::days(31));
-    for (request, status, code) in [
-        (ApiRequest::post("/v1/messages").json(&body), 401, "unauthorized"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"}})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"include_external_user_ids":["u"]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":["nope"]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":""},"include_subscription_ids":[a]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x".repeat(1601)},"include_subscription_ids":[a]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x","url":"javascript:alert(1)"},"include_subscription_ids":[a]})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"send_at":"tomorrow"})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"send_at":far})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"sms","contents":"x","include_subscription_ids":[a]})), 400, "invalid_request"),
-        (post().raw_body(b"[]"), 400, "invalid_request"),
+    h.world.call(ApiRequest::post("/v1/messages").json(&body)).await.assert_problem(401, "unauthorized");
+    for invalid in [
+        json!({"channel":"sms","contents":{"body":"x"}}),
+        json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"include_external_user_ids":["u"]}),
+        json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[]}),
+        json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":["nope"]}),
+        json!({"channel":"sms","contents":{"body":""},"include_subscription_ids":[a]}),
+        json!({"channel":"sms","contents":{"body":"x".repeat(1601)},"include_subscription_ids":[a]}),
+        json!({"channel":"sms","contents":{"body":"x","url":"javascript:alert(1)"},"include_subscription_ids":[a]}),
+        json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"send_at":"tomorrow"}),
+        json!({"channel":"sms","contents":{"body":"x"},"include_subscription_ids":[a],"send_at":far}),
+        json!({"channel":"sms","contents":"x","include_subscription_ids":[a]}),
     ] {
-        h.call(request).await.assert_problem(status, code);
+        h.create(&t, &invalid).await.assert_problem(400, "invalid_request");
     }
+    let not_an_object = ApiRequest::post("/v1/messages").bearer(&t.api_key).raw_body(b"[]");
+    h.world.call(not_an_object).await.assert_problem(400, "invalid_request");
     assert_eq!(h.world.scan_all().await.len(), before);
     assert!(h.queues.drain(&h.queues.sms).await.is_empty());
 }

@@ -20,7 +20,7 @@ use retarget_shared::domain::Channel;
 use retarget_shared::edge::signatures::push_signature;
 use retarget_shared::keys;
 use retarget_tests::model::{KINDS, PREDICATES, predicate, valid_for};
-use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
+use retarget_tests::{ApiRequest, TestApp, World, block_on, proptest_cases};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
@@ -137,19 +137,6 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
-/// The real handlers of every function, routed as API Gateway routes them.
-struct Handlers(retarget_local::Handlers);
-
-impl Handlers {
-    fn new(world: &World, queues: &TestQueues) -> Self {
-        Self(world.handlers(queues, "https://hooks.example.com"))
-    }
-
-    async fn call(&self, request: ApiRequest) -> ApiResponse {
-        self.0.route(request.build()).await.into()
-    }
-}
-
 /// A tenant as the model sees it.
 struct Tenant {
     app: TestApp,
@@ -178,7 +165,7 @@ fn person(slot: usize) -> Option<String> {
     (slot != 5).then(|| format!("person-{}", slot % 3))
 }
 
-async fn create_tenant(h: &Handlers, world: &World, spec: &TenantSpec) -> Tenant {
+async fn create_tenant(world: &World, spec: &TenantSpec) -> Tenant {
     let app = world.app(retarget_shared::domain::Plan::Pro).await;
     let mut subs: Vec<(String, Channel, Option<String>)> = Vec::new();
     let mut sub_of_spec = Vec::new();
@@ -194,7 +181,7 @@ async fn create_tenant(h: &Handlers, world: &World, spec: &TenantSpec) -> Tenant
         if let Some(user) = &user {
             body["external_user_id"] = user.clone().into();
         }
-        let r = h.call(ApiRequest::post("/v1/subscriptions").bearer(&app.api_key).json(&body)).await;
+        let r = world.call(app.post("/v1/subscriptions", &body)).await;
         let id = r.body["subscription_id"].as_str().map(str::to_owned);
         match by_address.get(&(s.channel, s.address)) {
             Some(&i) => {
@@ -224,7 +211,7 @@ async fn create_tenant(h: &Handlers, world: &World, spec: &TenantSpec) -> Tenant
     }
 }
 
-async fn create_message(h: &Handlers, t: &mut Tenant, channel: Channel, old: bool) {
+async fn create_message(world: &World, t: &mut Tenant, channel: Channel, old: bool) {
     let recipients: Vec<&str> =
         t.subs.iter().filter(|(_, c, _)| *c == channel).map(|(id, _, _)| id.as_str()).collect();
     let body = json!({
@@ -232,7 +219,7 @@ async fn create_message(h: &Handlers, t: &mut Tenant, channel: Channel, old: boo
         "contents": {"title": "Hi", "body": "hello"},
         "include_subscription_ids": recipients,
     });
-    let r = h.call(ApiRequest::post("/v1/messages").bearer(&t.app.api_key).json(&body)).await;
+    let r = world.call(t.app.post("/v1/messages", &body)).await;
     assert_eq!(r.status, 202, "{r:?}");
     assert_eq!(r.body["recipients"].as_u64(), Some(recipients.len() as u64), "{r:?}");
     t.messages.push((r.body["message_id"].as_str().expect("a message id").to_owned(), channel, old));
@@ -302,14 +289,7 @@ fn outgoing(tenants: &[Tenant], specs: &[TenantSpec], late: bool) -> Vec<Outgoin
 
 /// Sends one phase's events through the events API (batches of `batch`, per tenant) and the
 /// push webhook, checking every response against the model, which records what it accepts.
-async fn deliver(
-    h: &Handlers,
-    world: &World,
-    tenants: &mut [Tenant],
-    mut events: Vec<Outgoing>,
-    batch: usize,
-    seed: u64,
-) {
+async fn deliver(world: &World, tenants: &mut [Tenant], mut events: Vec<Outgoing>, batch: usize, seed: u64) {
     events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     for (ti, t) in tenants.iter_mut().enumerate() {
         let mine: Vec<&Outgoing> = events.iter().filter(|o| o.tenant == ti).collect();
@@ -342,7 +322,7 @@ async fn deliver(
                 let now = world.clock.now_epoch();
                 let secret = &t.app.app.push_webhook_secret;
                 let signature = format!("t={now},v1={}", push_signature(secret, now, raw.as_bytes()));
-                let r = h
+                let r = world
                     .call(
                         ApiRequest::post(&format!("/v1/webhooks/push/{}", t.app.app.app_id))
                             .header("content-type", "application/json")
@@ -356,18 +336,18 @@ async fn deliver(
             pending.push(o);
             if pending.len() == batch {
                 let (body, expected) = flush(std::mem::take(&mut pending), t);
-                post_events(h, t, body, expected).await;
+                post_events(world, t, body, expected).await;
             }
         }
         if !pending.is_empty() {
             let (body, expected) = flush(pending, t);
-            post_events(h, t, body, expected).await;
+            post_events(world, t, body, expected).await;
         }
     }
 }
 
-async fn post_events(h: &Handlers, t: &Tenant, body: Value, expected: Value) {
-    let r = h.call(ApiRequest::post("/v1/events").bearer(&t.app.api_key).json(&body)).await;
+async fn post_events(world: &World, t: &Tenant, body: Value, expected: Value) {
+    let r = world.call(t.app.post("/v1/events", &body)).await;
     assert_eq!(r.status, 200, "{body}: {r:?}");
     assert_eq!(r.body, expected, "events response for {body}");
 }
@@ -412,36 +392,34 @@ fn model_audience(
 
 async fn check(scenario: Scenario) {
     let world = World::new().await;
-    let queues = TestQueues::new().await;
-    let h = Handlers::new(&world, &queues);
     let mut tenants = Vec::new();
     for spec in &scenario.tenants {
-        tenants.push(create_tenant(&h, &world, spec).await);
+        tenants.push(create_tenant(&world, spec).await);
     }
 
     // Old messages first; their early events while they are young.
     for (t, spec) in tenants.iter_mut().zip(&scenario.tenants) {
         for (channel, _) in spec.messages.iter().filter(|(_, old)| *old) {
-            create_message(&h, t, *channel, true).await;
+            create_message(&world, t, *channel, true).await;
         }
     }
     world.clock.advance(Duration::hours(1));
     let early = outgoing(&tenants, &scenario.tenants, false);
-    deliver(&h, &world, &mut tenants, early, scenario.batch, scenario.shuffle_seed).await;
+    deliver(&world, &mut tenants, early, scenario.batch, scenario.shuffle_seed).await;
 
     world.clock.advance(Duration::days(keys::RETENTION_DAYS) + Duration::hours(1));
     for (t, spec) in tenants.iter_mut().zip(&scenario.tenants) {
         for (channel, _) in spec.messages.iter().filter(|(_, old)| !old) {
-            create_message(&h, t, *channel, false).await;
+            create_message(&world, t, *channel, false).await;
         }
     }
     let late = outgoing(&tenants, &scenario.tenants, true);
-    deliver(&h, &world, &mut tenants, late, scenario.batch, scenario.shuffle_seed ^ 1).await;
+    deliver(&world, &mut tenants, late, scenario.batch, scenario.shuffle_seed ^ 1).await;
 
     for (t, spec) in tenants.iter_mut().zip(&scenario.tenants) {
         for u in &spec.unsubscribe {
             let si = t.sub_of_spec[u % t.sub_of_spec.len()];
-            let r = h
+            let r = world
                 .call(
                     ApiRequest::post(&format!("/v1/subscriptions/{}/unsubscribe", t.subs[si].0))
                         .bearer(&t.app.api_key),
@@ -455,7 +433,7 @@ async fn check(scenario: Scenario) {
     // Stats: distinct subscriptions per kind; nothing of an expired message.
     for (ti, t) in tenants.iter().enumerate() {
         for (mi, (id, _, old)) in t.messages.iter().enumerate() {
-            let r = h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&t.app.api_key)).await;
+            let r = world.call(t.app.get(&format!("/v1/messages/{id}"))).await;
             assert_eq!(r.status, 200, "{r:?}");
             for kind in ["sent", "delivered", "clicked", "failed", "undelivered"] {
                 let expected = if *old {
@@ -471,15 +449,11 @@ async fn check(scenario: Scenario) {
             }
             // Another tenant's key sees nothing of it.
             let other = &tenants[(ti + 1) % tenants.len()];
-            h.call(ApiRequest::get(&format!("/v1/messages/{id}")).bearer(&other.app.api_key))
-                .await
-                .assert_problem(404, "not_found");
-            h.call(
-                ApiRequest::get(&format!("/v1/messages/{id}/audience/count?action=sent"))
-                    .bearer(&other.app.api_key),
-            )
-            .await
-            .assert_problem(404, "not_found");
+            for target in
+                [format!("/v1/messages/{id}"), format!("/v1/messages/{id}/audience/count?action=sent")]
+            {
+                world.call(other.app.get(&target)).await.assert_problem(404, "not_found");
+            }
         }
     }
 
@@ -490,7 +464,7 @@ async fn check(scenario: Scenario) {
         let (query, rule) = predicate(q.predicate, *source);
         let channel = q.target.as_str();
         let count_url = format!("/v1/messages/{id}/audience/count?{query}&channel={channel}");
-        let count = h.call(ApiRequest::get(&count_url).bearer(&t.app.api_key)).await;
+        let count = world.call(t.app.get(&count_url)).await;
         if *old {
             count.assert_problem(410, "source_expired");
             continue;
@@ -513,7 +487,7 @@ async fn check(scenario: Scenario) {
             if let Some(c) = &cursor {
                 url.push_str(&format!("&cursor={c}"));
             }
-            let r = h.call(ApiRequest::get(&url).bearer(&t.app.api_key)).await;
+            let r = world.call(t.app.get(&url)).await;
             assert_eq!(r.status, 200, "{url}: {r:?}");
             let page = r.body["subscriptions"].as_array().expect("a page");
             assert!(page.len() <= q.limit, "{url}: {r:?}");
@@ -531,14 +505,10 @@ async fn check(scenario: Scenario) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(12),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig::with_cases(proptest_cases(12)))]
 
     #[test]
     fn handlers_agree_with_the_model(scenario in scenario()) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(check(scenario));
+        block_on(check(scenario));
     }
 }

@@ -4,26 +4,22 @@
 //! takes one (iterating `ROUTES`) and never show up in lists or audiences; secret comparisons
 //! are constant time.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use clap::Parser;
 use retarget_admin::{Cli, run};
 use retarget_shared::Clock;
-use retarget_shared::adapters::store::Interaction;
 use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind};
-use retarget_shared::edge::routes::{Function, ROUTES, Route};
+use retarget_shared::edge::routes::{ROUTES, Route};
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
-use retarget_shared::services::sender::{SenderDeps, handle_batch};
+use retarget_shared::services::sender::handle_batch;
 use retarget_shared::telemetry;
-use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World, sqs_event};
+use retarget_tests::{ApiRequest, PUBLIC_BASE_URL as PUBLIC, TestApp, World, sqs_event, twilio};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PUBLIC: &str = "https://hooks.example.com";
 const ACCOUNT: &str = "AC5ec2e7c0ffee5ec2e7c0ffee5ec2e7c0";
 const TWILIO_TOKEN: &str = "twilio-auth-token-5ecret-9f8e7d6c5b4a";
 const FROM: &str = "+15550009999";
@@ -50,23 +46,6 @@ async fn admin(world: &World, args: &[&str]) -> Value {
     let cli = Cli::try_parse_from(std::iter::once("retarget-admin").chain(args.iter().copied()))
         .expect("admin arguments");
     run(&world.store, cli).await.expect("admin command")
-}
-
-/// Every item of the table as text, maps in key order.
-async fn table_text(world: &World) -> Vec<String> {
-    fn canonical(value: &AttributeValue) -> String {
-        match value {
-            AttributeValue::M(map) => {
-                format!("{:?}", map.iter().map(|(k, v)| (k, canonical(v))).collect::<BTreeMap<_, _>>())
-            }
-            AttributeValue::L(list) => format!("{:?}", list.iter().map(canonical).collect::<Vec<_>>()),
-            other => format!("{other:?}"),
-        }
-    }
-    let mut items: Vec<String> =
-        world.scan_all().await.into_iter().map(|item| canonical(&AttributeValue::M(item))).collect();
-    items.sort();
-    items
 }
 
 /// An app with Twilio, FCM and APNs credentials, created through the admin library.
@@ -139,7 +118,7 @@ async fn api_keys_are_stored_only_as_hashes() {
     admin(&world, &["key", "revoke", "--app-id", &first.app_id.to_string(), "--api-key", &revoked]).await;
     let other = admin_app(&world, "https://oauth2.example.com/token").await;
 
-    let table = table_text(&world).await;
+    let table = world.snapshot().await;
     let everything = table.join("\n");
     for key in [&first.api_key, &second, &revoked, &other.api_key] {
         let random_part = key.strip_prefix(ApiKey::PREFIX).expect("prefixed key");
@@ -161,28 +140,15 @@ async fn api_keys_are_stored_only_as_hashes() {
 // (b) no secret or phone number in the logs
 // ---------------------------------------------------------------------------------------------
 
-fn accepted() -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({"sid": "SM5ec", "status": "queued"}))
-}
-
 #[tokio::test]
 async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let logs = telemetry::capture();
     let world = World::new().await;
-    let queues = TestQueues::new().await;
+    let queues = world.queues().await;
     let (fcm, apns) = (MockServer::start().await, MockServer::start().await);
     let admin_app = admin_app(&world, &format!("{}/token", fcm.uri())).await;
     let app = world.store.get_app(admin_app.app_id).await.unwrap().expect("the app");
     let t = TestApp { app, api_key: admin_app.api_key.clone() };
-    let store = || world.store.clone();
-    let subscriptions = retarget_subscriptions::Deps { store: store() };
-    let messages = retarget_messages::Deps {
-        store: store(),
-        push_queue: queues.push.clone(),
-        sms_queue: queues.sms.clone(),
-    };
-    let webhooks = retarget_webhooks::Deps { store: store(), public_base_url: PUBLIC.into() };
-    let events = retarget_events::Deps { store: store() };
 
     // Subscriptions with phone numbers: created, updated, read, refused, unsubscribed.
     let phones = ["+15551234567", "+447911123456", "+15557654321", "+33612345678"];
@@ -191,12 +157,7 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         for _ in 0..2 {
             let body =
                 json!({"channel": "sms", "phone_number": phone, "external_user_id": format!("person-{i}")});
-            let r: ApiResponse = retarget_subscriptions::handle(
-                &subscriptions,
-                ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&body).build(),
-            )
-            .await
-            .into();
+            let r = world.call(t.post("/v1/subscriptions", &body)).await;
             assert!(r.status == 201 || r.status == 200, "{r:?}");
             subs.push(r.body["subscription_id"].as_str().expect("id").to_owned());
         }
@@ -204,20 +165,9 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     subs.dedup();
     for bad in ["+1555123456789012", "15551234567", "+1 555 123 4567"] {
         let body = json!({"channel": "sms", "phone_number": bad});
-        let r: ApiResponse = retarget_subscriptions::handle(
-            &subscriptions,
-            ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&body).build(),
-        )
-        .await
-        .into();
-        r.assert_problem(400, "invalid_phone_number");
+        world.call(t.post("/v1/subscriptions", &body)).await.assert_problem(400, "invalid_phone_number");
     }
-    let r: ApiResponse = retarget_subscriptions::handle(
-        &subscriptions,
-        ApiRequest::get(&format!("/v1/subscriptions/{}", subs[0])).bearer(&t.api_key).build(),
-    )
-    .await
-    .into();
+    let r = world.call(t.get(&format!("/v1/subscriptions/{}", subs[0]))).await;
     assert_eq!(r.body["phone_number"], phones[0]);
 
     // Bad authentication attempts, with keys.
@@ -227,21 +177,14 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     for authorization in
         [format!("Bearer {wrong}"), format!("Basic {}", t.api_key), "Bearer rtk_guess".into()]
     {
-        let r: ApiResponse = retarget_subscriptions::handle(
-            &subscriptions,
-            ApiRequest::get(&format!("/v1/subscriptions/{}", subs[0]))
-                .header("authorization", &authorization)
-                .build(),
-        )
-        .await
-        .into();
-        r.assert_problem(401, "unauthorized");
+        let request = ApiRequest::get(&format!("/v1/subscriptions/{}", subs[0]));
+        world.call(request.header("authorization", &authorization)).await.assert_problem(401, "unauthorized");
     }
 
     // An SMS message to all of them, sent through the SMS sender to a wiremock Twilio: one
     // accepted, one permanent error and one transient error that quote the number, one timeout.
     let twilio = MockServer::start().await;
-    let messages_path = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
+    let messages_path = twilio::messages_path(ACCOUNT);
     Mock::given(method("POST"))
         .and(path(&messages_path))
         .and(body_string_contains("To=%2B15557654321"))
@@ -264,27 +207,23 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     Mock::given(method("POST"))
         .and(path(&messages_path))
         .and(body_string_contains("To=%2B33612345678"))
-        .respond_with(accepted().set_delay(Duration::from_secs(3)))
+        .respond_with(twilio::accepted().set_delay(Duration::from_secs(3)))
         .mount(&twilio)
         .await;
-    Mock::given(method("POST")).and(path(&messages_path)).respond_with(accepted()).mount(&twilio).await;
+    Mock::given(method("POST"))
+        .and(path(&messages_path))
+        .respond_with(twilio::accepted())
+        .mount(&twilio)
+        .await;
 
     let body =
         json!({"channel": "sms", "contents": {"body": "Sale today"}, "include_subscription_ids": subs});
-    let r: ApiResponse = retarget_messages::handle(
-        &messages,
-        ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body).build(),
-    )
-    .await
-    .into();
+    let r = world.call(t.post("/v1/messages", &body)).await;
     assert_eq!(r.status, 202, "{r:?}");
     let message_id = r.body["message_id"].as_str().expect("message_id").to_owned();
-    let jobs = queues.drain(&queues.sms).await;
-    assert!(!jobs.is_empty());
-    let bodies: Vec<String> = jobs.iter().map(|j| serde_json::to_string(j).expect("job")).collect();
-    let provider =
-        retarget_sms_sender::TwilioProvider::new(twilio.uri(), PUBLIC.into(), Duration::from_secs(1));
-    let sender = SenderDeps { store: store(), provider, channel: Channel::Sms };
+    let bodies = queues.bodies(&queues.sms).await;
+    assert!(!bodies.is_empty());
+    let sender = world.sender(Channel::Sms, twilio::provider(twilio.uri(), Duration::from_secs(1)));
     handle_batch(&sender, sqs_event(&bodies), None).await;
     let requests = twilio.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), phones.len(), "one Twilio request per number");
@@ -306,16 +245,11 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         for signature in
             [twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC}{target}"), &params), "Zm9yZ2Vk".into()]
         {
-            let r: ApiResponse = retarget_webhooks::handle(
-                &webhooks,
-                ApiRequest::post(&target)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("x-twilio-signature", &signature)
-                    .raw_body(form.as_bytes())
-                    .build(),
-            )
-            .await
-            .into();
+            let request = ApiRequest::post(&target)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", &signature)
+                .raw_body(form.as_bytes());
+            let r = world.call(request).await;
             assert!(r.status == 204 || r.status == 403, "{r:?}");
         }
     }
@@ -335,24 +269,12 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         (admin_app.push_webhook_secret.as_str(), now - 600),
     ] {
         let header = format!("t={at},v1={}", push_signature(secret, at, event.as_bytes()));
-        let _: ApiResponse = retarget_webhooks::handle(
-            &webhooks,
-            ApiRequest::post(&format!("/v1/webhooks/push/{}", t.app.app_id))
-                .header("retarget-signature", &header)
-                .raw_body(event.as_bytes())
-                .build(),
-        )
-        .await
-        .into();
+        let request = ApiRequest::post(&format!("/v1/webhooks/push/{}", t.app.app_id));
+        world.call(request.header("retarget-signature", &header).raw_body(event.as_bytes())).await;
     }
     // Events naming the subscriptions, and an admin key rotation.
     let body = json!({"events": [{"message_id": message_id, "subscription_id": subs[0], "kind": "sent"}]});
-    let _: ApiResponse = retarget_events::handle(
-        &events,
-        ApiRequest::post("/v1/events").bearer(&t.api_key).json(&body).build(),
-    )
-    .await
-    .into();
+    world.call(t.post("/v1/events", &body)).await;
     let rotated = admin(&world, &["key", "create", "--app-id", &t.app.app_id.to_string()]).await;
     let rotated = rotated["api_key"].as_str().expect("key").to_owned();
     admin(&world, &["key", "revoke", "--app-id", &t.app.app_id.to_string(), "--api-key", &rotated]).await;
@@ -362,12 +284,7 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     for (token, platform) in [(ANDROID_TOKEN, "android"), (IOS_TOKEN, "ios")] {
         let body =
             json!({"channel": "push", "token": token, "platform": platform, "external_user_id": "person-0"});
-        let r: ApiResponse = retarget_subscriptions::handle(
-            &subscriptions,
-            ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&body).build(),
-        )
-        .await
-        .into();
+        let r = world.call(t.post("/v1/subscriptions", &body)).await;
         assert_eq!(r.status, 201, "{r:?}");
     }
     Mock::given(method("POST"))
@@ -395,18 +312,12 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         .mount(&apns)
         .await;
     let body = json!({"channel": "push", "contents": {"title": "Hi", "body": "Sale"}, "include_external_user_ids": ["person-0"]});
-    let r: ApiResponse = retarget_messages::handle(
-        &messages,
-        ApiRequest::post("/v1/messages").bearer(&t.api_key).json(&body).build(),
-    )
-    .await
-    .into();
+    let r = world.call(t.post("/v1/messages", &body)).await;
     assert_eq!((r.status, &r.body["recipients"]), (202, &json!(2)), "{r:?}");
-    let bodies: Vec<String> =
-        queues.drain(&queues.push).await.iter().map(|j| serde_json::to_string(j).expect("job")).collect();
+    let bodies = queues.bodies(&queues.push).await;
     let provider = retarget_push_sender::PushProvider::new(fcm.uri(), apns.uri(), Duration::from_secs(2))
         .expect("provider");
-    let sender = SenderDeps { store: store(), provider, channel: Channel::Push };
+    let sender = world.sender(Channel::Push, provider);
     handle_batch(&sender, sqs_event(&bodies), None).await;
     assert!(!fcm.received_requests().await.unwrap_or_default().is_empty(), "FCM was called");
     assert!(!apns.received_requests().await.unwrap_or_default().is_empty(), "APNs was called");
@@ -493,7 +404,6 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
 
 struct Tenants {
     world: World,
-    queues: TestQueues,
     a: TestApp,
     b: TestApp,
     a_sms_sub: String,
@@ -506,7 +416,6 @@ struct Tenants {
 impl Tenants {
     async fn new() -> Self {
         let world = World::new().await;
-        let queues = TestQueues::new().await;
         let a = world.twilio_app("twilio-token-of-a", FROM).await;
         let b = world.twilio_app("twilio-token-of-b", FROM).await;
         let a_sms_sub = world.subscription(&a, Channel::Sms, "+15550000001", Some("alice")).await;
@@ -514,18 +423,10 @@ impl Tenants {
         let a_message = world.message(&a, Channel::Push).await;
         let b_message = world.message(&b, Channel::Push).await;
         let b_sub = world.subscription(&b, Channel::Push, "token-b", Some("bob")).await;
-        let sent = |subscription_id| Interaction {
-            subscription_id,
-            kind: EventKind::Sent,
-            external_user_id: None,
-            event_id: None,
-            occurred_at: world.clock.now(),
-        };
-        world.store.record_interactions(&a_message.scope(), &[sent(a_push_sub)]).await.unwrap();
-        world.store.record_interactions(&b_message.scope(), &[sent(b_sub)]).await.unwrap();
+        world.record_each(&a_message, EventKind::Sent, &[a_push_sub]).await;
+        world.record_each(&b_message, EventKind::Sent, &[b_sub]).await;
         let mut t = Self {
             world,
-            queues,
             a,
             b,
             a_sms_sub: a_sms_sub.to_string(),
@@ -535,17 +436,10 @@ impl Tenants {
             b_message: b_message.message_id.to_string(),
         };
         let body = json!({"source_message_id": t.a_message, "action": "sent", "contents": {"body": "again"}});
-        let r = t
-            .call(Function::Retargets, ApiRequest::post("/v1/retargets").bearer(&t.a.api_key).json(&body))
-            .await;
+        let r = t.world.call(t.a.post("/v1/retargets", &body)).await;
         assert_eq!(r.status, 201, "{r:?}");
         t.a_retarget = r.body["retarget_id"].as_str().expect("retarget_id").to_owned();
         t
-    }
-
-    async fn call(&self, function: Function, request: ApiRequest) -> ApiResponse {
-        let handlers = self.world.handlers(&self.queues, PUBLIC);
-        handlers.handle(function, request.build()).await.into()
     }
 
     /// App B's attempt at app A's data on `route`, and what it must answer: (status, code).
@@ -638,11 +532,11 @@ fn request(route: Route, target: &str) -> ApiRequest {
 async fn another_tenants_ids_answer_404_on_every_route_and_never_leak() {
     let t = Tenants::new().await;
     let a_items_before: Vec<String> =
-        table_text(&t.world).await.into_iter().filter(|i| i.contains(&t.a.app.app_id.to_string())).collect();
+        t.world.snapshot().await.into_iter().filter(|i| i.contains(&t.a.app.app_id.to_string())).collect();
     let mut failures = Vec::new();
-    for (method, template, route, function) in ROUTES {
+    for (method, template, route, _) in ROUTES {
         let (request, status, code) = t.attempt(*route, template);
-        let r = t.call(*function, request).await;
+        let r = t.world.call(request).await;
         let name = format!("{method} {template}");
         let body = r.body.to_string();
         let ok = match code {
@@ -671,11 +565,12 @@ async fn another_tenants_ids_answer_404_on_every_route_and_never_leak() {
     }
     // A's items are exactly as they were; no job was queued for A's subscriptions.
     let a_items_after: Vec<String> =
-        table_text(&t.world).await.into_iter().filter(|i| i.contains(&t.a.app.app_id.to_string())).collect();
+        t.world.snapshot().await.into_iter().filter(|i| i.contains(&t.a.app.app_id.to_string())).collect();
     if a_items_after != a_items_before {
         failures.push("app A's items changed".into());
     }
-    let jobs = [t.queues.drain(&t.queues.push).await, t.queues.drain(&t.queues.sms).await].concat();
+    let queues = t.world.queues().await;
+    let jobs = [queues.drain(&queues.push).await, queues.drain(&queues.sms).await].concat();
     if jobs.iter().any(|j| j.subscription_ids.iter().any(|s| s.to_string() == t.a_push_sub)) {
         failures.push(format!("a send job names app A's subscription: {jobs:?}"));
     }
@@ -686,13 +581,13 @@ async fn another_tenants_ids_answer_404_on_every_route_and_never_leak() {
 async fn lists_and_audiences_show_only_the_callers_data() {
     let t = Tenants::new().await;
     // B's audience, count and retargets list of its own message hold only B's data.
-    for (function, target) in [
-        (Function::Audiences, format!("/v1/messages/{}/audience?action=sent", t.b_message)),
-        (Function::Audiences, format!("/v1/messages/{}/audience?did=sent&channel=sms", t.b_message)),
-        (Function::Audiences, format!("/v1/messages/{}/audience/count?action=sent", t.b_message)),
-        (Function::Retargets, format!("/v1/messages/{}/retargets", t.b_message)),
+    for target in [
+        format!("/v1/messages/{}/audience?action=sent", t.b_message),
+        format!("/v1/messages/{}/audience?did=sent&channel=sms", t.b_message),
+        format!("/v1/messages/{}/audience/count?action=sent", t.b_message),
+        format!("/v1/messages/{}/retargets", t.b_message),
     ] {
-        let r = t.call(function, ApiRequest::get(&target).bearer(&t.b.api_key)).await;
+        let r = t.world.call(t.b.get(&target)).await;
         assert_eq!(r.status, 200, "{target}: {r:?}");
         let body = r.body.to_string();
         for a_id in [&t.a_sms_sub, &t.a_push_sub, &t.a_message, &t.a_retarget] {
@@ -703,16 +598,11 @@ async fn lists_and_audiences_show_only_the_callers_data() {
         }
     }
     // A message to a person id both apps use reaches only the caller's subscriptions.
-    let r = t
-        .call(
-            Function::Messages,
-            ApiRequest::post("/v1/messages").bearer(&t.b.api_key).json(&json!({
-                "channel": "sms", "contents": {"body": "x"}, "include_external_user_ids": ["alice"],
-            })),
-        )
-        .await;
+    let body = json!({"channel": "sms", "contents": {"body": "x"}, "include_external_user_ids": ["alice"]});
+    let r = t.world.call(t.b.post("/v1/messages", &body)).await;
     assert_eq!((r.status, &r.body["recipients"]), (202, &json!(0)), "{r:?}");
-    assert!(t.queues.drain(&t.queues.sms).await.is_empty());
+    let queues = t.world.queues().await;
+    assert!(queues.drain(&queues.sms).await.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

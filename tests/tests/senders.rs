@@ -5,16 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use retarget_shared::adapters::queue::SendJob;
-use retarget_shared::adapters::store::{Message, NewApp, TwilioConfig};
-use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::domain::{Channel, EventKind, Message, SendJob, SubscriptionId};
 use retarget_shared::services::sender::{SenderDeps, handle_batch};
 use retarget_sms_sender::TwilioProvider;
-use retarget_tests::{TestApp, World, sqs_event};
+use retarget_tests::{TestApp, World, sqs_event, twilio};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const ACCOUNT: &str = "AC0123456789";
 
 struct Harness {
     world: World,
@@ -27,38 +23,30 @@ impl Harness {
     async fn new() -> Self {
         let world = World::new().await;
         let twilio = MockServer::start().await;
-        let provider =
-            TwilioProvider::new(twilio.uri(), "https://hooks.example.com".into(), Duration::from_secs(2));
-        let deps = SenderDeps { store: world.store.clone(), provider, channel: Channel::Sms };
-        let config = TwilioConfig {
-            account_sid: ACCOUNT.into(),
-            auth_token: "token".into(),
-            from: Some("+15550009999".into()),
-            messaging_service_sid: None,
-        };
-        let app = world
-            .store
-            .create_app(NewApp {
-                name: "sms".into(),
-                plan: Plan::Pro,
-                twilio: Some(config),
-                fcm: None,
-                apns: None,
-            })
-            .await
-            .unwrap();
-        let api_key = world.store.create_api_key(app.app_id).await.unwrap().reveal().to_owned();
-        Self { world, twilio, deps, app: TestApp { app, api_key } }
+        let deps = world.sender(Channel::Sms, twilio::provider(twilio.uri(), Duration::from_secs(2)));
+        let app = world.twilio_app("token", "+15550009999").await;
+        Self { world, twilio, deps, app }
     }
 
+    /// A harness whose Twilio accepts every message.
+    async fn accepting() -> Self {
+        let h = Self::new().await;
+        h.accept_the_rest().await;
+        h
+    }
+
+    /// From now on Twilio accepts every message not answered otherwise.
+    async fn accept_the_rest(&self) {
+        Mock::given(method("POST"))
+            .and(path(messages_path()))
+            .respond_with(twilio::accepted())
+            .mount(&self.twilio)
+            .await;
+    }
+
+    /// `n` SMS subscriptions, `+15550000000` on.
     async fn recipients(&self, n: usize) -> Vec<SubscriptionId> {
-        let mut subs = Vec::new();
-        for i in 0..n {
-            subs.push(
-                self.world.subscription(&self.app, Channel::Sms, &format!("+1555000{i:04}"), None).await,
-            );
-        }
-        subs
+        self.world.subscriptions(&self.app, Channel::Sms, n).await
     }
 
     fn job(&self, message: &Message, subs: &[SubscriptionId]) -> String {
@@ -74,30 +62,20 @@ impl Harness {
     /// Provider requests received per `To`.
     async fn requests_per_recipient(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
-        for request in self.twilio.received_requests().await.unwrap_or_default() {
-            let form: HashMap<String, String> = form_urlencoded_pairs(&request.body);
-            *counts.entry(form.get("To").cloned().unwrap_or_default()).or_default() += 1;
+        for to in twilio::recipients(&self.twilio).await {
+            *counts.entry(to).or_default() += 1;
         }
         counts
     }
 }
 
-fn form_urlencoded_pairs(body: &[u8]) -> HashMap<String, String> {
-    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
-}
-
-fn accepted() -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM123", "status": "queued"}))
-}
-
 fn messages_path() -> String {
-    format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+    twilio::messages_path(twilio::ACCOUNT)
 }
 
 #[tokio::test]
 async fn every_recipient_gets_one_request_whatever_sqs_redelivers() {
-    let h = Harness::new().await;
-    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let h = Harness::accepting().await;
     let subs = h.recipients(12).await;
     let message = h.world.message(&h.app, Channel::Sms).await;
     let event = sqs_event(&[h.job(&message, &subs[..7]), h.job(&message, &subs[7..])]);
@@ -117,7 +95,7 @@ async fn every_recipient_gets_one_request_whatever_sqs_redelivers() {
 
     // The callback Twilio will use is this app's webhook URL with the message and subscription.
     let request = &h.twilio.received_requests().await.unwrap()[0];
-    let form = form_urlencoded_pairs(&request.body);
+    let form = twilio::form(request);
     let callback = &form["StatusCallback"];
     assert!(
         callback.starts_with(&format!(
@@ -147,7 +125,7 @@ async fn transient_errors_are_retried_through_sqs_and_still_send_once() {
         .up_to_n_times(1)
         .mount(&h.twilio)
         .await;
-    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    h.accept_the_rest().await;
     let message = h.world.message(&h.app, Channel::Sms).await;
     let event = sqs_event(&[h.job(&message, &subs)]);
 
@@ -173,7 +151,7 @@ async fn permanent_errors_record_failed_and_unsubscribe_stopped_numbers() {
     Mock::given(method("POST")).and(path(messages_path())).and(body_string_contains("To=%2B15550000001"))
         .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400})))
         .mount(&h.twilio).await;
-    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    h.accept_the_rest().await;
     let message = h.world.message(&h.app, Channel::Sms).await;
     let event = sqs_event(&[h.job(&message, &subs)]);
 
@@ -192,8 +170,7 @@ async fn permanent_errors_record_failed_and_unsubscribe_stopped_numbers() {
 
 #[tokio::test]
 async fn a_poison_record_fails_alone() {
-    let h = Harness::new().await;
-    Mock::given(method("POST")).and(path(messages_path())).respond_with(accepted()).mount(&h.twilio).await;
+    let h = Harness::accepting().await;
     let subs = h.recipients(2).await;
     let message = h.world.message(&h.app, Channel::Sms).await;
     let push_job = serde_json::to_string(&SendJob {
@@ -217,8 +194,8 @@ struct PanicsFor(&'static str);
 impl retarget_shared::services::provider::Provider for PanicsFor {
     async fn send(
         &self,
-        _app: &retarget_shared::adapters::store::App,
-        subscription: &retarget_shared::adapters::store::Subscription,
+        _app: &retarget_shared::domain::App,
+        subscription: &retarget_shared::domain::Subscription,
         _message: &Message,
     ) -> Result<retarget_shared::services::provider::Accepted, retarget_shared::services::provider::SendError>
     {
@@ -235,11 +212,7 @@ async fn a_panic_fails_only_its_own_job() {
     let h = Harness::new().await;
     let subs = h.recipients(4).await;
     let message = h.world.message(&h.app, Channel::Sms).await;
-    let deps = SenderDeps {
-        store: h.world.store.clone(),
-        provider: PanicsFor("+15550000001"),
-        channel: Channel::Sms,
-    };
+    let deps = h.world.sender(Channel::Sms, PanicsFor("+15550000001"));
     let event = sqs_event(&[h.job(&message, &subs[..2]), h.job(&message, &subs[2..])]);
     let response = handle_batch(&deps, event, None).await;
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();

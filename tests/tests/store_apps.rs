@@ -1,8 +1,8 @@
 //! Apps, plans and API keys against DynamoDB Local.
 
 use chrono::Duration;
-use retarget_shared::adapters::store::{NewApp, StoreError, TwilioConfig};
-use retarget_shared::domain::{ApiKey, Plan};
+use retarget_shared::adapters::store::StoreError;
+use retarget_shared::domain::{ApiKey, NewApp, Plan, TwilioConfig};
 use retarget_shared::{Clock, keys};
 use retarget_tests::World;
 

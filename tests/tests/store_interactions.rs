@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 
 use chrono::Duration;
 use rand::seq::SliceRandom;
-use retarget_shared::adapters::store::{Interaction, InteractionRow, MessageScope};
-use retarget_shared::domain::{AppId, EventId, EventKind, ExternalUserId, MessageId, SubscriptionId};
+use retarget_shared::adapters::store::{Interaction, InteractionRow};
+use retarget_shared::domain::{
+    AppId, EventId, EventKind, ExternalUserId, MessageId, MessageScope, SubscriptionId,
+};
 use retarget_shared::{Clock, keys};
 use retarget_tests::World;
 
@@ -29,6 +31,22 @@ fn event(sub: SubscriptionId, kind: EventKind) -> Interaction {
     }
 }
 
+/// `n` new subscriptions, and for each an event of both `kinds`.
+fn each_twice(n: usize, kinds: [EventKind; 2]) -> (Vec<SubscriptionId>, Vec<Interaction>) {
+    let subs: Vec<_> = (0..n).map(|_| SubscriptionId::new()).collect();
+    let events = subs.iter().flat_map(|s| kinds.map(|kind| event(*s, kind))).collect();
+    (subs, events)
+}
+
+/// A fresh world and message scope, with `sent` recorded for `n` new subscriptions in one call.
+async fn with_sent(n: usize) -> (World, MessageScope) {
+    let world = World::new().await;
+    let scope = scope(&world);
+    let events: Vec<_> = (0..n).map(|_| event(SubscriptionId::new(), EventKind::Sent)).collect();
+    world.store.record_interactions(&scope, &events).await.unwrap();
+    (world, scope)
+}
+
 async fn read_all(world: &World, scope: &MessageScope, after: Option<SubscriptionId>) -> Vec<InteractionRow> {
     let mut stream = world.store.interactions(scope, after);
     let mut rows = Vec::new();
@@ -46,9 +64,7 @@ fn as_set(rows: &[InteractionRow]) -> BTreeSet<(SubscriptionId, EventKind)> {
 async fn a_replay_changes_nothing() {
     let world = World::new().await;
     let scope = scope(&world);
-    let subs: Vec<_> = (0..60).map(|_| SubscriptionId::new()).collect();
-    let events: Vec<_> =
-        subs.iter().flat_map(|s| [event(*s, EventKind::Sent), event(*s, EventKind::Clicked)]).collect();
+    let (_, events) = each_twice(60, [EventKind::Sent, EventKind::Clicked]);
 
     let first = world.store.record_interactions(&scope, &events).await.unwrap();
     assert_eq!((first.accepted(), first.duplicates()), (120, 0));
@@ -122,9 +138,7 @@ async fn any_order_and_any_batching_gives_the_same_state() {
 async fn the_shard_fan_in_returns_every_item_once_in_order() {
     let world = World::new().await;
     let scope = scope(&world);
-    let subs: Vec<_> = (0..1500).map(|_| SubscriptionId::new()).collect();
-    let events: Vec<_> =
-        subs.iter().flat_map(|s| [event(*s, EventKind::Sent), event(*s, EventKind::Delivered)]).collect();
+    let (subs, events) = each_twice(1500, [EventKind::Sent, EventKind::Delivered]);
     for chunk in events.chunks(1000) {
         world.store.record_interactions(&scope, chunk).await.unwrap();
     }
@@ -177,10 +191,7 @@ async fn expired_data_is_never_returned() {
 
 #[tokio::test]
 async fn every_item_carries_the_ttl_attribute() {
-    let world = World::new().await;
-    let scope = scope(&world);
-    let events: Vec<_> = (0..30).map(|_| event(SubscriptionId::new(), EventKind::Sent)).collect();
-    world.store.record_interactions(&scope, &events).await.unwrap();
+    let (world, scope) = with_sent(30).await;
     let items = world.scan_all().await;
     assert!(items.len() > 30, "interaction items plus a stats item");
     for item in items {
@@ -191,10 +202,7 @@ async fn every_item_carries_the_ttl_attribute() {
 
 #[tokio::test]
 async fn a_thousand_events_take_few_requests() {
-    let world = World::new().await;
-    let scope = scope(&world);
-    let events: Vec<_> = (0..1000).map(|_| event(SubscriptionId::new(), EventKind::Sent)).collect();
-    world.store.record_interactions(&scope, &events).await.unwrap();
+    let (world, _) = with_sent(1000).await;
     let [writes, written, gets, _retries] = world.store.stats().snapshot();
     assert_eq!(written, 1000);
     assert_eq!(writes, 40, "25 items per BatchWriteItem");

@@ -1,21 +1,15 @@
 //! The subscriptions function, called with API Gateway HTTP API events, against DynamoDB Local.
 
 use retarget_shared::domain::Plan;
-use retarget_subscriptions::{Deps, handle};
-use retarget_tests::{ApiRequest, ApiResponse, World};
-use serde_json::json;
-
-async fn call(world: &World, request: ApiRequest) -> ApiResponse {
-    handle(&Deps { store: world.store.clone() }, request.build()).await.into()
-}
+use retarget_tests::{ApiRequest, World};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn push_and_sms_subscriptions_upsert_by_address() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let push =
         json!({"channel":"push","token":"fcm-token-1","platform":"android","external_user_id":"user-1"});
-    let created = call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&push)).await;
+    let created = world.call(t.post("/v1/subscriptions", &push)).await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.body["channel"], "push");
     assert_eq!(created.body["external_user_id"], "user-1");
@@ -24,11 +18,11 @@ async fn push_and_sms_subscriptions_upsert_by_address() {
 
     // The same token again: same id, fields updated, 200.
     let again = json!({"channel":"push","token":"fcm-token-1","platform":"ios","external_user_id":"user-2"});
-    let updated = call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&again)).await;
+    let updated = world.call(t.post("/v1/subscriptions", &again)).await;
     assert_eq!((updated.status, updated.body["subscription_id"].as_str()), (200, Some(id.as_str())));
     assert_eq!(updated.body["external_user_id"], "user-2");
 
-    let got = call(&world, ApiRequest::get(&format!("/v1/subscriptions/{id}")).bearer(&t.api_key)).await;
+    let got = world.call(t.get(&format!("/v1/subscriptions/{id}"))).await;
     assert_eq!(got.status, 200);
     assert_eq!(
         got.body,
@@ -36,33 +30,30 @@ async fn push_and_sms_subscriptions_upsert_by_address() {
     );
 
     let sms = json!({"channel":"sms","phone_number":"+15551234567"});
-    let created = call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&sms)).await;
+    let created = world.call(t.post("/v1/subscriptions", &sms)).await;
     assert_eq!((created.status, &created.body["external_user_id"]), (201, &json!(null)));
     let sms_id = created.body["subscription_id"].as_str().unwrap().to_owned();
-    let got = call(&world, ApiRequest::get(&format!("/v1/subscriptions/{sms_id}")).bearer(&t.api_key)).await;
+    let got = world.call(t.get(&format!("/v1/subscriptions/{sms_id}"))).await;
     assert_eq!(got.body["phone_number"], "+15551234567");
     assert!(got.body.get("token").is_none() && got.body.get("platform").is_none());
 }
 
 #[tokio::test]
 async fn unsubscribe_and_resubscribe() {
-    let world = World::new().await;
-    let t = world.app(Plan::Free).await;
+    let (world, t) = World::with_app(Plan::Free).await;
     let sms = json!({"channel":"sms","phone_number":"+447911123456","external_user_id":"u"});
-    let created = call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&sms)).await;
+    let created = world.call(t.post("/v1/subscriptions", &sms)).await;
     let id = created.body["subscription_id"].as_str().unwrap().to_owned();
 
     let off =
-        call(&world, ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key))
-            .await;
+        world.call(ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key)).await;
     assert_eq!((off.status, off.body["status"].as_str()), (200, Some("unsubscribed")));
     let again =
-        call(&world, ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key))
-            .await;
+        world.call(ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key)).await;
     assert_eq!(again.body["status"], "unsubscribed", "unsubscribing twice is harmless");
 
     // Registering the number again is an explicit opt-in: same id, active.
-    let back = call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&sms)).await;
+    let back = world.call(t.post("/v1/subscriptions", &sms)).await;
     assert_eq!(
         (back.status, back.body["subscription_id"].as_str(), back.body["status"].as_str()),
         (200, Some(id.as_str()), Some("active"))
@@ -71,18 +62,14 @@ async fn unsubscribe_and_resubscribe() {
 
 #[tokio::test]
 async fn a_person_has_subscriptions_on_both_channels() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     for body in [
         json!({"channel":"push","token":"a","platform":"ios","external_user_id":"p1"}),
         json!({"channel":"push","token":"b","platform":"android","external_user_id":"p1"}),
         json!({"channel":"sms","phone_number":"+15550000001","external_user_id":"p1"}),
         json!({"channel":"sms","phone_number":"+15550000002","external_user_id":"p2"}),
     ] {
-        assert_eq!(
-            call(&world, ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).json(&body)).await.status,
-            201
-        );
+        assert_eq!(world.call(t.post("/v1/subscriptions", &body)).await.status, 201);
     }
     let p1 = retarget_shared::domain::ExternalUserId::parse("p1").unwrap();
     let push = world
@@ -101,33 +88,30 @@ async fn a_person_has_subscriptions_on_both_channels() {
 
 #[tokio::test]
 async fn another_apps_subscription_is_not_found() {
-    let world = World::new().await;
-    let mine = world.app(Plan::Pro).await;
+    let (world, mine) = World::with_app(Plan::Pro).await;
     let theirs = world.app(Plan::Pro).await;
     let body = json!({"channel":"sms","phone_number":"+15551234567"});
-    let created =
-        call(&world, ApiRequest::post("/v1/subscriptions").bearer(&theirs.api_key).json(&body)).await;
+    let created = world.call(theirs.post("/v1/subscriptions", &body)).await;
     let id = created.body["subscription_id"].as_str().unwrap();
 
-    call(&world, ApiRequest::get(&format!("/v1/subscriptions/{id}")).bearer(&mine.api_key))
-        .await
-        .assert_problem(404, "not_found");
-    call(&world, ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&mine.api_key))
+    world.call(mine.get(&format!("/v1/subscriptions/{id}"))).await.assert_problem(404, "not_found");
+    world
+        .call(ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&mine.api_key))
         .await
         .assert_problem(404, "not_found");
     // The same phone number is a separate subscription in another app.
-    let mine_created =
-        call(&world, ApiRequest::post("/v1/subscriptions").bearer(&mine.api_key).json(&body)).await;
+    let mine_created = world.call(mine.post("/v1/subscriptions", &body)).await;
     assert_eq!(mine_created.status, 201);
     assert_ne!(mine_created.body["subscription_id"].as_str(), Some(id));
 }
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_write_nothing() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let before = world.scan_all().await.len();
-    let post = || ApiRequest::post("/v1/subscriptions").bearer(&t.api_key);
+    let post = |body: Value| t.post("/v1/subscriptions", &body);
+    let raw = |body: &[u8]| ApiRequest::post("/v1/subscriptions").bearer(&t.api_key).raw_body(body);
+    let unknown = "/v1/subscriptions/01ARZ3NDEKTSV4RRFFQ69G5FAV";
     let cases: Vec<(ApiRequest, u16, &str)> = vec![
         (
             ApiRequest::post("/v1/subscriptions")
@@ -136,64 +120,38 @@ async fn bad_requests_are_refused_and_write_nothing() {
             "unauthorized",
         ),
         (ApiRequest::post("/v1/subscriptions").bearer("rtk_wrong").json(&json!({})), 401, "unauthorized"),
-        (post().json(&json!({"channel":"sms","phone_number":"5551234567"})), 400, "invalid_phone_number"),
-        (post().json(&json!({"channel":"sms","phone_number":"+1 555 123"})), 400, "invalid_phone_number"),
-        (post().json(&json!({"channel":"fax","phone_number":"+15551234567"})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"push","token":"t"})), 400, "invalid_request"),
-        (post().json(&json!({"channel":"push","platform":"ios"})), 400, "invalid_request"),
+        (post(json!({"channel":"sms","phone_number":"5551234567"})), 400, "invalid_phone_number"),
+        (post(json!({"channel":"sms","phone_number":"+1 555 123"})), 400, "invalid_phone_number"),
+        (post(json!({"channel":"fax","phone_number":"+15551234567"})), 400, "invalid_request"),
+        (post(json!({"channel":"push","token":"t"})), 400, "invalid_request"),
+        (post(json!({"channel":"push","platform":"ios"})), 400, "invalid_request"),
+        (post(json!({"channel":"push","token":"has space","platform":"ios"})), 400, "invalid_request"),
+        (post(json!({"channel":"sms","phone_number":"+15551234567","token":"x"})), 400, "invalid_request"),
+        (post(json!({"channel":"sms","phone_number":12345})), 400, "invalid_request"),
+        (post(json!({"channel":"sms","phone_number":"+15551234567","colour":"red"})), 400, "invalid_request"),
         (
-            post().json(&json!({"channel":"push","token":"has space","platform":"ios"})),
+            post(json!({"channel":"sms","phone_number":"+15551234567","external_user_id":""})),
             400,
             "invalid_request",
         ),
-        (
-            post().json(&json!({"channel":"sms","phone_number":"+15551234567","token":"x"})),
-            400,
-            "invalid_request",
-        ),
-        (post().json(&json!({"channel":"sms","phone_number":12345})), 400, "invalid_request"),
-        (
-            post().json(&json!({"channel":"sms","phone_number":"+15551234567","colour":"red"})),
-            400,
-            "invalid_request",
-        ),
-        (
-            post().json(&json!({"channel":"sms","phone_number":"+15551234567","external_user_id":""})),
-            400,
-            "invalid_request",
-        ),
-        (post().raw_body(b"{not json"), 400, "invalid_request"),
-        (post().raw_body(&[0xff, 0xfe, 0xfd]), 400, "invalid_request"),
-        (post().raw_body(&vec![b' '; 1024 * 1024 + 1]), 413, "payload_too_large"),
-        (ApiRequest::get("/v1/subscriptions/..%2F..%2Fetc").bearer(&t.api_key), 404, "not_found"),
-        (
-            ApiRequest::get("/v1/subscriptions/01ARZ3NDEKTSV4RRFFQ69G5FAV").bearer(&t.api_key),
-            404,
-            "not_found",
-        ),
-        (
-            ApiRequest::new("DELETE", "/v1/subscriptions/01ARZ3NDEKTSV4RRFFQ69G5FAV").bearer(&t.api_key),
-            405,
-            "method_not_allowed",
-        ),
+        (raw(b"{not json"), 400, "invalid_request"),
+        (raw(&[0xff, 0xfe, 0xfd]), 400, "invalid_request"),
+        (raw(&vec![b' '; 1024 * 1024 + 1]), 413, "payload_too_large"),
+        (t.get("/v1/subscriptions/..%2F..%2Fetc"), 404, "not_found"),
+        (t.get(unknown), 404, "not_found"),
+        (t.delete(unknown), 405, "method_not_allowed"),
     ];
     for (request, status, code) in cases {
-        call(&world, request).await.assert_problem(status, code);
+        world.call(request).await.assert_problem(status, code);
     }
     assert_eq!(world.scan_all().await.len(), before, "a refused request wrote something");
 }
 
 #[tokio::test]
 async fn errors_name_the_field() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
-    let r = call(
-        &world,
-        ApiRequest::post("/v1/subscriptions")
-            .bearer(&t.api_key)
-            .json(&json!({"channel":"push","token":"t","platform":"windows"})),
-    )
-    .await;
+    let (world, t) = World::with_app(Plan::Pro).await;
+    let body = json!({"channel":"push","token":"t","platform":"windows"});
+    let r = world.call(t.post("/v1/subscriptions", &body)).await;
     r.assert_problem(400, "invalid_request");
     assert!(r.body["detail"].as_str().unwrap().starts_with("platform:"), "{r:?}");
 }

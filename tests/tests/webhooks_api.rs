@@ -5,16 +5,10 @@ use rand::seq::SliceRandom;
 use retarget_shared::Clock;
 use retarget_shared::domain::{Channel, EventKind, Plan};
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
-use retarget_tests::{ApiRequest, ApiResponse, TestApp, World};
-use retarget_webhooks::{Deps, handle};
+use retarget_tests::{ApiRequest, PUBLIC_BASE_URL as PUBLIC, TestApp, World, twilio};
 use serde_json::json;
 
-const PUBLIC: &str = "https://hooks.example.com";
 const TOKEN: &str = "twilio-auth-token-123";
-
-fn deps(world: &World) -> Deps {
-    Deps { store: world.store.clone(), public_base_url: PUBLIC.into() }
-}
 
 struct Callback {
     path_and_query: String,
@@ -31,7 +25,7 @@ impl Callback {
             params: vec![
                 ("MessageSid".into(), format!("SM{subscription}")),
                 ("MessageStatus".into(), status.into()),
-                ("AccountSid".into(), "AC0123".into()),
+                ("AccountSid".into(), twilio::ACCOUNT.into()),
                 ("To".into(), "+15550000001".into()),
                 ("ApiVersion".into(), "2010-04-01".into()),
             ],
@@ -58,10 +52,6 @@ impl Callback {
     }
 }
 
-async fn call(world: &World, request: ApiRequest) -> ApiResponse {
-    handle(&deps(world), request.build()).await.into()
-}
-
 #[tokio::test]
 async fn twilio_statuses_are_recorded_once_whatever_the_order() {
     let world = World::new().await;
@@ -80,13 +70,13 @@ async fn twilio_statuses_are_recorded_once_whatever_the_order() {
     }
     callbacks.shuffle(&mut rand::rng());
     for c in &callbacks {
-        let r = call(&world, c.request(PUBLIC, TOKEN)).await;
+        let r = world.call(c.request(PUBLIC, TOKEN)).await;
         assert_eq!(r.status, 204, "{r:?}");
     }
     let state = world.scan_all().await;
     // A late `sent` (or anything) replayed after the fact changes nothing.
     for c in callbacks.iter().rev() {
-        assert_eq!(call(&world, c.request(PUBLIC, TOKEN)).await.status, 204);
+        assert_eq!(world.call(c.request(PUBLIC, TOKEN)).await.status, 204);
     }
     assert_eq!(world.scan_all().await, state);
     let stats = world.store.message_stats(&message.scope()).await.unwrap();
@@ -111,7 +101,7 @@ async fn twilio_signatures_with_and_without_the_default_port() {
     let message = world.message(&t, Channel::Sms).await;
     let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "undelivered");
-    assert_eq!(call(&world, c.request("https://hooks.example.com:443", TOKEN)).await.status, 204);
+    assert_eq!(world.call(c.request("https://hooks.example.com:443", TOKEN)).await.status, 204);
     let stats = world.store.message_stats(&message.scope()).await.unwrap();
     assert_eq!(stats[&EventKind::Undelivered], 1);
 }
@@ -126,20 +116,21 @@ async fn forged_twilio_callbacks_are_refused_and_record_nothing() {
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "delivered");
     let before = world.scan_all().await.len();
 
-    call(&world, c.request(PUBLIC, "wrong-token")).await.assert_problem(403, "invalid_signature");
-    call(&world, c.request("https://evil.example.com", TOKEN)).await.assert_problem(403, "invalid_signature");
-    call(&world, c.request("https://hooks.example.com:8443", TOKEN))
+    world.call(c.request(PUBLIC, "wrong-token")).await.assert_problem(403, "invalid_signature");
+    world.call(c.request("https://evil.example.com", TOKEN)).await.assert_problem(403, "invalid_signature");
+    world
+        .call(c.request("https://hooks.example.com:8443", TOKEN))
         .await
         .assert_problem(403, "invalid_signature");
     let unsigned = ApiRequest::post(&c.path_and_query).raw_body(c.body().as_bytes());
-    call(&world, unsigned).await.assert_problem(403, "invalid_signature");
+    world.call(unsigned).await.assert_problem(403, "invalid_signature");
     // A valid signature for this body, but the form was altered in transit.
     let tampered = c.request(PUBLIC, TOKEN).raw_body(c.body().replace("delivered", "failed").as_bytes());
-    call(&world, tampered).await.assert_problem(403, "invalid_signature");
+    world.call(tampered).await.assert_problem(403, "invalid_signature");
     // Another app's callback URL with this app's ids: signed with the other app's token, still refused here.
     let mut theirs = Callback::new(&other, &message.message_id.to_string(), &sub.to_string(), "delivered");
     theirs.path_and_query = c.path_and_query.clone();
-    call(&world, theirs.request(PUBLIC, "another-token")).await.assert_problem(403, "invalid_signature");
+    world.call(theirs.request(PUBLIC, "another-token")).await.assert_problem(403, "invalid_signature");
     assert_eq!(world.scan_all().await.len(), before);
 
     let missing_app = Callback {
@@ -148,7 +139,7 @@ async fn forged_twilio_callbacks_are_refused_and_record_nothing() {
             .replace(&t.app.app_id.to_string(), &retarget_shared::domain::AppId::new().to_string()),
         params: c.params.clone(),
     };
-    call(&world, missing_app.request(PUBLIC, TOKEN)).await.assert_problem(404, "not_found");
+    world.call(missing_app.request(PUBLIC, TOKEN)).await.assert_problem(404, "not_found");
 }
 
 fn push_request(app: &TestApp, secret: &str, t: i64, body: &serde_json::Value) -> ApiRequest {
@@ -162,20 +153,16 @@ fn push_request(app: &TestApp, secret: &str, t: i64, body: &serde_json::Value) -
 
 #[tokio::test]
 async fn push_events_are_signed_fresh_and_deduplicated() {
-    let world = World::new().await;
-    let t = world.app(Plan::Pro).await;
+    let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
     let sub = world.subscription(&t, Channel::Push, "tok", Some("u1")).await;
     let secret = t.app.push_webhook_secret.clone();
     let now = world.clock.now_epoch();
     let event = |id: &str, kind: &str| json!({"event_id": id, "kind": kind, "message_id": message.message_id, "subscription_id": sub, "occurred_at": "2026-11-28T14:00:00Z"});
 
-    assert_eq!(call(&world, push_request(&t, &secret, now, &event("e1", "clicked"))).await.status, 204);
-    assert_eq!(call(&world, push_request(&t, &secret, now - 300, &event("e1", "clicked"))).await.status, 204);
-    assert_eq!(
-        call(&world, push_request(&t, &secret, now + 300, &event("e2", "delivered"))).await.status,
-        204
-    );
+    assert_eq!(world.call(push_request(&t, &secret, now, &event("e1", "clicked"))).await.status, 204);
+    assert_eq!(world.call(push_request(&t, &secret, now - 300, &event("e1", "clicked"))).await.status, 204);
+    assert_eq!(world.call(push_request(&t, &secret, now + 300, &event("e2", "delivered"))).await.status, 204);
     let stats = world.store.message_stats(&message.scope()).await.unwrap();
     assert_eq!((stats[&EventKind::Clicked], stats[&EventKind::Delivered]), (1, 1));
 
@@ -189,36 +176,36 @@ async fn push_events_are_signed_fresh_and_deduplicated() {
     let rotated = ApiRequest::post(&format!("/v1/webhooks/push/{}", t.app.app_id))
         .header("Retarget-Signature", &header)
         .raw_body(raw.as_bytes());
-    assert_eq!(call(&world, rotated).await.status, 204);
+    assert_eq!(world.call(rotated).await.status, 204);
 
     let other = world.app(Plan::Pro).await;
     let before = world.scan_all().await.len();
-    call(&world, push_request(&t, &secret, now - 301, &event("e4", "clicked")))
-        .await
-        .assert_problem(401, "invalid_signature");
-    call(&world, push_request(&t, &secret, now + 301, &event("e4", "clicked")))
-        .await
-        .assert_problem(401, "invalid_signature");
-    call(&world, push_request(&t, "not-the-secret", now, &event("e4", "clicked")))
-        .await
-        .assert_problem(401, "invalid_signature");
-    call(&world, push_request(&t, &other.app.push_webhook_secret, now, &event("e4", "clicked")))
-        .await
-        .assert_problem(401, "invalid_signature");
+    // Stale, early, or signed with a secret that is not this app's.
+    let other_secret = other.app.push_webhook_secret.as_str();
+    for (key, at) in [
+        (secret.as_str(), now - 301),
+        (secret.as_str(), now + 301),
+        ("not-the-secret", now),
+        (other_secret, now),
+    ] {
+        let request = push_request(&t, key, at, &event("e4", "clicked"));
+        world.call(request).await.assert_problem(401, "invalid_signature");
+    }
     let unsigned =
         ApiRequest::post(&format!("/v1/webhooks/push/{}", t.app.app_id)).json(&event("e4", "clicked"));
-    call(&world, unsigned).await.assert_problem(401, "invalid_signature");
+    world.call(unsigned).await.assert_problem(401, "invalid_signature");
     // Signed but malformed: a kind the webhook does not take, a missing field.
-    call(&world, push_request(&t, &secret, now, &event("e4", "sent")))
+    world
+        .call(push_request(&t, &secret, now, &event("e4", "sent")))
         .await
         .assert_problem(400, "invalid_request");
     let mut incomplete = event("e4", "clicked");
     incomplete.as_object_mut().unwrap().remove("occurred_at");
-    call(&world, push_request(&t, &secret, now, &incomplete)).await.assert_problem(400, "invalid_request");
+    world.call(push_request(&t, &secret, now, &incomplete)).await.assert_problem(400, "invalid_request");
     assert_eq!(world.scan_all().await.len(), before);
 
     // Signed, well formed, but naming something that does not exist.
     let mut unknown = event("e5", "clicked");
     unknown["message_id"] = retarget_shared::domain::MessageId::new().to_string().into();
-    call(&world, push_request(&t, &secret, now, &unknown)).await.assert_problem(404, "not_found");
+    world.call(push_request(&t, &secret, now, &unknown)).await.assert_problem(404, "not_found");
 }

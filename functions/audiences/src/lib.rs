@@ -2,70 +2,48 @@
 //! `GET /v1/messages/{id}/audience/count` counts them; both stream the source's interactions
 //! (see `retarget_shared::services::audience`), neither holds the audience in memory.
 
-use std::future::Future;
-
 use http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::App;
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
-use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{Channel, MessageId};
-use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::edge::request::{authenticate, matched_route, path_id, query_pairs};
+use retarget_shared::domain::{App, Channel, MessageId, Predicate};
+use retarget_shared::edge::problem::{ApiError, json_response};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, path_id, query_pairs};
 use retarget_shared::edge::routes::Route;
-use retarget_shared::services::audience::{
-    AudienceSpec, Cursor, Predicate, count, page, retargetable_source,
-};
+use retarget_shared::services::audience::{AudienceSpec, Cursor, count, page, retargetable_source};
 use serde_json::json;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
-#[derive(Clone)]
-pub struct Deps {
-    pub store: Store,
-}
+/// The audience routes, behind the API key (see [`AppRoutes`]).
+pub struct Audiences;
 
-#[tracing::instrument(skip_all, fields(path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
+impl AppRoutes for Audiences {
+    type Deps = Store;
 
-impl HttpFunction for Deps {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self { store: infra.store(env) })
-    }
-
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
-    }
-}
-
-async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
-    let matched = matched_route(request)?;
-    let app = authenticate(&deps.store, request).await?;
-    let query = AudienceQuery::parse(&query_pairs(request))?;
-    let paged = match matched.route {
-        Route::Audience => true,
-        Route::AudienceCount => false,
-        _ => return Err(ApiError::not_found()),
-    };
-    let message_id: MessageId = path_id(matched.param)?;
-    let spec = audience_spec(&deps.store, &app, message_id, &query).await?;
-    if paged {
-        let result = page(&deps.store, spec.clone(), query.cursor, query.limit).await?;
-        let mut body = json!({
-            "message_id": message_id.to_string(),
-            "channel": spec.target,
-            "subscriptions": result.members,
-            "next_cursor": result.next_cursor.map(|c| c.encode()),
-        });
-        describe_predicate(&mut body, &spec.predicate);
-        Ok(json_response(StatusCode::OK, &body))
-    } else {
-        let counts = count(&deps.store, spec).await?;
-        Ok(json_response(StatusCode::OK, &counts))
+    async fn route(store: &Store, call: AppRequest<'_>) -> Result<Response<Body>, ApiError> {
+        let query = AudienceQuery::parse(&query_pairs(call.request))?;
+        let paged = match call.route {
+            Route::Audience => true,
+            Route::AudienceCount => false,
+            _ => return Err(ApiError::not_found()),
+        };
+        let message_id: MessageId = path_id(call.param)?;
+        let spec = audience_spec(store, &call.app, message_id, &query).await?;
+        if paged {
+            let result = page(store, spec.clone(), query.cursor, query.limit).await?;
+            let mut body = json!({
+                "message_id": message_id.to_string(),
+                "channel": spec.target,
+                "subscriptions": result.members,
+                "next_cursor": result.next_cursor.map(|c| c.encode()),
+            });
+            describe_predicate(&mut body, &spec.predicate);
+            Ok(json_response(StatusCode::OK, &body))
+        } else {
+            let counts = count(store, spec).await?;
+            Ok(json_response(StatusCode::OK, &counts))
+        }
     }
 }
 
@@ -157,8 +135,7 @@ async fn audience_spec(
     let predicate = match &q.action {
         Some(action) => Predicate::action(action, source.channel),
         None => Predicate::combined(&q.did, &q.did_not, source.channel),
-    }
-    .map_err(|e| ApiError::new(ErrorCode::InvalidAction, e.to_string()))?;
+    }?;
     let target = q.channel.unwrap_or(source.channel);
     Ok(AudienceSpec { source, predicate, target })
 }

@@ -1,49 +1,30 @@
 //! `POST /v1/events`: 1 to 1000 interaction events per request, validated one by one and
 //! recorded in batches. Replays and any order leave the same state.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
-use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{EventId, EventKind};
-use retarget_shared::edge::problem::{ApiError, json_response, respond};
-use retarget_shared::edge::request::{authenticate, body, matched_route, parse_json};
+use retarget_shared::edge::problem::{ApiError, json_response};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, body, parse_json};
 use retarget_shared::edge::routes::Route;
 use retarget_shared::services::ingest::{IncomingEvent, Outcome, Rejection, record_events};
 use serde::{Deserialize, Serialize};
 
 pub const MAX_EVENTS: usize = 1000;
 
-#[derive(Clone)]
-pub struct Deps {
-    pub store: Store,
-}
+/// POST /v1/events, behind the API key (see [`AppRoutes`]).
+pub struct Events;
 
-#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
+impl AppRoutes for Events {
+    type Deps = Store;
 
-impl HttpFunction for Deps {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self { store: infra.store(env) })
-    }
-
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
-    }
-}
-
-async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
-    let matched = matched_route(request)?;
-    let app = authenticate(&deps.store, request).await?;
-    match matched.route {
-        Route::RecordEvents => record(deps, app.app_id, request).await,
-        _ => Err(ApiError::not_found()),
+    async fn route(store: &Store, call: AppRequest<'_>) -> Result<Response<Body>, ApiError> {
+        match call.route {
+            Route::RecordEvents => record(store, call.app.app_id, call.request).await,
+            _ => Err(ApiError::not_found()),
+        }
     }
 }
 
@@ -101,12 +82,12 @@ pub fn parse_events(raw: &[u8]) -> Result<Vec<IncomingEvent>, ApiError> {
 }
 
 async fn record(
-    deps: &Deps,
+    store: &Store,
     app_id: retarget_shared::domain::AppId,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let events = parse_events(body(request)?)?;
-    let outcomes = record_events(&deps.store, app_id, &events).await?;
+    let outcomes = record_events(store, app_id, &events).await?;
     let mut response = Recorded { accepted: 0, duplicates: 0, rejected: Vec::new() };
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {

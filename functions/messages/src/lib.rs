@@ -1,8 +1,6 @@
 //! Messages: create one (resolve its recipients, put them on the channel's queue in packed
 //! send jobs) and read one back with its per-kind stats.
 
-use std::future::Future;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -11,15 +9,15 @@ use futures::{StreamExt, TryStreamExt, stream};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::queue::{Queue, SendJob};
-use retarget_shared::adapters::store::{App, Message, MessageStatus};
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::adapters::queue::Queue;
+use retarget_shared::bootstrap::{Error, FromEnv, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::contents::{ContentsIn, validate_contents};
-use retarget_shared::domain::{Channel, EventKind, ExternalUserId, SubscriptionId};
-use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::domain::{
+    App, Channel, Contents, ExternalUserId, Message, MessageStatus, SendJob, SubscriptionId,
+};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, HasStore, json_body, path_id};
 use retarget_shared::edge::routes::Route;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,6 +30,22 @@ pub struct Deps {
     pub sms_queue: Arc<Queue>,
 }
 
+impl FromEnv for Deps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self {
+            store: infra.store(env),
+            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
+            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
+        })
+    }
+}
+
+impl HasStore for Deps {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
 impl Deps {
     pub fn queue(&self, channel: Channel) -> &Queue {
         match channel {
@@ -41,32 +55,18 @@ impl Deps {
     }
 }
 
-#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
+/// The message routes, behind the API key (see [`AppRoutes`]).
+pub struct Messages;
 
-impl HttpFunction for Deps {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self {
-            store: infra.store(env),
-            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
-            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
-        })
-    }
+impl AppRoutes for Messages {
+    type Deps = Deps;
 
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
-    }
-}
-
-async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
-    let matched = matched_route(request)?;
-    let app = authenticate(&deps.store, request).await?;
-    match matched.route {
-        Route::CreateMessage => create(deps, &app, request).await,
-        Route::GetMessage => get(deps, &app, path_id(matched.param)?).await,
-        _ => Err(ApiError::not_found()),
+    async fn route(deps: &Deps, call: AppRequest<'_>) -> Result<Response<Body>, ApiError> {
+        match call.route {
+            Route::CreateMessage => create(deps, &call.app, call.request).await,
+            Route::GetMessage => get(deps, &call.app, path_id(call.param)?).await,
+            _ => Err(ApiError::not_found()),
+        }
     }
 }
 
@@ -79,7 +79,7 @@ pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 30;
 #[serde(deny_unknown_fields)]
 struct CreateMessage {
     channel: Channel,
-    contents: ContentsIn,
+    contents: Contents,
     #[serde(default)]
     include_subscription_ids: Option<Vec<SubscriptionId>>,
     #[serde(default)]
@@ -146,7 +146,8 @@ struct Created {
 
 async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let body: CreateMessage = json_body(request)?;
-    let contents = validate_contents(body.channel, body.contents)?;
+    body.contents.check(body.channel)?;
+    let contents = body.contents;
     let now = deps.store.clock().now();
     let send_at = body.send_at.unwrap_or(now).max(now);
     if send_at > now + Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
@@ -210,13 +211,7 @@ async fn get(
         "send_at": rfc3339(message.send_at),
         "recipients": message.recipients,
         "contents": message.contents,
-        "stats": {
-            "sent": stats[&EventKind::Sent],
-            "delivered": stats[&EventKind::Delivered],
-            "clicked": stats[&EventKind::Clicked],
-            "failed": stats[&EventKind::Failed],
-            "undelivered": stats[&EventKind::Undelivered],
-        },
+        "stats": stats,
     });
     if let Some(source) = message.retarget_of {
         view["retarget_of"] = source.to_string().into();

@@ -1,4 +1,7 @@
+use retarget_shared::bootstrap::{Error, serve_http};
+use retarget_shared::edge::request::AppFunction;
+
 #[tokio::main]
-async fn main() -> Result<(), retarget_shared::bootstrap::Error> {
-    retarget_shared::bootstrap::serve_http::<retarget_messages::Deps>().await
+async fn main() -> Result<(), Error> {
+    serve_http::<AppFunction<retarget_messages::Messages>>().await
 }

@@ -4,22 +4,24 @@
 //! signed with the app's .p8 key. Apple wants it refreshed between 20 and 60 minutes and
 //! refuses refreshing more often (TooManyProviderTokenUpdates), so each key's token is cached
 //! and replaced once it is older than [`DEFAULT_TOKEN_MAX_AGE`], or when Apple refuses it.
+//! Its age is read on the client's clock, the one its `iat` comes from.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Client, StatusCode, Url};
-use retarget_shared::adapters::store::ApnsConfig;
+use retarget_shared::SharedClock;
+use retarget_shared::domain::ApnsConfig;
+use retarget_shared::provider_http::{self, clip, endpoint};
 use retarget_shared::services::provider::{Accepted, SendError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::Notification;
-use crate::fcm::unix_now;
-use crate::http::{clip, endpoint, retry_after, transport_error};
+use crate::{Notification, unix_seconds};
 
 /// Provider tokens older than this are replaced (Apple: between 20 and 60 minutes).
 pub const DEFAULT_TOKEN_MAX_AGE: Duration = Duration::from_secs(40 * 60);
@@ -34,7 +36,7 @@ pub struct ProviderTokenClaims {
 #[derive(Clone)]
 struct ProviderToken {
     jwt: String,
-    issued: Instant,
+    issued: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,12 +45,19 @@ struct KeyRef {
     key_id: String,
 }
 
+impl KeyRef {
+    fn of(config: &ApnsConfig) -> Self {
+        Self { team_id: config.team_id.clone(), key_id: config.key_id.clone() }
+    }
+}
+
 /// The APNs client, with its provider-token cache.
 pub(crate) struct ApnsClient {
     http: Client,
     api_base: Url,
     token_max_age: Duration,
     tokens: Mutex<HashMap<KeyRef, ProviderToken>>,
+    clock: SharedClock,
 }
 
 #[derive(Deserialize)]
@@ -58,42 +67,41 @@ struct ErrorBody {
 }
 
 impl ApnsClient {
-    pub(crate) fn new(http: Client, api_base: Url) -> Self {
-        Self { http, api_base, token_max_age: DEFAULT_TOKEN_MAX_AGE, tokens: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(http: Client, api_base: Url, clock: SharedClock) -> Self {
+        let tokens = Mutex::new(HashMap::new());
+        Self { http, api_base, token_max_age: DEFAULT_TOKEN_MAX_AGE, tokens, clock }
     }
 
     pub(crate) fn set_token_max_age(&mut self, max_age: Duration) {
         self.token_max_age = max_age;
     }
 
-    /// Sends one alert to one device token.
+    pub(crate) fn set_clock(&mut self, clock: SharedClock) {
+        self.clock = clock;
+    }
+
+    /// Sends one alert to its device token.
     pub(crate) async fn send(
         &self,
         config: &ApnsConfig,
-        device_token: &str,
-        notification: &Notification<'_>,
+        n: &Notification<'_>,
     ) -> Result<Accepted, SendError> {
         let jwt = self.provider_token(config)?;
-        let url = endpoint(&self.api_base, &["3", "device", device_token])?;
-        let response = self
+        let url = endpoint(&self.api_base, &["3", "device", n.token])?;
+        let request = self
             .http
             .post(url)
             .header(AUTHORIZATION, format!("bearer {jwt}"))
             .header("apns-topic", &config.topic)
             .header("apns-push-type", "alert")
             .header("apns-priority", "10")
-            .json(&payload(notification))
-            .send()
-            .await
-            .map_err(|e| transport_error("APNs", e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(|e| transport_error("APNs", e))?;
-        if status == StatusCode::OK {
-            return Ok(Accepted { provider_id: apns_id(&headers) });
+            .json(&payload(n));
+        let answer = provider_http::call("APNs", request).await?;
+        if answer.status == StatusCode::OK {
+            return Ok(Accepted { provider_id: apns_id(&answer.headers) });
         }
-        let reason = serde_json::from_str::<ErrorBody>(&body).ok().and_then(|b| b.reason);
-        let error = classify_error(status, reason.as_deref(), retry_after(&headers));
+        let reason = serde_json::from_str::<ErrorBody>(&answer.body).ok().and_then(|b| b.reason);
+        let error = classify_error(answer.status, reason.as_deref(), answer.retry_after());
         if matches!(reason.as_deref(), Some("InvalidProviderToken" | "ExpiredProviderToken")) {
             self.invalidate(config, &jwt);
         }
@@ -104,12 +112,14 @@ impl ApnsClient {
     /// plain lock held while signing keeps concurrent sends from making several tokens.
     fn provider_token(&self, config: &ApnsConfig) -> Result<String, SendError> {
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = KeyRef { team_id: config.team_id.clone(), key_id: config.key_id.clone() };
-        let now = Instant::now();
-        if let Some(token) = tokens.get(&key).filter(|t| now.duration_since(t.issued) < self.token_max_age) {
+        let key = KeyRef::of(config);
+        let now = self.clock.now();
+        // A token from the future (the clock stepped back) is as young as one issued now.
+        let age = |t: &ProviderToken| now.signed_duration_since(t.issued).to_std().unwrap_or_default();
+        if let Some(token) = tokens.get(&key).filter(|t| age(t) < self.token_max_age) {
             return Ok(token.jwt.clone());
         }
-        let jwt = provider_jwt(config, unix_now())?;
+        let jwt = provider_jwt(config, unix_seconds(now))?;
         tokens.insert(key, ProviderToken { jwt: jwt.clone(), issued: now });
         Ok(jwt)
     }
@@ -117,7 +127,7 @@ impl ApnsClient {
     /// Forgets the key's token if it is still the one Apple refused.
     fn invalidate(&self, config: &ApnsConfig, refused: &str) {
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = KeyRef { team_id: config.team_id.clone(), key_id: config.key_id.clone() };
+        let key = KeyRef::of(config);
         if tokens.get(&key).is_some_and(|t| t.jwt == refused) {
             tokens.remove(&key);
         }
@@ -216,6 +226,7 @@ mod tests {
     #[test]
     fn payload_shape() {
         let n = Notification {
+            token: "tok",
             title: Some("t"),
             body: "b",
             url: Some("https://x"),

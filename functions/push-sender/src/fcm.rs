@@ -3,22 +3,25 @@
 //! Authentication is Google's service-account flow: an RS256 JWT signed with the account's
 //! private key is exchanged at its `token_uri` for an OAuth2 access token, which is cached per
 //! service account until five minutes before it expires. One fetch per account is in flight at a
-//! time: concurrent sends wait for it instead of all asking for a token.
+//! time: concurrent sends wait for it instead of all asking for a token. Expiry is read on the
+//! client's clock, the one the assertion's `iat` comes from.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Client, StatusCode, Url};
-use retarget_shared::adapters::store::FcmConfig;
+use retarget_shared::SharedClock;
+use retarget_shared::domain::FcmConfig;
+use retarget_shared::provider_http::{self, clip, endpoint};
 use retarget_shared::services::provider::{Accepted, SendError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::Notification;
-use crate::http::{clip, endpoint, retry_after, transport_error};
+use crate::{Notification, unix_seconds};
 
 /// The OAuth2 scope for sending through FCM.
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -45,11 +48,11 @@ pub struct AssertionClaims {
 struct AccessToken {
     value: String,
     /// Reuse until then (expiry minus the margin); `None`: use once, never cache.
-    fresh_until: Option<Instant>,
+    fresh_until: Option<DateTime<Utc>>,
 }
 
 impl AccessToken {
-    fn is_fresh(&self, now: Instant) -> bool {
+    fn is_fresh(&self, now: DateTime<Utc>) -> bool {
         self.fresh_until.is_some_and(|until| now < until)
     }
 }
@@ -79,6 +82,7 @@ pub(crate) struct FcmClient {
     http: Client,
     api_base: Url,
     tokens: Mutex<HashMap<AccountKey, TokenSlot>>,
+    clock: SharedClock,
 }
 
 #[derive(Deserialize)]
@@ -103,45 +107,39 @@ struct SendResponse {
 }
 
 impl FcmClient {
-    pub(crate) fn new(http: Client, api_base: Url) -> Self {
-        Self { http, api_base, tokens: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(http: Client, api_base: Url, clock: SharedClock) -> Self {
+        Self { http, api_base, tokens: Mutex::new(HashMap::new()), clock }
     }
 
-    /// Sends one notification to one registration token.
-    pub(crate) async fn send(
-        &self,
-        config: &FcmConfig,
-        device_token: &str,
-        notification: &Notification<'_>,
-    ) -> Result<Accepted, SendError> {
+    pub(crate) fn set_clock(&mut self, clock: SharedClock) {
+        self.clock = clock;
+    }
+
+    /// Sends one notification to its registration token.
+    pub(crate) async fn send(&self, config: &FcmConfig, n: &Notification<'_>) -> Result<Accepted, SendError> {
         let access_token = self.access_token(config).await?;
         let url = endpoint(&self.api_base, &["v1", "projects", &config.project_id, "messages:send"])?;
-        let response = self
+        let request = self
             .http
             .post(url)
             .header(AUTHORIZATION, format!("Bearer {access_token}"))
-            .json(&message_body(device_token, notification))
-            .send()
-            .await
-            .map_err(|e| transport_error("FCM", e))?;
-        let status = response.status();
-        let retry = retry_after(response.headers());
-        let body = response.text().await.map_err(|e| transport_error("FCM", e))?;
-        if status.is_success() {
-            let name = serde_json::from_str::<SendResponse>(&body).ok().and_then(|r| r.name);
+            .json(&message_body(n));
+        let answer = provider_http::call("FCM", request).await?;
+        if answer.status.is_success() {
+            let name = serde_json::from_str::<SendResponse>(&answer.body).ok().and_then(|r| r.name);
             return Ok(Accepted { provider_id: name });
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if answer.status == StatusCode::UNAUTHORIZED {
             self.invalidate(config, &access_token).await;
         }
-        Err(classify_send_error(status, retry, &body))
+        Err(classify_send_error(answer.status, answer.retry_after(), &answer.body))
     }
 
     /// The cached access token of the account, or a fresh one.
     async fn access_token(&self, config: &FcmConfig) -> Result<String, SendError> {
         let slot = self.slot(config);
         let mut cached = slot.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(Instant::now())) {
+        if let Some(token) = cached.as_ref().filter(|t| t.is_fresh(self.clock.now())) {
             return Ok(token.value.clone());
         }
         let token = self.fetch_token(config).await?;
@@ -167,28 +165,29 @@ impl FcmClient {
     async fn fetch_token(&self, config: &FcmConfig) -> Result<AccessToken, SendError> {
         let token_uri = Url::parse(&config.token_uri)
             .map_err(|_| SendError::NotConfigured("FCM service account token_uri is not a URL".into()))?;
-        let assertion = assertion(config, unix_now())?;
-        let requested_at = Instant::now();
-        let response = self
+        let requested_at = self.clock.now();
+        let assertion = assertion(config, unix_seconds(requested_at))?;
+        let request = self
             .http
             .post(token_uri)
-            .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())])
-            .send()
-            .await
-            .map_err(|e| transport_error("FCM token endpoint", e))?;
-        let status = response.status();
-        let retry = retry_after(response.headers());
-        let body = response.text().await.map_err(|e| transport_error("FCM token endpoint", e))?;
+            .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())]);
+        let answer = provider_http::call("FCM token endpoint", request).await?;
+        let status = answer.status;
         if status.is_success() {
-            let parsed: TokenResponse = serde_json::from_str(&body).map_err(|_| SendError::Transient {
-                detail: "FCM token endpoint answered without an access token".into(),
-                retry_after: None,
-            })?;
+            let parsed: TokenResponse =
+                serde_json::from_str(&answer.body).map_err(|_| SendError::Transient {
+                    detail: "FCM token endpoint answered without an access token".into(),
+                    retry_after: None,
+                })?;
             let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN));
-            let fresh_until = lifetime.checked_sub(EXPIRY_MARGIN).map(|usable| requested_at + usable);
+            // A lifetime past what a date can hold is used once, like one within the margin.
+            let fresh_until = lifetime
+                .checked_sub(EXPIRY_MARGIN)
+                .and_then(|usable| TimeDelta::from_std(usable).ok())
+                .and_then(|usable| requested_at.checked_add_signed(usable));
             return Ok(AccessToken { value: parsed.access_token, fresh_until });
         }
-        let reason = serde_json::from_str::<TokenError>(&body)
+        let reason = serde_json::from_str::<TokenError>(&answer.body)
             .ok()
             .map(|e| [e.error, e.error_description].into_iter().flatten().collect::<Vec<_>>().join(": "))
             .filter(|r| !r.is_empty())
@@ -201,7 +200,7 @@ impl FcmClient {
             tracing::warn!(client_email = %config.client_email, status = status.as_u16(), "FCM service account refused");
             Err(SendError::NotConfigured(detail))
         } else {
-            Err(SendError::Transient { detail, retry_after: retry })
+            Err(SendError::Transient { detail, retry_after: answer.retry_after() })
         }
     }
 }
@@ -228,12 +227,8 @@ fn normalise_pem(pem: &str) -> std::borrow::Cow<'_, str> {
     if !pem.contains('\n') && pem.contains("\\n") { pem.replace("\\n", "\n").into() } else { pem.into() }
 }
 
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
 /// The `messages:send` body. `data` values must be strings.
-fn message_body(device_token: &str, n: &Notification<'_>) -> Value {
+fn message_body(n: &Notification<'_>) -> Value {
     let mut notification = json!({ "body": n.body });
     if let Some(title) = n.title {
         notification["title"] = json!(title);
@@ -242,7 +237,7 @@ fn message_body(device_token: &str, n: &Notification<'_>) -> Value {
     if let Some(url) = n.url {
         data["url"] = json!(url);
     }
-    json!({ "message": { "token": device_token, "notification": notification, "data": data } })
+    json!({ "message": { "token": n.token, "notification": notification, "data": data } })
 }
 
 /// FCM's error body: `{"error":{"code","message","status","details":[…]}}`.
@@ -418,6 +413,7 @@ mod tests {
     #[test]
     fn message_body_shape() {
         let n = Notification {
+            token: "tok",
             title: None,
             body: "b",
             url: None,
@@ -425,7 +421,7 @@ mod tests {
             subscription_id: "s".into(),
         };
         assert_eq!(
-            message_body("tok", &n),
+            message_body(&n),
             json!({"message": {"token": "tok", "notification": {"body": "b"},
                 "data": {"message_id": "m", "subscription_id": "s"}}})
         );

@@ -7,16 +7,18 @@
 
 mod apns;
 mod fcm;
-mod http;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::Url;
-use retarget_shared::adapters::store::{App, Message, Subscription};
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{Channel, Platform};
+use retarget_shared::domain::{App, Channel, Message, Platform, Subscription};
+use retarget_shared::provider_http;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::{SharedClock, SystemClock};
 
 pub use apns::{DEFAULT_TOKEN_MAX_AGE as DEFAULT_APNS_TOKEN_MAX_AGE, ProviderTokenClaims, provider_jwt};
 pub use fcm::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, assertion};
@@ -29,8 +31,10 @@ pub const DEFAULT_APNS_API_BASE: &str = "https://api.push.apple.com";
 /// Per-request timeout of provider calls (token endpoint included).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What one notification says, as both providers carry it.
+/// One notification to one device token, as both providers carry it.
 pub(crate) struct Notification<'a> {
+    /// The device token (FCM registration token, APNs device token).
+    pub token: &'a str,
     pub title: Option<&'a str>,
     pub body: &'a str,
     pub url: Option<&'a str>,
@@ -39,8 +43,9 @@ pub(crate) struct Notification<'a> {
 }
 
 impl<'a> Notification<'a> {
-    fn of(message: &'a Message, subscription: &Subscription) -> Self {
+    fn of(message: &'a Message, subscription: &Subscription, token: &'a str) -> Self {
         Self {
+            token,
             title: message.contents.title.as_deref(),
             body: &message.contents.body,
             url: message.contents.url.as_deref(),
@@ -58,10 +63,20 @@ pub enum SetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The HTTP client settings the provider uses (timeouts, keep-alive, no forced HTTP version:
-/// `https://` negotiates HTTP/2 through ALPN, plain `http://` stand-ins get HTTP/1.1).
+/// The settings of the one HTTP client of the process: [`provider_http::client_builder`]'s,
+/// connecting within 5 s at most, and kept-alive HTTP/2 connections. No HTTP version is forced:
+/// over `https://` rustls offers ALPN `h2, http/1.1`, so APNs (HTTP/2 only) and FCM negotiate
+/// HTTP/2; a plain `http://` base (a local stand-in) is spoken to in HTTP/1.1, as there is no
+/// ALPN without TLS. Do not add `http1_only()` (APNs refuses HTTP/1.1) nor
+/// `http2_prior_knowledge()` (stand-ins speak 1.1).
 pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
-    http::client_builder(timeout)
+    let user_agent = concat!("retarget-push-sender/", env!("CARGO_PKG_VERSION"));
+    provider_http::client_builder(user_agent, timeout, timeout.min(Duration::from_secs(5)))
+        // As this client always did: reqwest's default policy (up to 10 redirects followed).
+        .redirect(reqwest::redirect::Policy::default())
+        .pool_idle_timeout(Duration::from_secs(55))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_while_idle(true)
 }
 
 /// FCM for android subscriptions, APNs for ios ones.
@@ -84,69 +99,25 @@ impl PushProvider {
     ) -> Result<Self, SetupError> {
         let fcm_base = base_url(fcm_api_base).ok_or(SetupError::BaseUrl { name: "FCM_API_BASE" })?;
         let apns_base = base_url(apns_api_base).ok_or(SetupError::BaseUrl { name: "APNS_API_BASE" })?;
-        Ok(Self { fcm: FcmClient::new(http.clone(), fcm_base), apns: ApnsClient::new(http, apns_base) })
+        let clock: SharedClock = Arc::new(SystemClock);
+        Ok(Self {
+            fcm: FcmClient::new(http.clone(), fcm_base, clock.clone()),
+            apns: ApnsClient::new(http, apns_base, clock),
+        })
+    }
+
+    /// Reads "now" for the token caches and the tokens' `iat` from `clock` instead of the
+    /// system clock (tests: a [`retarget_shared::TestClock`] to age tokens without waiting).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.fcm.set_clock(clock.clone());
+        self.apns.set_clock(clock);
+        self
     }
 
     /// Replaces APNs provider tokens older than this (default 40 minutes; Apple: 20 to 60).
     pub fn with_apns_token_max_age(mut self, max_age: Duration) -> Self {
         self.apns.set_token_max_age(max_age);
         self
-    }
-
-    async fn send_push(
-        &self,
-        app: &App,
-        subscription: &Subscription,
-        message: &Message,
-    ) -> Result<Accepted, SendError> {
-        let token = subscription.token.as_deref().filter(|t| !t.trim().is_empty());
-        let (platform, token) = match (subscription.channel, subscription.platform, token) {
-            (Channel::Push, Some(platform), Some(token)) => (platform, token),
-            (Channel::Push, _, _) => {
-                return Err(SendError::Permanent {
-                    code: "missing_push_address".into(),
-                    detail: "push subscription without platform or token".into(),
-                    dead_address: false,
-                });
-            }
-            (channel, _, _) => {
-                return Err(SendError::Permanent {
-                    code: "wrong_channel".into(),
-                    detail: format!("{channel} subscription given to the push sender"),
-                    dead_address: false,
-                });
-            }
-        };
-        let notification = Notification::of(message, subscription);
-        let sent = match platform {
-            Platform::Android => {
-                let config = app
-                    .fcm
-                    .as_ref()
-                    .ok_or_else(|| SendError::NotConfigured("app has no FCM service account".into()))?;
-                self.fcm.send(config, token, &notification).await
-            }
-            Platform::Ios => {
-                let config = app
-                    .apns
-                    .as_ref()
-                    .ok_or_else(|| SendError::NotConfigured("app has no APNs key".into()))?;
-                self.apns.send(config, token, &notification).await
-            }
-        };
-        // A provider's message may quote the device token; it never reaches a detail or a log.
-        sent.map_err(|e| without_token(e, token))
-    }
-}
-
-impl Provider for PushProvider {
-    fn send<'a>(
-        &'a self,
-        app: &'a App,
-        subscription: &'a Subscription,
-        message: &'a Message,
-    ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a {
-        self.send_push(app, subscription, message)
     }
 }
 
@@ -161,6 +132,48 @@ impl ProviderFromEnv for PushProvider {
     }
 }
 
+impl Provider for PushProvider {
+    async fn send(&self, app: &App, sub: &Subscription, message: &Message) -> Result<Accepted, SendError> {
+        let token = sub.token.as_deref().filter(|t| !t.trim().is_empty());
+        let (platform, token) = match (sub.channel, sub.platform, token) {
+            (Channel::Push, Some(platform), Some(token)) => (platform, token),
+            (Channel::Push, _, _) => {
+                return Err(SendError::Permanent {
+                    code: "missing_push_address".into(),
+                    detail: "push sub without platform or token".into(),
+                    dead_address: false,
+                });
+            }
+            (channel, _, _) => {
+                return Err(SendError::Permanent {
+                    code: "wrong_channel".into(),
+                    detail: format!("{channel} sub given to the push sender"),
+                    dead_address: false,
+                });
+            }
+        };
+        let notification = Notification::of(message, sub, token);
+        let sent = match platform {
+            Platform::Android => {
+                self.fcm.send(configured(app.fcm.as_ref(), "FCM service account")?, &notification).await
+            }
+            Platform::Ios => self.apns.send(configured(app.apns.as_ref(), "APNs key")?, &notification).await,
+        };
+        // A provider's message may quote the device token; it never reaches a detail or a log.
+        sent.map_err(|e| without_token(e, token))
+    }
+}
+
+/// The app's credentials for the platform's provider, or why nothing can be sent.
+fn configured<'a, T>(config: Option<&'a T>, what: &str) -> Result<&'a T, SendError> {
+    config.ok_or_else(|| SendError::NotConfigured(format!("app has no {what}")))
+}
+
+/// Seconds since the epoch, the unit of the tokens' `iat` (0 before 1970).
+pub(crate) fn unix_seconds(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp()).unwrap_or_default()
+}
+
 fn base_url(base: &str) -> Option<Url> {
     let url = Url::parse(base.trim_end_matches('/')).ok()?;
     (matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base()).then_some(url)
@@ -168,16 +181,7 @@ fn base_url(base: &str) -> Option<Url> {
 
 /// `error` with every occurrence of the device token in its detail masked.
 fn without_token(error: SendError, token: &str) -> SendError {
-    let scrub = |detail: String| detail.replace(token, "***");
-    match error {
-        SendError::Permanent { code, detail, dead_address } => {
-            SendError::Permanent { code, detail: scrub(detail), dead_address }
-        }
-        SendError::Transient { detail, retry_after } => {
-            SendError::Transient { detail: scrub(detail), retry_after }
-        }
-        SendError::NotConfigured(detail) => SendError::NotConfigured(scrub(detail)),
-    }
+    error.map_detail(|detail| detail.replace(token, "***"))
 }
 
 #[cfg(test)]

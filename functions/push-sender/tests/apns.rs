@@ -2,6 +2,9 @@
 //! negotiate): the ES256 provider token, the request headers and payload, the token cache and
 //! every error mapping.
 
+// A test crate: its helpers may unwrap too (clippy.toml allows it in `#[test]` functions only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashSet;
@@ -9,13 +12,11 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{ProviderTokenClaims, PushProvider};
-use retarget_shared::adapters::store::ApnsConfig;
-use retarget_shared::domain::Platform;
+use retarget_shared::domain::{ApnsConfig, App, Message, Platform, Subscription};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde_json::{Value, json};
 use support::*;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 fn device_path() -> String {
     format!("/3/device/{IOS_TOKEN}")
@@ -35,13 +36,19 @@ fn reason(status: u16, reason: &str) -> ResponseTemplate {
 }
 
 async fn mount_device(server: &MockServer, response: ResponseTemplate) {
-    Mock::given(method("POST")).and(path(device_path())).respond_with(response).mount(server).await;
+    answer_posts(server, &device_path(), response).await;
+}
+
+/// An app with an APNs key, one of its ios subscriptions, and a message with this title and URL.
+fn ios_push(title: Option<&str>, url: Option<&str>) -> (App, Subscription, Message) {
+    let app = app(None, Some(apns_config()));
+    let subscription = ios(&app);
+    let message = message(&app, title, url);
+    (app, subscription, message)
 }
 
 async fn send_once(provider: &PushProvider) -> Result<Accepted, SendError> {
-    let app = app(None, Some(apns_config()));
-    let subscription = ios(&app);
-    let message = message(&app, Some("Hi"), None);
+    let (app, subscription, message) = ios_push(Some("Hi"), None);
     provider.send(&app, &subscription, &message).await
 }
 
@@ -66,25 +73,18 @@ fn bearer(request: &wiremock::Request) -> String {
 #[tokio::test]
 async fn request_carries_a_verified_provider_token_headers_and_payload() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(device_path()))
-        .and(header("apns-topic", TOPIC))
-        .and(header("apns-push-type", "alert"))
-        .and(header("apns-priority", "10"))
-        .respond_with(accepted())
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_device(&server, accepted()).await;
     let provider = provider(&server, Duration::from_secs(5));
-    let app = app(None, Some(apns_config()));
-    let subscription = ios(&app);
-    let message = message(&app, Some("Come back"), Some("https://shop.example/cart"));
+    let (app, subscription, message) = ios_push(Some("Come back"), Some("https://shop.example/cart"));
 
     let accepted = provider.send(&app, &subscription, &message).await.expect("accepted");
     assert_eq!(accepted.provider_id.as_deref(), Some("EC1BF194-B3B2-424A-89A3-6A3B3C1E4F2B"));
 
     let requests = requests_to(&server, &device_path()).await;
     assert_eq!(requests.len(), 1);
+    for (name, value) in [("apns-topic", TOPIC), ("apns-push-type", "alert"), ("apns-priority", "10")] {
+        assert_eq!(header_of(&requests[0], name), value, "{name}");
+    }
     let claims = verify(&bearer(&requests[0]));
     assert_eq!(claims.iss, TEAM_ID);
     assert!(claims.iat.abs_diff(unix_now()) <= 5, "iat {} is not now", claims.iat);
@@ -112,9 +112,7 @@ async fn optional_title_and_url_are_left_out() {
     let server = MockServer::start().await;
     mount_device(&server, accepted()).await;
     let provider = provider(&server, Duration::from_secs(5));
-    let app = app(None, Some(apns_config()));
-    let subscription = ios(&app);
-    let message = message(&app, None, None);
+    let (app, subscription, message) = ios_push(None, None);
     provider.send(&app, &subscription, &message).await.expect("accepted");
     let body: Value = requests_to(&server, &device_path()).await[0].body_json().expect("json");
     assert_eq!(
@@ -131,12 +129,16 @@ async fn optional_title_and_url_are_left_out() {
 async fn provider_token_is_reused_then_replaced_when_old() {
     let server = MockServer::start().await;
     mount_device(&server, accepted()).await;
-    let provider =
-        provider(&server, Duration::from_secs(5)).with_apns_token_max_age(Duration::from_millis(800));
+    let clock = frozen_clock();
+    let provider = provider(&server, Duration::from_secs(5))
+        .with_apns_token_max_age(Duration::from_secs(20 * 60))
+        .with_clock(clock.clone());
 
     send_once(&provider).await.expect("first");
+    // Its age counts from when it was made, not from when it was last used.
+    clock.advance(chrono::Duration::minutes(19));
     send_once(&provider).await.expect("second");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(chrono::Duration::minutes(2));
     send_once(&provider).await.expect("third");
 
     let tokens: Vec<String> = requests_to(&server, &device_path()).await.iter().map(bearer).collect();
@@ -149,19 +151,15 @@ async fn provider_token_is_reused_then_replaced_when_old() {
 async fn refused_provider_token_is_dropped_and_the_error_is_transient() {
     for refusal in ["ExpiredProviderToken", "InvalidProviderToken"] {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(device_path()))
-            .respond_with(reason(403, refusal))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
+        answer_first_post(&server, &device_path(), reason(403, refusal)).await;
         mount_device(&server, accepted()).await;
-        let provider = provider(&server, Duration::from_secs(5));
+        let clock = frozen_clock();
+        let provider = provider(&server, Duration::from_secs(5)).with_clock(clock.clone());
 
         let error = send_once(&provider).await.expect_err("refused");
         assert!(matches!(error, SendError::Transient { .. }), "{refusal}: {error:?}");
         // A second later, so the new token's `iat` differs from the refused one's.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        clock.advance(chrono::Duration::seconds(1));
         send_once(&provider).await.expect("accepted with a new token");
         let tokens: Vec<String> = requests_to(&server, &device_path()).await.iter().map(bearer).collect();
         assert_eq!(tokens.len(), 2);
@@ -173,16 +171,6 @@ async fn error_for(response: ResponseTemplate) -> SendError {
     let server = MockServer::start().await;
     mount_device(&server, response).await;
     send_once(&provider(&server, Duration::from_secs(5))).await.expect_err("refused")
-}
-
-fn assert_permanent(error: &SendError, want_code: &str, want_dead: bool) {
-    match error {
-        SendError::Permanent { code, dead_address, .. } => {
-            assert_eq!(code, want_code, "{error:?}");
-            assert_eq!(*dead_address, want_dead, "{error:?}");
-        }
-        other => panic!("expected a permanent {want_code}, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -259,18 +247,10 @@ async fn unusable_key_or_missing_config_sends_nothing() {
 async fn the_platform_picks_the_provider() {
     // One stand-in plays both providers: android goes to FCM, ios to APNs.
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"access_token": "t", "expires_in": 3600})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/projects/demo-project/messages:send"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "fcm-name"})))
-        .mount(&server)
-        .await;
+    let token = json!({"access_token": "t", "expires_in": 3600});
+    answer_posts(&server, "/token", ResponseTemplate::new(200).set_body_json(token)).await;
+    let sent = json!({"name": "fcm-name"});
+    answer_posts(&server, FCM_SEND_PATH, ResponseTemplate::new(200).set_body_json(sent)).await;
     mount_device(&server, accepted()).await;
     let provider = PushProvider::new(server.uri(), server.uri(), Duration::from_secs(5)).expect("provider");
     let app = app(Some(fcm_config(&server)), Some(apns_config()));
@@ -281,5 +261,5 @@ async fn the_platform_picks_the_provider() {
     let ios = provider.send(&app, &ios(&app), &message).await.expect("apns");
     assert_eq!(ios.provider_id.as_deref(), Some("EC1BF194-B3B2-424A-89A3-6A3B3C1E4F2B"));
     assert_eq!(requests_to(&server, &device_path()).await.len(), 1);
-    assert_eq!(requests_to(&server, "/v1/projects/demo-project/messages:send").await.len(), 1);
+    assert_eq!(requests_to(&server, FCM_SEND_PATH).await.len(), 1);
 }

@@ -1,6 +1,9 @@
 //! FCM HTTP v1 against a wiremock stand-in (real HTTP): the service-account token flow, the send
 //! request, the token cache and every error mapping.
 
+// A test crate: its helpers may unwrap too (clippy.toml allows it in `#[test]` functions only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -9,15 +12,13 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, PushProvider};
-use retarget_shared::adapters::store::FcmConfig;
-use retarget_shared::domain::Platform;
+use retarget_shared::domain::{App, FcmConfig, Message, Platform, Subscription};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde_json::{Value, json};
 use support::*;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
-const SEND_PATH: &str = "/v1/projects/demo-project/messages:send";
+const SEND_PATH: &str = FCM_SEND_PATH;
 
 fn provider(server: &MockServer, timeout: Duration) -> PushProvider {
     // APNs is not used here: a closed port makes any stray call fail loudly.
@@ -46,11 +47,19 @@ impl Respond for Tokens {
 }
 
 async fn mount_tokens(server: &MockServer, expires_in: u64) {
-    Mock::given(method("POST")).and(path("/token")).respond_with(Tokens::new(expires_in)).mount(server).await;
+    answer_posts(server, "/token", Tokens::new(expires_in)).await;
 }
 
 async fn mount_send(server: &MockServer, response: ResponseTemplate) {
-    Mock::given(method("POST")).and(path(SEND_PATH)).respond_with(response).mount(server).await;
+    answer_posts(server, SEND_PATH, response).await;
+}
+
+/// A stand-in handing out tokens of this lifetime (seconds) and accepting every send.
+async fn accepting(expires_in: u64) -> MockServer {
+    let server = MockServer::start().await;
+    mount_tokens(&server, expires_in).await;
+    mount_send(&server, accepted()).await;
+    server
 }
 
 fn fcm_error(code: u16, status: &str, error_code: Option<&str>, message: &str) -> ResponseTemplate {
@@ -67,29 +76,27 @@ fn accepted() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"name": "projects/demo-project/messages/0:1500"}))
 }
 
+/// An app with this service account, one of its android subscriptions, and a message with this
+/// title and URL.
+fn android_push(fcm: FcmConfig, title: Option<&str>, url: Option<&str>) -> (App, Subscription, Message) {
+    let app = app(Some(fcm), None);
+    let subscription = android(&app);
+    let message = message(&app, title, url);
+    (app, subscription, message)
+}
+
 /// One send through the provider, from a fresh app/subscription/message.
 async fn send_once(provider: &PushProvider, server: &MockServer) -> Result<Accepted, SendError> {
-    let app = app(Some(fcm_config(server)), None);
-    let subscription = android(&app);
-    let message = message(&app, Some("Hi"), None);
+    let (app, subscription, message) = android_push(fcm_config(server), Some("Hi"), None);
     provider.send(&app, &subscription, &message).await
 }
 
 #[tokio::test]
 async fn token_grant_is_a_signed_jwt_bearer_assertion_and_send_carries_it() {
-    let server = MockServer::start().await;
-    mount_tokens(&server, 3600).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .and(header("authorization", "Bearer token-1"))
-        .respond_with(accepted())
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = accepting(3600).await;
     let provider = provider(&server, Duration::from_secs(5));
-    let app = app(Some(fcm_config(&server)), None);
-    let subscription = android(&app);
-    let message = message(&app, Some("Come back"), Some("https://shop.example/cart"));
+    let url = Some("https://shop.example/cart");
+    let (app, subscription, message) = android_push(fcm_config(&server), Some("Come back"), url);
 
     let accepted = provider.send(&app, &subscription, &message).await.expect("accepted");
     assert_eq!(accepted.provider_id.as_deref(), Some("projects/demo-project/messages/0:1500"));
@@ -144,13 +151,9 @@ async fn token_grant_is_a_signed_jwt_bearer_assertion_and_send_carries_it() {
 
 #[tokio::test]
 async fn optional_title_and_url_are_left_out() {
-    let server = MockServer::start().await;
-    mount_tokens(&server, 3600).await;
-    mount_send(&server, accepted()).await;
+    let server = accepting(3600).await;
     let provider = provider(&server, Duration::from_secs(5));
-    let app = app(Some(fcm_config(&server)), None);
-    let subscription = android(&app);
-    let message = message(&app, None, None);
+    let (app, subscription, message) = android_push(fcm_config(&server), None, None);
     provider.send(&app, &subscription, &message).await.expect("accepted");
     let body: Value = requests_to(&server, SEND_PATH).await[0].body_json().expect("json");
     assert_eq!(body["message"]["notification"], json!({"body": "Your cart misses you"}));
@@ -162,17 +165,17 @@ async fn optional_title_and_url_are_left_out() {
 
 #[tokio::test]
 async fn access_token_is_cached_and_refreshed_after_expiry() {
-    let server = MockServer::start().await;
-    // 301 s: usable for 1 s (tokens are dropped 5 minutes before they expire).
-    mount_tokens(&server, 301).await;
-    mount_send(&server, accepted()).await;
-    let provider = provider(&server, Duration::from_secs(5));
+    // An hour: usable for 55 minutes (tokens are dropped 5 minutes before they expire).
+    let server = accepting(3600).await;
+    let clock = frozen_clock();
+    let provider = provider(&server, Duration::from_secs(5)).with_clock(clock.clone());
 
     send_once(&provider, &server).await.expect("first");
+    clock.advance(chrono::Duration::minutes(54));
     send_once(&provider, &server).await.expect("second");
     assert_eq!(requests_to(&server, "/token").await.len(), 1, "two sends, one token request");
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(chrono::Duration::minutes(2));
     send_once(&provider, &server).await.expect("third");
     assert_eq!(requests_to(&server, "/token").await.len(), 2, "expired token refreshed");
     let sends = requests_to(&server, SEND_PATH).await;
@@ -182,9 +185,7 @@ async fn access_token_is_cached_and_refreshed_after_expiry() {
 
 #[tokio::test]
 async fn token_within_the_expiry_margin_is_not_cached() {
-    let server = MockServer::start().await;
-    mount_tokens(&server, 300).await;
-    mount_send(&server, accepted()).await;
+    let server = accepting(300).await;
     let provider = provider(&server, Duration::from_secs(5));
     send_once(&provider, &server).await.expect("first");
     send_once(&provider, &server).await.expect("second");
@@ -194,15 +195,10 @@ async fn token_within_the_expiry_margin_is_not_cached() {
 #[tokio::test]
 async fn concurrent_sends_share_one_token_request() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": "slow-token", "expires_in": 3600}))
-                .set_delay(Duration::from_millis(300)),
-        )
-        .mount(&server)
-        .await;
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(json!({"access_token": "slow-token", "expires_in": 3600}))
+        .set_delay(Duration::from_millis(300));
+    answer_posts(&server, "/token", slow).await;
     mount_send(&server, accepted()).await;
     let provider = Arc::new(provider(&server, Duration::from_secs(5)));
     let config = fcm_config(&server);
@@ -211,9 +207,7 @@ async fn concurrent_sends_share_one_token_request() {
             let provider = Arc::clone(&provider);
             let config = config.clone();
             tokio::spawn(async move {
-                let app = app(Some(config), None);
-                let subscription = android(&app);
-                let message = message(&app, None, None);
+                let (app, subscription, message) = android_push(config, None, None);
                 provider.send(&app, &subscription, &message).await
             })
         })
@@ -229,17 +223,8 @@ async fn concurrent_sends_share_one_token_request() {
 async fn unauthorized_drops_the_cached_token() {
     let server = MockServer::start().await;
     mount_tokens(&server, 3600).await;
-    Mock::given(method("POST"))
-        .and(path(SEND_PATH))
-        .respond_with(fcm_error(
-            401,
-            "UNAUTHENTICATED",
-            None,
-            "Request had invalid authentication credentials.",
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    let refusal = fcm_error(401, "UNAUTHENTICATED", None, "Request had invalid authentication credentials.");
+    answer_first_post(&server, SEND_PATH, refusal).await;
     mount_send(&server, accepted()).await;
     let provider = provider(&server, Duration::from_secs(5));
 
@@ -258,47 +243,32 @@ async fn error_for(response: ResponseTemplate) -> SendError {
     send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("refused")
 }
 
-fn assert_permanent(error: &SendError, want_code: &str, want_dead: bool) {
-    match error {
-        SendError::Permanent { code, dead_address, .. } => {
-            assert_eq!(code, want_code, "{error:?}");
-            assert_eq!(*dead_address, want_dead, "{error:?}");
-        }
-        other => panic!("expected a permanent {want_code}, got {other:?}"),
-    }
+/// `messages:send` refused with FCM's `error_code`: a permanent failure under that code, which
+/// unsubscribes the token when `dead`.
+async fn assert_refused(status: u16, rpc_status: &str, error_code: &str, message: &str, dead: bool) {
+    let error = error_for(fcm_error(status, rpc_status, Some(error_code), message)).await;
+    assert_permanent(&error, error_code, dead);
 }
 
 #[tokio::test]
 async fn unregistered_token_is_dead() {
-    let error =
-        error_for(fcm_error(404, "NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found.")).await;
-    assert_permanent(&error, "UNREGISTERED", true);
+    assert_refused(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found.", true).await;
 }
 
 #[tokio::test]
 async fn invalid_registration_token_is_dead() {
-    let error = error_for(fcm_error(
-        400,
-        "INVALID_ARGUMENT",
-        Some("INVALID_ARGUMENT"),
-        "The registration token is not a valid FCM registration token",
-    ))
-    .await;
-    assert_permanent(&error, "INVALID_ARGUMENT", true);
+    let message = "The registration token is not a valid FCM registration token";
+    assert_refused(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", message, true).await;
 }
 
 #[tokio::test]
 async fn invalid_payload_is_permanent_but_keeps_the_subscription() {
-    let error =
-        error_for(fcm_error(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "Message is too big")).await;
-    assert_permanent(&error, "INVALID_ARGUMENT", false);
+    assert_refused(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big", false).await;
 }
 
 #[tokio::test]
 async fn sender_id_mismatch_keeps_the_subscription() {
-    let error =
-        error_for(fcm_error(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), "SenderId mismatch")).await;
-    assert_permanent(&error, "SENDER_ID_MISMATCH", false);
+    assert_refused(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch", false).await;
 }
 
 #[tokio::test]
@@ -339,15 +309,8 @@ async fn timeout_is_transient() {
 #[tokio::test]
 async fn token_endpoint_refusal_means_not_configured() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(400).set_body_json(
-                json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
-            ),
-        )
-        .mount(&server)
-        .await;
+    let refusal = json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."});
+    answer_posts(&server, "/token", ResponseTemplate::new(400).set_body_json(refusal)).await;
     let error = send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("refused");
     match &error {
         SendError::NotConfigured(detail) => assert!(detail.contains("invalid_grant"), "{detail}"),
@@ -359,11 +322,7 @@ async fn token_endpoint_refusal_means_not_configured() {
 #[tokio::test]
 async fn token_endpoint_outage_is_transient() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "7"))
-        .mount(&server)
-        .await;
+    answer_posts(&server, "/token", ResponseTemplate::new(503).insert_header("Retry-After", "7")).await;
     let error = send_once(&provider(&server, Duration::from_secs(5)), &server).await.expect_err("outage");
     assert!(
         matches!(error, SendError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(7)),

@@ -2,6 +2,9 @@
 //! and speaks HTTP/2 when the server picks h2 (APNs accepts nothing else); to a plain `http://`
 //! stand-in it speaks HTTP/1.1. The TLS side is a real rustls server on loopback with a test CA.
 
+// A test crate: its helpers may unwrap too (clippy.toml allows it in `#[test]` functions only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

@@ -1,78 +1,59 @@
 //! Retargets: schedule a follow-up message to the audience of a source message (computed
 //! later, at dispatch), read one, cancel one, list a source's retargets.
 
-use std::future::Future;
-
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::{App, Contents, Message, MessageStatus, Retarget, RetargetStatus};
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
 use retarget_shared::clock::rfc3339;
-use retarget_shared::config::EnvReader;
-use retarget_shared::domain::contents::{ContentsIn, validate_contents};
-use retarget_shared::domain::{Channel, MessageId, RetargetId};
-use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::domain::{
+    App, Channel, Contents, MessageId, Predicate, PredicateError, Retarget, RetargetId, RetargetStatus,
+    check_source,
+};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, json_body, path_id};
 use retarget_shared::edge::routes::Route;
-use retarget_shared::services::audience::{Predicate, PredicateError, check_source};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
-/// What the handlers need; built once per cold start.
-#[derive(Clone)]
-pub struct Deps {
-    pub store: Store,
-}
-
 /// How far in the past `send_at` may be (clock skew between client and service).
 pub const SEND_AT_GRACE_SECONDS: i64 = 60;
 
-#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
+/// The retarget routes, behind the API key (see [`AppRoutes`]).
+pub struct Retargets;
 
-impl HttpFunction for Deps {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self { store: infra.store(env) })
-    }
+impl AppRoutes for Retargets {
+    type Deps = Store;
 
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
-    }
-}
-
-async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
-    let matched = matched_route(request)?;
-    let app = authenticate(&deps.store, request).await?;
-    match matched.route {
-        Route::CreateRetarget => create(deps, &app, request).await,
-        Route::GetRetarget => {
-            let id: RetargetId = path_id(matched.param)?;
-            let retarget = deps.store.get_retarget(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
-            Ok(json_response(StatusCode::OK, &view(&retarget)))
+    async fn route(store: &Store, call: AppRequest<'_>) -> Result<Response<Body>, ApiError> {
+        match call.route {
+            Route::CreateRetarget => create(store, &call.app, call.request).await,
+            Route::GetRetarget => {
+                let id: RetargetId = path_id(call.param)?;
+                let retarget =
+                    store.get_retarget(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                Ok(json_response(StatusCode::OK, &view(&retarget)))
+            }
+            Route::CancelRetarget => {
+                let id: RetargetId = path_id(call.param)?;
+                // `already_dispatched` (409) comes through `StoreError::AlreadyDispatched`.
+                let retarget =
+                    store.cancel_retarget(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                tracing::info!(retarget_id = %retarget.retarget_id, "retarget cancelled");
+                Ok(json_response(StatusCode::OK, &view(&retarget)))
+            }
+            Route::MessageRetargets => {
+                let id: MessageId = path_id(call.param)?;
+                store.get_message(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                let retargets = store.retargets_of_message(call.app.app_id, id).await?;
+                let views: Vec<Value> = retargets.iter().map(view).collect();
+                Ok(json_response(StatusCode::OK, &json!({ "retargets": views })))
+            }
+            _ => Err(ApiError::not_found()),
         }
-        Route::CancelRetarget => {
-            let id: RetargetId = path_id(matched.param)?;
-            // `already_dispatched` (409) comes through `StoreError::AlreadyDispatched`.
-            let retarget =
-                deps.store.cancel_retarget(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
-            tracing::info!(retarget_id = %retarget.retarget_id, "retarget cancelled");
-            Ok(json_response(StatusCode::OK, &view(&retarget)))
-        }
-        Route::MessageRetargets => {
-            let id: MessageId = path_id(matched.param)?;
-            deps.store.get_message(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
-            let retargets = deps.store.retargets_of_message(app.app_id, id).await?;
-            let views: Vec<Value> = retargets.iter().map(view).collect();
-            Ok(json_response(StatusCode::OK, &json!({ "retargets": views })))
-        }
-        _ => Err(ApiError::not_found()),
     }
 }
 
@@ -90,7 +71,7 @@ struct CreateRetarget {
     did_not: Option<KindNames>,
     #[serde(default)]
     channel: Option<Channel>,
-    contents: ContentsIn,
+    contents: Contents,
     // Parsed strictly as RFC 3339 below.
     #[serde(default)]
     send_at: Option<String>,
@@ -201,13 +182,6 @@ fn parse_send_at(raw: &str) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
-fn revalidate(channel: Channel, contents: &Contents) -> Result<Contents, ApiError> {
-    validate_contents(
-        channel,
-        ContentsIn { title: contents.title.clone(), body: contents.body.clone(), url: contents.url.clone() },
-    )
-}
-
 #[derive(Serialize)]
 struct Created {
     retarget_id: String,
@@ -219,14 +193,15 @@ struct Created {
 /// The checks run in the contract's order: 400 `invalid_request`, 422
 /// `segments_not_combinable`, 404, 403, 410, 422 `source_not_retargetable`, 400
 /// `invalid_action`, 422 `send_at_out_of_window`. Nothing is written before all passed.
-async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let body: CreateRetarget = json_body(request)?;
     let segments = body.segment_fields();
     let predicate_in = PredicateIn::from_body(body.action, body.did, body.did_not)?;
     let send_at = body.send_at.as_deref().map(parse_send_at).transpose()?;
     // With an explicit channel the contents are checked for it now; without one, against the
     // most lenient channel now and against the source's channel once the source is known.
-    let contents = validate_contents(body.channel.unwrap_or(Channel::Push), body.contents)?;
+    body.contents.check(body.channel.unwrap_or(Channel::Push))?;
+    let contents = body.contents;
 
     if !segments.is_empty() {
         return Err(ApiError::new(
@@ -239,15 +214,15 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     }
 
     let source_id: MessageId = body.source_message_id.parse().map_err(|_| ApiError::not_found())?;
-    let source = deps.store.get_message(app.app_id, source_id).await?.ok_or_else(ApiError::not_found)?;
+    let source = store.get_message(app.app_id, source_id).await?.ok_or_else(ApiError::not_found)?;
     let channel = body.channel.unwrap_or(source.channel);
-    let contents = if body.channel.is_none() { revalidate(channel, &contents)? } else { contents };
+    if body.channel.is_none() {
+        contents.check(channel)?;
+    }
 
-    let now = deps.store.clock().now();
+    let now = store.clock().now();
     check_source(app, &source, now)?;
-    let predicate = predicate_in
-        .for_source(source.channel)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidAction, e.to_string()))?;
+    let predicate = predicate_in.for_source(source.channel)?;
 
     let send_at = send_at.unwrap_or(now);
     let earliest = now - Duration::seconds(SEND_AT_GRACE_SECONDS);
@@ -264,29 +239,8 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     // A time within the grace period means "now".
     let send_at = send_at.max(now);
 
-    let mut message = Message::new(app.app_id, channel, contents, now);
-    message.retargetable = app.retargetable_at(now);
-    message.retarget_of = Some(source.message_id);
-    message.status = MessageStatus::Scheduled;
-    message.send_at = send_at;
-    let retarget = Retarget {
-        retarget_id: RetargetId::at(now),
-        app_id: app.app_id,
-        message_id: message.message_id,
-        source_message_id: source.message_id,
-        predicate,
-        channel,
-        send_at,
-        status: RetargetStatus::Scheduled,
-        audience_size: None,
-        enqueued: None,
-        unreachable: None,
-        created_at: now,
-        failure: None,
-        progress: None,
-        lease_owner: None,
-    };
-    deps.store.create_retarget(&retarget, &message).await?;
+    let (retarget, message) = Retarget::schedule(app, &source, predicate, channel, contents, send_at, now);
+    store.create_retarget(&retarget, &message).await?;
     tracing::info!(
         retarget_id = %retarget.retarget_id,
         source_message_id = %source.message_id,

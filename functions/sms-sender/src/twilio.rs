@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
-use retarget_shared::adapters::store::{App, Contents, Message, Subscription, TwilioConfig};
-use retarget_shared::domain::{AppId, MessageId, PhoneNumber, SubscriptionId};
+use retarget_shared::domain::{
+    App, AppId, Contents, Message, MessageId, PhoneNumber, Subscription, SubscriptionId, TwilioConfig,
+};
+use retarget_shared::provider_http::{self, retry_after, transport_error};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use serde::Deserialize;
 
@@ -21,6 +22,9 @@ const DEAD_ADDRESS_CODES: [u64; 3] = [21211, 21614, 21610];
 
 /// Twilio's "authenticate" error (bad account SID or auth token).
 const BAD_CREDENTIALS_CODE: u64 = 20003;
+
+/// How transport failures name the provider.
+const TWILIO: &str = "Twilio";
 
 /// Sends SMS through Twilio. Built once per cold start; the HTTP client (and its connection
 /// pool) is shared by every send.
@@ -35,13 +39,12 @@ impl TwilioProvider {
     /// `api_base`: `TWILIO_API_BASE` (`https://api.twilio.com`); `public_base_url`:
     /// `PUBLIC_BASE_URL`, the prefix of the status-callback URL; `timeout`: the whole request
     /// (connect, send, response), after which the send is a transient failure.
+    // Building the client fails only when the TLS backend cannot initialise: not on any input.
+    #[allow(clippy::expect_used)]
     pub fn new(api_base: String, public_base_url: String, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirected POST would be replayed as a GET (or not at all): never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("retarget-sms-sender/", env!("CARGO_PKG_VERSION")))
+        // Never follows a redirect: a redirected POST would be replayed as a GET (or not at all).
+        let user_agent = concat!("retarget-sms-sender/", env!("CARGO_PKG_VERSION"));
+        let client = provider_http::client_builder(user_agent, timeout, timeout)
             .build()
             .expect("the HTTP client's TLS backend initialises");
         Self {
@@ -65,31 +68,31 @@ impl TwilioProvider {
     fn messages_url(&self, account_sid: &str) -> String {
         format!("{}/2010-04-01/Accounts/{account_sid}/Messages.json", self.api_base)
     }
+}
 
-    async fn send_sms(
-        &self,
-        app: &App,
-        subscription: &Subscription,
-        message: &Message,
-    ) -> Result<Accepted, SendError> {
+/// Who the SMS comes from: a Messaging Service (preferred when both are configured, as it
+/// picks the number itself) or one number.
+enum Sender<'a> {
+    MessagingService(&'a str),
+    From(&'a str),
+}
+
+impl Provider for TwilioProvider {
+    async fn send(&self, app: &App, sub: &Subscription, message: &Message) -> Result<Accepted, SendError> {
         let twilio = app
             .twilio
             .as_ref()
             .ok_or_else(|| SendError::NotConfigured("the app has no Twilio configuration".into()))?;
         let sender = Sender::of(twilio)?;
-        let to = subscription.phone_number.as_ref().ok_or_else(|| SendError::Permanent {
+        let to = sub.phone_number.as_ref().ok_or_else(|| SendError::Permanent {
             code: "no_phone_number".into(),
-            detail: "the subscription has no phone number".into(),
+            detail: "the sub has no phone number".into(),
             dead_address: false,
         })?;
 
         let body = sms_body(&message.contents);
-        let callback = status_callback_url(
-            &self.public_base_url,
-            app.app_id,
-            message.message_id,
-            subscription.subscription_id,
-        );
+        let callback =
+            status_callback_url(&self.public_base_url, app.app_id, message.message_id, sub.subscription_id);
         let (sender_field, sender_value) = sender.field();
         let form = [
             ("To", to.as_e164()),
@@ -106,7 +109,7 @@ impl TwilioProvider {
             .form(&form)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error(TWILIO, e))?;
 
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -117,7 +120,7 @@ impl TwilioProvider {
                 tracing::warn!(error = %e.without_url(), "twilio accepted the message but its response was unreadable");
                 Default::default()
             }
-            Err(e) => return Err(transport_error(e)),
+            Err(e) => return Err(transport_error(TWILIO, e)),
         };
         let outcome = classify(status, retry_after, &bytes);
         let outcome = outcome.map_err(|e| redact(e, to, &twilio.auth_token));
@@ -125,7 +128,7 @@ impl TwilioProvider {
             Ok(accepted) => tracing::debug!(
                 app_id = %app.app_id,
                 message_id = %message.message_id,
-                subscription_id = %subscription.subscription_id,
+                subscription_id = %sub.subscription_id,
                 to = %to,
                 sid = accepted.provider_id.as_deref().unwrap_or(""),
                 "twilio accepted the message"
@@ -133,7 +136,7 @@ impl TwilioProvider {
             Err(error) => tracing::info!(
                 app_id = %app.app_id,
                 message_id = %message.message_id,
-                subscription_id = %subscription.subscription_id,
+                subscription_id = %sub.subscription_id,
                 to = %to,
                 http_status = status.as_u16(),
                 %error,
@@ -142,24 +145,6 @@ impl TwilioProvider {
         }
         outcome
     }
-}
-
-impl Provider for TwilioProvider {
-    fn send<'a>(
-        &'a self,
-        app: &'a App,
-        subscription: &'a Subscription,
-        message: &'a Message,
-    ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a {
-        self.send_sms(app, subscription, message)
-    }
-}
-
-/// Who the SMS comes from: a Messaging Service (preferred when both are configured, as it
-/// picks the number itself) or one number.
-enum Sender<'a> {
-    MessagingService(&'a str),
-    From(&'a str),
 }
 
 impl<'a> Sender<'a> {
@@ -267,29 +252,11 @@ fn error_detail(status: StatusCode, parsed: &TwilioResponse) -> String {
     detail
 }
 
-/// `Retry-After` in seconds (Twilio sends seconds; an HTTP date is ignored).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Timeouts and network failures: the request may or may not have reached Twilio; retried.
-fn transport_error(error: reqwest::Error) -> SendError {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    SendError::Transient { detail: format!("Twilio {kind}: {}", error.without_url()), retry_after: None }
-}
-
 /// Twilio's messages may quote the `To` number (21211: "The 'To' number +1… is not valid"):
 /// the detail is logged and stored, so the number is masked. The auth token never appears in
 /// an answer, but it is scrubbed all the same.
 fn redact(error: SendError, to: &PhoneNumber, auth_token: &str) -> SendError {
-    let scrub = |text: String| {
+    error.map_detail(|text| {
         let e164 = to.as_e164();
         let mut text = text.replace(e164, &to.masked());
         if let Some(digits) = e164.strip_prefix('+') {
@@ -299,16 +266,7 @@ fn redact(error: SendError, to: &PhoneNumber, auth_token: &str) -> SendError {
             text = text.replace(auth_token, "***");
         }
         mask_digit_runs(&text)
-    };
-    match error {
-        SendError::Permanent { code, detail, dead_address } => {
-            SendError::Permanent { code, detail: scrub(detail), dead_address }
-        }
-        SendError::Transient { detail, retry_after } => {
-            SendError::Transient { detail: scrub(detail), retry_after }
-        }
-        SendError::NotConfigured(detail) => SendError::NotConfigured(scrub(detail)),
-    }
+    })
 }
 
 /// Masks every other run of 7 or more digits (with its leading `+`): Twilio's messages may

@@ -1,14 +1,17 @@
 //! The Twilio provider against a real HTTP server (wiremock): what is sent, and how every
 //! kind of answer (or its absence) is classified.
 
+// A test crate: its helpers may unwrap too (clippy.toml allows it in `#[test]` functions only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use retarget_shared::adapters::store::{
-    App, Contents, Message, Subscription, SubscriptionStatus, TwilioConfig,
+use retarget_shared::domain::{
+    App, AppId, Channel, Contents, Message, PhoneNumber, Plan, Subscription, SubscriptionId,
+    SubscriptionStatus, TwilioConfig,
 };
-use retarget_shared::domain::{AppId, Channel, PhoneNumber, Plan, SubscriptionId};
 use retarget_shared::edge::signatures::{twilio_signature, verify_twilio};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_sms_sender::TwilioProvider;
@@ -95,13 +98,19 @@ fn twilio_error(status: u16, code: u64, message: &str) -> ResponseTemplate {
     }))
 }
 
+/// A Twilio stand-in answering every POST to the Messages resource with `response`.
+async fn twilio(response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path(MESSAGES_PATH)).respond_with(response).mount(&server).await;
+    server
+}
+
 /// Sends one SMS to a server answering `response`; the outcome and the request Twilio saw.
 async fn send_with(
     response: ResponseTemplate,
     url: Option<&str>,
 ) -> (Result<Accepted, SendError>, Option<Request>) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path(MESSAGES_PATH)).respond_with(response).mount(&server).await;
+    let server = twilio(response).await;
     let app = app(Some("+15550001111"), None);
     let outcome = provider(&server).send(&app, &subscription(&app, Some(TO)), &message(&app, url)).await;
     let request = server.received_requests().await.unwrap().into_iter().next();
@@ -110,6 +119,17 @@ async fn send_with(
 
 async fn outcome_of(response: ResponseTemplate) -> Result<Accepted, SendError> {
     send_with(response, None).await.0
+}
+
+/// Twilio refusing the send with error `code`: a permanent failure under that code, which
+/// unsubscribes the recipient when `dead`.
+async fn assert_permanent(code: u64, message: &str, dead: bool) {
+    let outcome = outcome_of(twilio_error(400, code, message)).await;
+    let want = code.to_string();
+    assert!(
+        matches!(&outcome, Err(SendError::Permanent { code, dead_address, .. }) if *code == want && *dead_address == dead),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -168,12 +188,7 @@ async fn messaging_service_is_preferred_over_from() {
         (None, Some("MG0001"), ("MessagingServiceSid", "MG0001")),
         (Some("+15550001111"), None, ("From", "+15550001111")),
     ] {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(MESSAGES_PATH))
-            .respond_with(created("SM1"))
-            .mount(&server)
-            .await;
+        let server = twilio(created("SM1")).await;
         let app = app(from, service);
         provider(&server).send(&app, &subscription(&app, Some(TO)), &message(&app, None)).await.unwrap();
         let form = form(&server.received_requests().await.unwrap()[0]);
@@ -228,34 +243,17 @@ async fn invalid_number_is_a_dead_address() {
 
 #[tokio::test]
 async fn stop_is_a_dead_address() {
-    let outcome = outcome_of(twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")).await;
-    assert!(
-        matches!(&outcome, Err(SendError::Permanent { code, dead_address: true, .. }) if code == "21610"),
-        "{outcome:?}"
-    );
+    assert_permanent(21610, "Attempt to send to unsubscribed recipient", true).await;
 }
 
 #[tokio::test]
 async fn landline_is_a_dead_address() {
-    let outcome = outcome_of(twilio_error(400, 21614, "'To' number is not a valid mobile number")).await;
-    assert!(
-        matches!(&outcome, Err(SendError::Permanent { code, dead_address: true, .. }) if code == "21614"),
-        "{outcome:?}"
-    );
+    assert_permanent(21614, "'To' number is not a valid mobile number", true).await;
 }
 
 #[tokio::test]
 async fn other_client_errors_are_permanent_but_keep_the_subscription() {
-    let outcome = outcome_of(twilio_error(
-        400,
-        21617,
-        "The concatenated message body exceeds the 1600 character limit.",
-    ))
-    .await;
-    assert!(
-        matches!(&outcome, Err(SendError::Permanent { code, dead_address: false, .. }) if code == "21617"),
-        "{outcome:?}"
-    );
+    assert_permanent(21617, "The concatenated message body exceeds the 1600 character limit.", false).await;
 }
 
 #[tokio::test]
@@ -290,12 +288,7 @@ async fn server_errors_are_transient() {
 
 #[tokio::test]
 async fn a_slow_twilio_times_out_as_transient() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(MESSAGES_PATH))
-        .respond_with(created("SM_late").set_delay(Duration::from_secs(5)))
-        .mount(&server)
-        .await;
+    let server = twilio(created("SM_late").set_delay(Duration::from_secs(5))).await;
     let provider = provider_with_timeout(&server.uri(), Duration::from_millis(200));
     let app = app(Some("+15550001111"), None);
     let started = std::time::Instant::now();

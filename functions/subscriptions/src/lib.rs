@@ -1,58 +1,39 @@
 //! Subscriptions: register a push token or phone number (upsert by address), read one,
 //! unsubscribe one. `external_user_id` links a person's subscriptions across channels.
 
-use std::future::Future;
-
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::{Address, App, Subscription, Upserted};
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
-use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{Channel, ExternalUserId, PhoneNumber, Platform};
-use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response, respond};
-use retarget_shared::edge::request::{authenticate, json_body, matched_route, path_id};
+use retarget_shared::adapters::store::Upserted;
+use retarget_shared::domain::{Address, App, Channel, ExternalUserId, PhoneNumber, Platform, Subscription};
+use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, json_body, path_id};
 use retarget_shared::edge::routes::Route;
 use serde::{Deserialize, Serialize};
 
-/// What the handlers need; built once per cold start.
-#[derive(Clone)]
-pub struct Deps {
-    pub store: Store,
-}
+/// The subscription routes, behind the API key (see [`AppRoutes`]).
+pub struct Subscriptions;
 
-#[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
+impl AppRoutes for Subscriptions {
+    type Deps = Store;
 
-impl HttpFunction for Deps {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self { store: infra.store(env) })
-    }
-
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
-    }
-}
-
-async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
-    let matched = matched_route(request)?;
-    let app = authenticate(&deps.store, request).await?;
-    match matched.route {
-        Route::CreateSubscription => create(deps, &app, request).await,
-        Route::GetSubscription => {
-            let id = path_id(matched.param)?;
-            let sub = deps.store.get_subscription(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
-            Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
+    async fn route(store: &Store, call: AppRequest<'_>) -> Result<Response<Body>, ApiError> {
+        match call.route {
+            Route::CreateSubscription => create(store, &call.app, call.request).await,
+            Route::GetSubscription => {
+                let id = path_id(call.param)?;
+                let sub =
+                    store.get_subscription(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
+            }
+            Route::Unsubscribe => {
+                let id = path_id(call.param)?;
+                let sub = store.unsubscribe(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                tracing::info!(subscription_id = %sub.subscription_id, "unsubscribed");
+                Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
+            }
+            _ => Err(ApiError::not_found()),
         }
-        Route::Unsubscribe => {
-            let id = path_id(matched.param)?;
-            let sub = deps.store.unsubscribe(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
-            tracing::info!(subscription_id = %sub.subscription_id, "unsubscribed");
-            Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
-        }
-        _ => Err(ApiError::not_found()),
     }
 }
 
@@ -112,35 +93,16 @@ fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
     }
 }
 
-async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let body: CreateSubscription = json_body(request)?;
     let address = address(&body)?;
-    let (sub, upserted) = deps.store.upsert_subscription(app.app_id, address, body.external_user_id).await?;
+    let (sub, upserted) = store.upsert_subscription(app.app_id, address, body.external_user_id).await?;
     let status = match upserted {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
     };
     tracing::info!(subscription_id = %sub.subscription_id, channel = %sub.channel, ?upserted, "subscription upserted");
-    Ok(json_response(status, &CreatedView::from(&sub)))
-}
-
-#[derive(Serialize)]
-struct CreatedView<'a> {
-    subscription_id: String,
-    channel: Channel,
-    external_user_id: Option<&'a str>,
-    status: &'static str,
-}
-
-impl<'a> From<&'a Subscription> for CreatedView<'a> {
-    fn from(s: &'a Subscription) -> Self {
-        Self {
-            subscription_id: s.subscription_id.to_string(),
-            channel: s.channel,
-            external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
-            status: status_name(s),
-        }
-    }
+    Ok(json_response(status, &SubscriptionView::summary(&sub)))
 }
 
 #[derive(Serialize)]
@@ -166,11 +128,14 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
             token: s.token.as_deref(),
             phone_number: s.phone_number.as_ref().map(PhoneNumber::as_e164),
             external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
-            status: status_name(s),
+            status: s.status.as_str(),
         }
     }
 }
 
-fn status_name(s: &Subscription) -> &'static str {
-    if s.is_active() { "active" } else { "unsubscribed" }
+impl<'a> SubscriptionView<'a> {
+    /// Without the address: what an upsert answers.
+    fn summary(s: &'a Subscription) -> Self {
+        Self { platform: None, token: None, phone_number: None, ..Self::from(s) }
+    }
 }

@@ -3,16 +3,13 @@
 //! so duplicated and out-of-order deliveries leave the same state (a late `sent` never undoes
 //! a `delivered`: kinds are separate facts, not a status that is overwritten).
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::App;
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra};
+use retarget_shared::bootstrap::{Error, FromEnv, HttpFunction, Infra};
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{AppId, EventId, EventKind};
+use retarget_shared::domain::{App, AppId, EventId, EventKind};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, no_content, respond};
 use retarget_shared::edge::request::{body, matched_route, parse_json, path_id, url_decode_pairs};
 use retarget_shared::edge::routes::Route;
@@ -30,18 +27,16 @@ pub struct Deps {
 pub const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 pub const PUSH_SIGNATURE: &str = "retarget-signature";
 
-#[tracing::instrument(skip_all, fields(path = request.uri().path()))]
-pub async fn handle(deps: &Deps, request: Request) -> Response<Body> {
-    respond(route(deps, &request).await)
-}
-
-impl HttpFunction for Deps {
+impl FromEnv for Deps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         Ok(Self { store: infra.store(env), public_base_url: env.url("PUBLIC_BASE_URL", None) })
     }
+}
 
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send {
-        handle(self, request)
+impl HttpFunction for Deps {
+    #[tracing::instrument(skip_all, fields(path = request.uri().path()))]
+    async fn handle(&self, request: Request) -> Response<Body> {
+        respond(route(self, &request).await)
     }
 }
 

@@ -1,4 +1,6 @@
+use retarget_shared::bootstrap::{Error, serve_http};
+
 #[tokio::main]
-async fn main() -> Result<(), retarget_shared::bootstrap::Error> {
-    retarget_shared::bootstrap::serve_http::<retarget_webhooks::Deps>().await
+async fn main() -> Result<(), Error> {
+    serve_http::<retarget_webhooks::Deps>().await
 }

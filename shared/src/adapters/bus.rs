@@ -2,12 +2,11 @@
 //! PutEvents can accept the call and still fail entries (`FailedEntryCount`); those are
 //! retried, and an event that still fails is an error, never silently dropped.
 
-use std::time::Duration;
-
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde::Serialize;
 
 use crate::domain::{AppId, MessageId, RetargetId};
+use crate::retry::RetryPolicy;
 
 pub const SOURCE: &str = "retarget";
 pub const RETARGET_DISPATCHED: &str = "RetargetDispatched";
@@ -49,11 +48,11 @@ impl EventBus {
             .detail_type(RETARGET_DISPATCHED)
             .detail(detail)
             .build();
-        let attempts = 5;
+        let attempts = RetryPolicy::BUS.max_attempts;
         let mut last = (String::new(), String::new());
         for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100u64 << attempt)).await;
+                RetryPolicy::BUS.wait(attempt).await;
             }
             let output = match self.client.put_events().entries(entry.clone()).send().await {
                 Ok(output) => output,

@@ -3,41 +3,13 @@
 //! which were not — never a silent drop).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use serde::{Deserialize, Serialize};
 
-use crate::domain::{AppId, Channel, MessageId, SubscriptionId};
+use crate::domain::SendJob;
+use crate::retry::RetryPolicy;
 
-/// Recipients per SQS message: small enough that a sender finishes one message well inside
-/// its timeout, large enough that a million recipients take 200 SendMessageBatch calls.
-pub const RECIPIENTS_PER_JOB: usize = 500;
 const ENTRIES_PER_BATCH: usize = 10;
-
-/// One SQS message: send `message_id` to these subscriptions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendJob {
-    pub app_id: AppId,
-    pub message_id: MessageId,
-    pub channel: Channel,
-    pub subscription_ids: Vec<SubscriptionId>,
-}
-
-impl SendJob {
-    /// Splits recipients into jobs of at most [`RECIPIENTS_PER_JOB`].
-    pub fn split(
-        app_id: AppId,
-        message_id: MessageId,
-        channel: Channel,
-        recipients: &[SubscriptionId],
-    ) -> Vec<SendJob> {
-        recipients
-            .chunks(RECIPIENTS_PER_JOB)
-            .map(|chunk| SendJob { app_id, message_id, channel, subscription_ids: chunk.to_vec() })
-            .collect()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -66,13 +38,13 @@ pub struct QueueStats {
 pub struct Queue {
     client: aws_sdk_sqs::Client,
     url: String,
-    max_attempts: u32,
+    retry: RetryPolicy,
     pub stats: QueueStats,
 }
 
 impl Queue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into(), max_attempts: 8, stats: QueueStats::default() }
+        Self { client, url: url.into(), retry: RetryPolicy::QUEUE, stats: QueueStats::default() }
     }
 
     pub fn url(&self) -> &str {
@@ -92,11 +64,10 @@ impl Queue {
         // Entry ids are the index in this chunk, so a failed entry maps back to its body.
         let mut pending: Vec<usize> = (0..bodies.len()).collect();
         let mut last_error = String::new();
-        for attempt in 0..self.max_attempts {
+        for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
                 self.stats.entry_retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                let backoff = Duration::from_millis(50u64 << attempt.min(6)).mul_f64(rand::random::<f64>());
-                tokio::time::sleep(backoff).await;
+                self.retry.wait(attempt).await;
             }
             let entries = pending
                 .iter()
@@ -146,13 +117,14 @@ impl Queue {
             }
             pending = failed;
         }
-        Err(QueueError::EntriesFailed { count: pending.len(), attempts: self.max_attempts, last_error })
+        Err(QueueError::EntriesFailed { count: pending.len(), attempts: self.retry.max_attempts, last_error })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{AppId, Channel, MessageId, RECIPIENTS_PER_JOB, SubscriptionId};
 
     #[test]
     fn jobs_hold_at_most_the_limit_and_keep_every_recipient() {

@@ -115,6 +115,30 @@ impl FromStr for EventKind {
     }
 }
 
+/// A count per event kind (a message's stats), serialised as `{"sent": n, "delivered": n, …}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCounts([u64; EventKind::ALL.len()]);
+
+impl KindCounts {
+    pub fn get(&self, kind: EventKind) -> u64 {
+        self.0[kind as usize]
+    }
+
+    pub fn add(&mut self, kind: EventKind, count: u64) {
+        self.0[kind as usize] = self.0[kind as usize].saturating_add(count);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (EventKind, u64)> + '_ {
+        EventKind::ALL.into_iter().map(|k| (k, self.get(k)))
+    }
+}
+
+impl Serialize for KindCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter().map(|(k, n)| (k.as_str(), n)))
+    }
+}
+
 /// A push subscription's device platform, which picks the provider (APNs or FCM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +211,18 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_names_and_codes() {
+        let mut counts = KindCounts::default();
+        for (n, k) in EventKind::ALL.into_iter().enumerate() {
+            counts.add(k, n as u64 + 1);
+            counts.add(k, 10);
+        }
+        assert_eq!(counts.get(EventKind::Sent), 11);
+        assert_eq!(counts.get(EventKind::Failed), 15);
+        let json = serde_json::to_value(counts).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15})
+        );
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
             assert_eq!(EventKind::from_code(k.code()), Some(k));

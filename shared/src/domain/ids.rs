@@ -114,71 +114,55 @@ pub fn is_hidden(c: char) -> bool {
         )
 }
 
-/// The caller's own id for a person; links that person's subscriptions across channels.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ExternalUserId(String);
+/// A caller-chosen text id: 1 to `MAX_LEN` bytes without control or invisible characters.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $max:expr $(, $derive:ident)*) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize $(, $derive)*)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl ExternalUserId {
-    pub const MAX_LEN: usize = 256;
+        impl $name {
+            pub const MAX_LEN: usize = $max;
 
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(is_hidden);
-        if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
-    }
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(is_hidden);
+                if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "must be 1 to {} characters without control or invisible characters",
+                        Self::MAX_LEN
+                    ))
+                })
+            }
+        }
+    };
 }
 
-impl fmt::Display for ExternalUserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ExternalUserId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "must be 1 to {} characters without control or invisible characters",
-                Self::MAX_LEN
-            ))
-        })
-    }
-}
-
-/// A caller- or provider-chosen id of one interaction event, used for de-duplication.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct EventId(String);
-
-impl EventId {
-    pub const MAX_LEN: usize = 128;
-
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(is_hidden);
-        if ok { Ok(Self(s.to_owned())) } else { Err(IdError(s.chars().take(64).collect())) }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for EventId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "must be 1 to {} characters without control or invisible characters",
-                Self::MAX_LEN
-            ))
-        })
-    }
-}
+text_id!(
+    /// The caller's own id for a person; links that person's subscriptions across channels.
+    ExternalUserId, 256, PartialOrd, Ord
+);
+text_id!(
+    /// A caller- or provider-chosen id of one interaction event, used for de-duplication.
+    EventId, 128
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,27 @@
-//! Domain values that parse, not validate: a value of these types is always well formed.
+//! The domain: values that parse, not validate (a value of these types is always well formed),
+//! the entities and their state machines, and the domain's own errors. No I/O, no HTTP: the
+//! store persists these types, `edge::problem` alone turns their errors into responses.
 
 mod api_key;
+mod app;
 mod channel;
+mod contents;
 mod ids;
+mod message;
 mod phone;
+mod predicate;
+mod retarget;
+mod send_job;
+mod subscription;
 
 pub use api_key::{ApiKey, ApiKeyHash};
-pub use channel::{Channel, EventKind, Plan, Platform};
+pub use app::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
+pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
+pub use contents::{Contents, ContentsError};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
+pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};
 pub use phone::{PhoneNumber, PhoneNumberError};
-pub mod contents;
+pub use predicate::{Action, KindSet, Predicate, PredicateError};
+pub use retarget::{DispatchOutcome, DispatchProgress, Retarget, RetargetStatus};
+pub use send_job::{RECIPIENTS_PER_JOB, SendJob};
+pub use subscription::{Address, Subscription, SubscriptionStatus};

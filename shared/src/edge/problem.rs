@@ -6,6 +6,10 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::adapters::store::StoreError;
+use crate::domain::{ContentsError, PredicateError, SourceError};
+use crate::services::audience::SourceLookupError;
+
 /// Every error code of the contract, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,15 +166,48 @@ impl ApiError {
     }
 }
 
-impl From<crate::adapters::store::StoreError> for ApiError {
-    fn from(e: crate::adapters::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            crate::adapters::store::StoreError::NotFound => ApiError::not_found(),
-            crate::adapters::store::StoreError::AlreadyDispatched(status) => ApiError::new(
+            StoreError::NotFound => ApiError::not_found(),
+            StoreError::AlreadyDispatched(status) => ApiError::new(
                 ErrorCode::AlreadyDispatched,
                 format!("the retarget is already {}; it can no longer be cancelled", status.as_str()),
             ),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<ContentsError> for ApiError {
+    fn from(e: ContentsError) -> Self {
+        ApiError::invalid_request(e.to_string())
+    }
+}
+
+impl From<PredicateError> for ApiError {
+    fn from(e: PredicateError) -> Self {
+        ApiError::new(ErrorCode::InvalidAction, e.to_string())
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        let code = match e {
+            SourceError::PlanRequired(_) => ErrorCode::PlanRequired,
+            SourceError::Expired(_) => ErrorCode::SourceExpired,
+            SourceError::NotRetargetable => ErrorCode::SourceNotRetargetable,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<SourceLookupError> for ApiError {
+    fn from(e: SourceLookupError) -> Self {
+        match e {
+            SourceLookupError::NotFound => ApiError::not_found(),
+            SourceLookupError::Unusable(e) => e.into(),
+            SourceLookupError::Store(e) => e.into(),
         }
     }
 }
@@ -231,6 +268,22 @@ mod tests {
         let twilio = ApiError::new(ErrorCode::InvalidSignature, "bad").with_status(StatusCode::FORBIDDEN);
         assert_eq!(twilio.to_response().status(), StatusCode::FORBIDDEN);
         assert_eq!(body_json(&twilio.to_response())["status"], 403);
+    }
+
+    #[test]
+    fn domain_errors_keep_their_codes() {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let cases: [(ApiError, u16, &str); 4] = [
+            (SourceError::PlanRequired(crate::domain::Plan::Free).into(), 403, "plan_required"),
+            (SourceError::Expired(at).into(), 410, "source_expired"),
+            (SourceError::NotRetargetable.into(), 422, "source_not_retargetable"),
+            (ContentsError::Title.into(), 400, "invalid_request"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status.as_u16(), e.code.as_str()), (status, code), "{e}");
+        }
+        let e: ApiError = SourceError::Expired(at).into();
+        assert_eq!(e.detail, "the message's data expired at 2027-01-15T08:00:00Z");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Request helpers every HTTP function uses: body limits, JSON with field-named errors,
 //! bearer authentication, path ids.
 
-use lambda_http::{Request, RequestExt};
+use std::future::Future;
+
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 
 use crate::Store;
-use crate::adapters::store::App;
-use crate::domain::ApiKey;
-use crate::edge::problem::{ApiError, ErrorCode};
-use crate::edge::routes::{Matched, NoMatch, match_route};
+use crate::bootstrap::{Error, FromEnv, HttpFunction, Infra};
+use crate::config::EnvReader;
+use crate::domain::{ApiKey, App};
+use crate::edge::problem::{ApiError, ErrorCode, respond};
+use crate::edge::routes::{Matched, NoMatch, Route, match_route};
 
 /// The contract's body limit.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -59,6 +62,67 @@ pub async fn authenticate(store: &Store, request: &Request) -> Result<App, ApiEr
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(ApiError::unauthorized)?;
     store.app_for_key_hash(&ApiKey::presented(presented).hash()).await?.ok_or_else(ApiError::unauthorized)
+}
+
+/// What the dependencies of an app-authenticated function hold: the table API keys are in.
+pub trait HasStore {
+    fn store(&self) -> &Store;
+}
+
+impl HasStore for Store {
+    fn store(&self) -> &Store {
+        self
+    }
+}
+
+/// One request with a valid API key: its route, the route's path parameter, and the app.
+pub struct AppRequest<'r> {
+    pub route: Route,
+    pub param: Option<&'r str>,
+    pub app: App,
+    pub request: &'r Request,
+}
+
+/// The routes of an HTTP function whose every route is authenticated with an app's API key:
+/// the route is matched (404, 405, 413) and the key checked (401) before [`AppRoutes::route`]
+/// runs, and its errors become problem responses. [`AppFunction`] serves them.
+pub trait AppRoutes: Send + Sync + 'static {
+    type Deps: FromEnv + HasStore + Send + Sync;
+
+    fn route(
+        deps: &Self::Deps,
+        call: AppRequest<'_>,
+    ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+}
+
+/// The HTTP function serving `R`'s routes over its dependencies.
+pub struct AppFunction<R: AppRoutes> {
+    pub deps: R::Deps,
+}
+
+impl<R: AppRoutes> AppFunction<R> {
+    pub fn new(deps: R::Deps) -> Self {
+        Self { deps }
+    }
+}
+
+impl<R: AppRoutes> FromEnv for AppFunction<R> {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self::new(R::Deps::from_env(env, infra)?))
+    }
+}
+
+impl<R: AppRoutes> HttpFunction for AppFunction<R> {
+    #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let result = async {
+            let matched = matched_route(&request)?;
+            let app = authenticate(self.deps.store(), &request).await?;
+            let call = AppRequest { route: matched.route, param: matched.param, app, request: &request };
+            R::route(&self.deps, call).await
+        };
+        respond(result.await)
+    }
 }
 
 /// The contract route this request is for: 404 for unknown paths, 405 for a known path with

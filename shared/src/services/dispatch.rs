@@ -17,12 +17,14 @@ use serde::Serialize;
 
 use crate::Store;
 use crate::adapters::bus::{BusError, EventBus, RetargetDispatched};
-use crate::adapters::queue::{Queue, QueueError, RECIPIENTS_PER_JOB, SendJob};
-use crate::adapters::store::{
-    DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus, Start, StoreError,
+use crate::adapters::queue::{Queue, QueueError};
+use crate::adapters::store::{Start, StoreError};
+use crate::domain::{
+    Channel, DispatchOutcome, DispatchProgress, Message, RECIPIENTS_PER_JOB, Retarget, SendJob,
+    SubscriptionId, check_source,
 };
-use crate::domain::{Channel, SubscriptionId};
-use crate::services::audience::{AudienceSpec, AudienceStream, check_source};
+use crate::keys;
+use crate::services::audience::{AudienceSpec, AudienceStream};
 
 /// Recipients per flush: ten full SQS messages, one SendMessageBatch.
 const FLUSH_RECIPIENTS: usize = 10 * RECIPIENTS_PER_JOB;
@@ -96,7 +98,7 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
             }
         }
     }
-    for (app_id, message_id) in deps.store.due_messages(now, DUE_PER_TICK as i32).await? {
+    for (app_id, message_id) in deps.store.due_messages(now, DUE_PER_TICK).await? {
         if near(deadline) {
             break;
         }
@@ -117,10 +119,7 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
 }
 
 /// Puts a scheduled original message's stored recipients on its channel's queue.
-async fn send_scheduled(
-    deps: &DispatchDeps,
-    message: &crate::adapters::store::Message,
-) -> Result<(), DispatchError> {
+async fn send_scheduled(deps: &DispatchDeps, message: &Message) -> Result<(), DispatchError> {
     let recipients = deps.store.scheduled_recipients(message.app_id, message.message_id).await?;
     let jobs = SendJob::split(message.app_id, message.message_id, message.channel, &recipients);
     deps.queue(message.channel).send_jobs(&jobs).await?;
@@ -135,9 +134,7 @@ fn near(deadline: Option<Instant>) -> bool {
 
 async fn fail(deps: &DispatchDeps, rt: &Retarget, reason: String) -> Result<Ended, DispatchError> {
     tracing::warn!(retarget_id = %rt.retarget_id, %reason, "retarget failed");
-    deps.store
-        .finish_retarget(rt.app_id, rt.retarget_id, RetargetStatus::Failed, None, None, None, Some(reason))
-        .await?;
+    deps.store.finish_retarget(rt.app_id, rt.retarget_id, &DispatchOutcome::Failed(reason)).await?;
     Ok(Ended::Failed)
 }
 
@@ -155,7 +152,7 @@ async fn dispatch(
     };
     // The source is judged at dispatch time: it may have expired since the retarget was made.
     if let Err(e) = check_source(&app, &source, store.clock().now()) {
-        return fail(deps, rt, format!("{}: {}", e.code.as_str(), e.detail)).await;
+        return fail(deps, rt, format!("{}: {e}", e.code())).await;
     }
 
     let mut progress = rt.progress.unwrap_or_default();
@@ -196,17 +193,7 @@ async fn dispatch(
             unreachable: progress.unreachable,
         })
         .await?;
-    store
-        .finish_retarget(
-            rt.app_id,
-            rt.retarget_id,
-            RetargetStatus::Dispatched,
-            Some(progress.audience_size),
-            Some(progress.enqueued),
-            Some(progress.unreachable),
-            None,
-        )
-        .await?;
+    store.finish_retarget(rt.app_id, rt.retarget_id, &DispatchOutcome::Dispatched(progress)).await?;
     tracing::info!(retarget_id = %rt.retarget_id, audience_size = progress.audience_size, unreachable = progress.unreachable, "retarget dispatched");
     Ok(Ended::Dispatched)
 }
@@ -236,7 +223,7 @@ async fn flush(
     progress.unreachable += batch.unreachable;
     progress.after = batch.last_source;
     *batch = Batch::default();
-    let lease_until = deps.store.clock().now() + chrono::Duration::seconds(DISPATCH_LEASE_SECONDS);
+    let lease_until = deps.store.clock().now() + chrono::Duration::seconds(keys::DUE_LEASE_SECONDS);
     let held = deps.store.checkpoint_retarget(rt, progress, lease_until).await?;
     if !held {
         tracing::warn!(retarget_id = %rt.retarget_id, "dispatch lease lost to another run; stopping");

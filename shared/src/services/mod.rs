@@ -3,6 +3,7 @@
 //! the senders' SQS pipeline ([`sender`]) around a channel [`provider`].
 
 pub mod audience;
+#[cfg(feature = "dispatch")]
 pub mod dispatch;
 pub mod ingest;
 pub mod provider;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::adapters::store::{App, Message, Subscription};
+use crate::domain::{App, Message, Subscription};
 
 /// The provider's id for an accepted send (Twilio's MessageSid, FCM's message name, APNs' apns-id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,22 @@ pub enum SendError {
     NotConfigured(String),
 }
 
+impl SendError {
+    /// The same error with its detail rewritten by `f` (a provider's text with a device token,
+    /// a phone number or a secret masked); its kind, code and retry hint are kept.
+    pub fn map_detail(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            SendError::Permanent { code, detail, dead_address } => {
+                SendError::Permanent { code, detail: f(detail), dead_address }
+            }
+            SendError::Transient { detail, retry_after } => {
+                SendError::Transient { detail: f(detail), retry_after }
+            }
+            SendError::NotConfigured(detail) => SendError::NotConfigured(f(detail)),
+        }
+    }
+}
+
 /// One provider behind one channel (or platform).
 pub trait Provider: Send + Sync {
     fn send<'a>(
@@ -36,4 +52,28 @@ pub trait Provider: Send + Sync {
         subscription: &'a Subscription,
         message: &'a Message,
     ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_detail_rewrites_only_the_detail() {
+        let mask = |detail: String| detail.replace("tok-1", "***");
+        let permanent =
+            SendError::Permanent { code: "c".into(), detail: "bad tok-1".into(), dead_address: true };
+        assert_eq!(
+            permanent.map_detail(mask),
+            SendError::Permanent { code: "c".into(), detail: "bad ***".into(), dead_address: true }
+        );
+        let transient =
+            SendError::Transient { detail: "tok-1 later".into(), retry_after: Some(Duration::from_secs(3)) };
+        assert_eq!(
+            transient.map_detail(mask),
+            SendError::Transient { detail: "*** later".into(), retry_after: Some(Duration::from_secs(3)) }
+        );
+        let not_configured = SendError::NotConfigured("tok-1".into());
+        assert_eq!(not_configured.map_detail(mask), SendError::NotConfigured("***".into()));
+    }
 }

@@ -17,9 +17,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::{FutureExt, StreamExt, stream};
 
 use crate::Store;
-use crate::adapters::queue::SendJob;
-use crate::adapters::store::{App, Interaction, Message, RetryPolicy, SendClaim, StoreError, Subscription};
-use crate::domain::{Channel, EventKind, SubscriptionId};
+use crate::adapters::store::{Interaction, SendClaim, StoreError};
+use crate::domain::{App, Channel, EventKind, Message, SendJob, Subscription, SubscriptionId};
+use crate::retry::RetryPolicy;
 use crate::services::provider::{Provider, SendError};
 
 /// SQS messages handled at once, and provider calls in flight per message.
@@ -27,14 +27,6 @@ const RECORDS_IN_FLIGHT: usize = 4;
 const SENDS_IN_FLIGHT: usize = 16;
 /// Stop starting provider calls this long before the Lambda deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
-/// How a job's store calls are retried in place (each is idempotent): the store's own
-/// full-jitter backoff, 5 attempts, waits of up to 200 ms, 400 ms, 800 ms and 1 s.
-const STORE_RETRY: RetryPolicy = RetryPolicy {
-    max_attempts: 5,
-    base_delay: Duration::from_millis(100),
-    max_delay: Duration::from_secs(1),
-    concurrency: 1,
-};
 /// How long an in-progress claim holds when no deadline is known.
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -255,21 +247,10 @@ async fn send_one<P: Provider>(
 /// throttled write among a job's thousand does not fail the whole job — a job failing on every
 /// delivery ends in the DLQ however much it sent — and so that a completion after the provider
 /// accepted is not lost to a passing error (which would send that recipient again).
-async fn retried<T, F, Fut>(mut call: F) -> Result<T, StoreError>
+async fn retried<T, F, Fut>(call: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(e) if attempt < STORE_RETRY.max_attempts => {
-                tracing::debug!(error = %e, "store call failed; retrying in place");
-                tokio::time::sleep(STORE_RETRY.delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    RetryPolicy::SENDER_STORE.run(StoreError::is_retryable, call).await
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::{ApnsConfig, FcmConfig, NewApp, StoreError, TwilioConfig};
-use retarget_shared::domain::{ApiKey, AppId, Plan};
+use retarget_shared::adapters::store::StoreError;
+use retarget_shared::domain::{ApiKey, ApnsConfig, AppId, FcmConfig, NewApp, Plan, TwilioConfig};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]

@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::try_join_all;
 use retarget_shared::Store;
-use retarget_shared::domain::{AppId, Channel, MessageId};
+use retarget_shared::domain::{AppId, Channel, KindSet, MessageId, Predicate};
 use retarget_shared::keys;
-use retarget_shared::services::audience::{AudienceSpec, Cursor, KindSet, Predicate, count, page};
+use retarget_shared::services::audience::{AudienceSpec, Cursor, count, page};
 use serde_json::json;
 
 use crate::counting::Clients;

@@ -51,11 +51,11 @@ pub struct Tally {
 
 impl Tally {
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { ops: self.ops.lock().expect("tally lock").clone() }
+        Snapshot { ops: self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() }
     }
 
     fn add(&self, op: &str, f: impl FnOnce(&mut OpTally)) {
-        let mut ops = self.ops.lock().expect("tally lock");
+        let mut ops = self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(ops.entry(op.to_owned()).or_default());
     }
 }

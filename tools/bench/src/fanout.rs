@@ -11,13 +11,12 @@ use anyhow::Context as _;
 use aws_sdk_sqs::types::QueueAttributeName;
 use retarget_shared::Store;
 use retarget_shared::adapters::bus::EventBus;
-use retarget_shared::adapters::queue::{Queue, RECIPIENTS_PER_JOB, SendJob};
+use retarget_shared::adapters::queue::Queue;
 use retarget_shared::adapters::resources;
-use retarget_shared::adapters::store::{
-    App, Contents, Message, MessageStatus, Retarget, RetargetStatus, Subscription,
+use retarget_shared::domain::{
+    App, AppId, Channel, Contents, Message, MessageId, Predicate, RECIPIENTS_PER_JOB, Retarget,
+    RetargetStatus, SendJob, Subscription, SubscriptionId,
 };
-use retarget_shared::domain::{AppId, Channel, MessageId, RetargetId, SubscriptionId};
-use retarget_shared::services::audience::Predicate;
 use retarget_shared::services::dispatch::{DispatchDeps, tick};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_shared::services::sender::{SenderDeps, process_job};
@@ -68,27 +67,9 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     let now = store.clock().now();
     let now = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     let contents = Contents { title: None, body: "Still interested?".into(), url: None };
-    let mut message = Message::new(app.app_id, source.channel, contents, now);
-    message.retargetable = app.retargetable_at(now);
-    message.retarget_of = Some(source.message_id);
-    message.status = MessageStatus::Scheduled;
-    let retarget = Retarget {
-        retarget_id: RetargetId::at(now),
-        app_id: app.app_id,
-        message_id: message.message_id,
-        source_message_id: source.message_id,
-        predicate: Predicate::action(&opts.action, source.channel)?,
-        channel: source.channel,
-        send_at: now,
-        status: RetargetStatus::Scheduled,
-        audience_size: None,
-        enqueued: None,
-        unreachable: None,
-        created_at: now,
-        failure: None,
-        progress: None,
-        lease_owner: None,
-    };
+    let predicate = Predicate::action(&opts.action, source.channel)?;
+    let (retarget, message) =
+        Retarget::schedule(&app, &source, predicate, source.channel, contents, now, now);
     store.create_retarget(&retarget, &message).await?;
 
     let rss_start = peak_rss_mib();

@@ -3,8 +3,9 @@
 
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::{Message, Subscription};
-use retarget_shared::domain::{EventKind, SubscriptionId};
+use retarget_shared::bootstrap::HttpFunction;
+use retarget_shared::domain::{EventKind, Message, Subscription, SubscriptionId};
+use retarget_shared::edge::request::AppFunction;
 use serde_json::{Value, json};
 
 use crate::counting::Clients;
@@ -76,13 +77,13 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         .collect::<Result<_, _>>()?;
 
     // Ours: one request at a time, as one Lambda instance takes them.
-    let deps = retarget_events::Deps { store: store.clone() };
+    let events = AppFunction::<retarget_events::Events>::new(store.clone());
     let (batch_before, tally_before) = (store.stats().snapshot(), clients.tally.snapshot());
     let watch = Stopwatch::start();
     let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
     for body in &bodies {
         let request = lambda_http::request::from_str(body)?;
-        let response = retarget_events::handle(&deps, request).await;
+        let response = events.handle(request).await;
         anyhow::ensure!(response.status() == 200, "events handler answered {}", response.status());
         let outcome: Value = serde_json::from_slice(response.body().as_ref())?;
         accepted += outcome["accepted"].as_u64().unwrap_or(0);

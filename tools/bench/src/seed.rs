@@ -4,16 +4,17 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
-use retarget_shared::adapters::store::{
-    Contents, Interaction, Message, NewApp, Subscription, SubscriptionStatus,
+use retarget_shared::adapters::store::Interaction;
+use retarget_shared::domain::{
+    Address, AppId, Channel, Contents, EventKind, ExternalUserId, Message, NewApp, PhoneNumber, Plan,
+    Platform, Subscription,
 };
-use retarget_shared::domain::{AppId, Channel, EventKind, ExternalUserId, Plan, SubscriptionId};
 use serde_json::json;
 
 /// Subscriptions seeded per round.
 const CHUNK: usize = 5000;
 
-pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::adapters::store::App> {
+pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::domain::App> {
     Ok(store
         .create_app(NewApp { name: "bench".into(), plan: Plan::Pro, twilio: None, fcm: None, apns: None })
         .await?)
@@ -49,10 +50,12 @@ pub fn person(
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Subscription, Option<Subscription>) {
     let user = ExternalUserId::parse(&format!("person-{i}")).ok();
-    let push = subscription(app_id, Channel::Push, format!("token-{i}"), user.clone(), now);
-    let sms = i
-        .is_multiple_of(2)
-        .then(|| subscription(app_id, Channel::Sms, format!("+1{:010}", 2_000_000_000 + i), user, now));
+    let token = Address::Push { platform: Platform::Android, token: format!("token-{i}") };
+    let push = Subscription::new(app_id, token, user.clone(), now);
+    let phone = PhoneNumber::parse(&format!("+1{:010}", 2_000_000_000 + i)).ok();
+    let sms = phone
+        .filter(|_| i.is_multiple_of(2))
+        .map(|phone_number| Subscription::new(app_id, Address::Sms { phone_number }, user, now));
     (push, sms)
 }
 
@@ -100,29 +103,4 @@ pub async fn audience(store: &Store, recipients: usize) -> anyhow::Result<()> {
             "batch_gets": gets, "unprocessed_retries": retries})
     );
     Ok(())
-}
-
-pub fn subscription(
-    app_id: AppId,
-    channel: Channel,
-    address: String,
-    external_user_id: Option<ExternalUserId>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Subscription {
-    let (platform, token, phone_number) = match channel {
-        Channel::Push => (Some(retarget_shared::domain::Platform::Android), Some(address), None),
-        Channel::Sms => (None, None, retarget_shared::domain::PhoneNumber::parse(&address).ok()),
-    };
-    Subscription {
-        subscription_id: SubscriptionId::at(now),
-        app_id,
-        channel,
-        platform,
-        token,
-        phone_number,
-        external_user_id,
-        status: SubscriptionStatus::Active,
-        created_at: now,
-        updated_at: now,
-    }
 }

@@ -26,10 +26,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_push_sender::PushProvider;
-use retarget_shared::bootstrap::{Error, HttpFunction, Infra, ScheduleFunction, SqsFunction};
+use retarget_shared::bootstrap::{Error, FromEnv, HttpFunction, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
+use retarget_shared::edge::request::AppFunction;
 use retarget_shared::edge::routes::{Function, NoMatch, match_route};
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::sender::SenderDeps;
@@ -168,24 +169,24 @@ pub fn write_atomically(path: &std::path::Path, contents: &str) -> std::io::Resu
 /// Every HTTP function's handler with its dependencies, as the Lambda functions wire them:
 /// what the local API serves, and what tests call to reach the function owning a route.
 pub struct Handlers {
-    pub subscriptions: retarget_subscriptions::Deps,
-    pub messages: retarget_messages::Deps,
-    pub events: retarget_events::Deps,
+    pub subscriptions: AppFunction<retarget_subscriptions::Subscriptions>,
+    pub messages: AppFunction<retarget_messages::Messages>,
+    pub events: AppFunction<retarget_events::Events>,
     pub webhooks: retarget_webhooks::Deps,
-    pub retargets: retarget_retargets::Deps,
-    pub audiences: retarget_audiences::Deps,
+    pub retargets: AppFunction<retarget_retargets::Retargets>,
+    pub audiences: AppFunction<retarget_audiences::Audiences>,
 }
 
 impl Handlers {
     /// Each function's dependencies from `env`, through the constructors its Lambda `main` uses.
     pub fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         Ok(Self {
-            subscriptions: HttpFunction::from_env(env, infra)?,
-            messages: HttpFunction::from_env(env, infra)?,
-            events: HttpFunction::from_env(env, infra)?,
-            webhooks: HttpFunction::from_env(env, infra)?,
-            retargets: HttpFunction::from_env(env, infra)?,
-            audiences: HttpFunction::from_env(env, infra)?,
+            subscriptions: FromEnv::from_env(env, infra)?,
+            messages: FromEnv::from_env(env, infra)?,
+            events: FromEnv::from_env(env, infra)?,
+            webhooks: FromEnv::from_env(env, infra)?,
+            retargets: FromEnv::from_env(env, infra)?,
+            audiences: FromEnv::from_env(env, infra)?,
         })
     }
 
@@ -258,9 +259,9 @@ impl LocalApi {
         let infra = &self.infra;
         let workers = (|| -> Result<Workers, Error> {
             Ok(Workers {
-                scheduler: ScheduleFunction::from_env(&mut env, infra)?,
-                sms_sender: SqsFunction::from_env(&mut env, infra)?,
-                push_sender: SqsFunction::from_env(&mut env, infra)?,
+                scheduler: FromEnv::from_env(&mut env, infra)?,
+                sms_sender: FromEnv::from_env(&mut env, infra)?,
+                push_sender: FromEnv::from_env(&mut env, infra)?,
             })
         })()
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -4,11 +4,13 @@
 //! and deleting only what the sender did not report in `batchItemFailures` — failures stay on
 //! the queue, come back after the visibility timeout and reach the DLQ after maxReceiveCount.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use retarget_shared::SharedClock;
 use retarget_shared::bootstrap::{ScheduleFunction, SqsFunction};
 use serde_json::{Map, Value, json};
@@ -53,72 +55,85 @@ pub async fn run_scheduler<D: ScheduleFunction>(
     }
 }
 
-pub async fn poll_queue<D: SqsFunction>(
+/// The ARN an event source mapping names its queue by (the local account and region).
+pub fn queue_arn(queue_url: &str) -> String {
+    format!("arn:aws:sqs:us-east-1:000000000000:{}", queue_url.rsplit('/').next().unwrap_or_default())
+}
+
+/// One ReceiveMessage as the event source mapping makes it: up to ten messages with their
+/// system attributes (the receive count among them), waiting up to `wait_seconds` for one.
+pub async fn receive(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    deps: &D,
-    mut stop: watch::Receiver<bool>,
-) {
-    let arn =
-        format!("arn:aws:sqs:us-east-1:000000000000:{}", queue_url.rsplit('/').next().unwrap_or_default());
-    loop {
-        let receive = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send();
-        let output = tokio::select! {
-            _ = stop.changed() => return,
-            output = receive => output,
-        };
-        let messages = match output {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %aws_sdk_sqs::Error::from(e), queue_url, "receive failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            continue;
-        }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attributes: Map<String, Value> = m
-                    .attributes()
-                    .map(|a| {
-                        a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect()
-                    })
-                    .unwrap_or_default();
-                json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "md5OfBody": m.md5_of_body(),
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": "us-east-1",
-                })
+    wait_seconds: i32,
+) -> Result<Vec<Message>, aws_sdk_sqs::Error> {
+    let output = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    Ok(output.messages.unwrap_or_default())
+}
+
+/// The SQS event Lambda invokes the function with for these received messages.
+pub fn sqs_event(messages: &[Message], queue_arn: &str) -> Result<SqsEvent, serde_json::Error> {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: Map<String, Value> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "md5OfBody": m.md5_of_body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
             })
-            .collect();
-        let event: SqsEvent = match serde_json::from_value(json!({ "Records": records })) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::error!(error = %e, "could not build an SQS event");
-                continue;
-            }
-        };
-        let response = deps.handle(event, Some(Instant::now() + SENDER_TIMEOUT)).await;
-        let failed: std::collections::HashSet<String> =
-            response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        let done: Vec<DeleteMessageBatchRequestEntry> = messages
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records }))
+}
+
+/// The invocation, with the time Lambda gives a sender.
+pub fn invoke<D: SqsFunction>(deps: &D, event: SqsEvent) -> impl Future<Output = SqsBatchResponse> + Send {
+    deps.handle(event, Some(Instant::now() + SENDER_TIMEOUT))
+}
+
+/// What became of a handled batch on the queue.
+#[derive(Debug)]
+pub struct Settled<'m> {
+    /// The messages the function reported as failed: left on the queue, to come back after the
+    /// visibility timeout.
+    pub failed: Vec<&'m Message>,
+    /// Deletes SQS refused: those messages will be redelivered too.
+    pub undeleted: usize,
+}
+
+/// Deletes the messages the function did not report in `batchItemFailures`.
+pub async fn delete_successes<'m>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &'m [Message],
+    response: &SqsBatchResponse,
+) -> Result<Settled<'m>, aws_sdk_sqs::Error> {
+    let reported: HashSet<&str> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let (failed, done): (Vec<&Message>, Vec<&Message>) =
+        messages.iter().partition(|m| reported.contains(m.message_id().unwrap_or_default()));
+    let mut undeleted = 0;
+    // A batch holds at most ten messages, DeleteMessageBatch's limit; larger ones go in tens.
+    for chunk in done.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
             .iter()
-            .filter(|m| !failed.contains(m.message_id().unwrap_or_default()))
             .enumerate()
             .filter_map(|(i, m)| {
                 DeleteMessageBatchRequestEntry::builder()
@@ -128,19 +143,69 @@ pub async fn poll_queue<D: SqsFunction>(
                     .ok()
             })
             .collect();
-        if !done.is_empty() {
-            match sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(done)).send().await {
-                Ok(output) if !output.failed.is_empty() => {
-                    tracing::warn!(
-                        failed = output.failed.len(),
-                        "some deletes failed; those messages will be redelivered"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %aws_sdk_sqs::Error::from(e), "delete failed; messages will be redelivered")
-                }
+        let output =
+            sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await?;
+        undeleted += output.failed.len();
+    }
+    Ok(Settled { failed, undeleted })
+}
+
+/// One received batch, as the event source mapping handles it: the SQS event, the
+/// invocation, and the deletion of what did not fail.
+pub async fn deliver_batch<'m, D: SqsFunction>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    deps: &D,
+    messages: &'m [Message],
+) -> Result<Settled<'m>, BatchError> {
+    let event = sqs_event(messages, &queue_arn(queue_url)).map_err(BatchError::Event)?;
+    let response = invoke(deps, event).await;
+    delete_successes(sqs, queue_url, messages, &response).await.map_err(BatchError::Delete)
+}
+
+/// Why a batch could not be handled; its messages come back after the visibility timeout.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("could not build an SQS event: {0}")]
+    Event(serde_json::Error),
+    #[error("delete failed; messages will be redelivered: {0}")]
+    Delete(aws_sdk_sqs::Error),
+}
+
+/// The event source mapping of one queue, until `stop`: long-polls it and hands each batch to
+/// [`deliver_batch`].
+pub async fn poll_queue<D: SqsFunction>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    deps: &D,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let output = tokio::select! {
+            _ = stop.changed() => return,
+            output = receive(sqs, queue_url, 1) => output,
+        };
+        let messages = match output {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(error = %e, queue_url, "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        match deliver_batch(sqs, queue_url, deps, &messages).await {
+            Ok(settled) if settled.undeleted > 0 => {
+                tracing::warn!(
+                    failed = settled.undeleted,
+                    "some deletes failed; those messages will be redelivered"
+                );
+            }
+            Ok(_) => {}
+            Err(e @ BatchError::Event(_)) => tracing::error!(error = %e, "batch not handled"),
+            Err(e @ BatchError::Delete(_)) => tracing::warn!(error = %e, "batch not deleted"),
         }
     }
 }

@@ -3,14 +3,18 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use retarget_shared::adapters::store::{
-    ApnsConfig, App, Contents, FcmConfig, Message, Subscription, SubscriptionStatus,
+use retarget_shared::TestClock;
+use retarget_shared::domain::{
+    ApnsConfig, App, AppId, Channel, Contents, FcmConfig, Message, Plan, Platform, Subscription,
+    SubscriptionId, SubscriptionStatus,
 };
-use retarget_shared::domain::{AppId, Channel, Plan, Platform, SubscriptionId};
-use wiremock::{MockServer, Request};
+use retarget_shared::services::provider::SendError;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond};
 
 /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (PKCS#8). Test only.
 pub const RSA_PRIVATE_PEM: &str = "\
@@ -77,6 +81,8 @@ pub const TEAM_ID: &str = "DEF123GHIJ";
 pub const TOPIC: &str = "com.example.app";
 pub const ANDROID_TOKEN: &str = "fcm-registration-token-1";
 pub const IOS_TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
+/// FCM's `messages:send` for [`PROJECT_ID`].
+pub const FCM_SEND_PATH: &str = "/v1/projects/demo-project/messages:send";
 
 pub fn fcm_config(server: &MockServer) -> FcmConfig {
     FcmConfig {
@@ -144,14 +150,50 @@ pub fn message(app: &App, title: Option<&str>, url: Option<&str>) -> Message {
     Message::new(app.app_id, Channel::Push, contents, Utc::now())
 }
 
+/// A clock standing still at the present until the test advances it: what the token caches
+/// read, so a token ages without the test waiting.
+pub fn frozen_clock() -> Arc<TestClock> {
+    Arc::new(TestClock::frozen_at(Utc::now()))
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
+/// The stand-in answers every POST to `path` with `response`.
+pub async fn answer_posts(server: &MockServer, path: &str, response: impl Respond + 'static) {
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path(path))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+/// The stand-in answers only the first POST to `path` with `response`; the next ones go to the
+/// mocks mounted after this one.
+pub async fn answer_first_post(server: &MockServer, path: &str, response: impl Respond + 'static) {
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path(path))
+        .respond_with(response)
+        .up_to_n_times(1)
+        .mount(server)
+        .await;
 }
 
 /// The requests the stand-in received on one path.
 pub async fn requests_to(server: &MockServer, path: &str) -> Vec<Request> {
     let all = server.received_requests().await.expect("request recording is on");
     all.into_iter().filter(|r| r.url.path() == path).collect()
+}
+
+pub fn assert_permanent(error: &SendError, want_code: &str, want_dead: bool) {
+    match error {
+        SendError::Permanent { code, dead_address, .. } => {
+            assert_eq!(code, want_code, "{error:?}");
+            assert_eq!(*dead_address, want_dead, "{error:?}");
+        }
+        other => panic!("expected a permanent {want_code}, got {other:?}"),
+    }
 }
 
 pub fn header_of<'a>(request: &'a Request, name: &str) -> &'a str {

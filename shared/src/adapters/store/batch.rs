@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Store, StoreError};
@@ -16,34 +15,13 @@ pub type Item = HashMap<String, AttributeValue>;
 /// DynamoDB's own per-request limits.
 pub const BATCH_WRITE_MAX: usize = 25;
 pub const BATCH_GET_MAX: usize = 100;
+/// Batch requests in flight at once for one call.
+const BATCHES_IN_FLIGHT: usize = 8;
 
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// Batch requests in flight at once for one call.
-    pub concurrency: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            base_delay: Duration::from_millis(25),
-            max_delay: Duration::from_secs(2),
-            concurrency: 8,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// "Full jitter" backoff: uniform in [0, min(cap, base·2^attempt)].
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        let cap = exp.min(self.max_delay);
-        cap.mul_f64(rand::random::<f64>())
-    }
+/// One item of a BatchWriteItem.
+pub(crate) fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
+    let put = StoreError::request(PutRequest::builder().set_item(Some(item)).build())?;
+    Ok(WriteRequest::builder().put_request(put).build())
 }
 
 /// Counts of requests sent, for benchmarks and tests (relaxed atomics: figures, not locks).
@@ -73,7 +51,7 @@ impl Store {
             requests.chunks(BATCH_WRITE_MAX).map(<[WriteRequest]>::to_vec).collect();
         stream::iter(chunks)
             .map(|chunk| self.write_chunk(chunk))
-            .buffer_unordered(self.inner.retry.concurrency)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
             .try_collect::<()>()
             .await
     }
@@ -84,7 +62,7 @@ impl Store {
         for attempt in 0..policy.max_attempts {
             if attempt > 0 {
                 stats.unprocessed_retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(policy.delay(attempt)).await;
+                policy.wait(attempt).await;
             }
             let sent = pending.len();
             stats.write_requests.fetch_add(1, Ordering::Relaxed);
@@ -120,7 +98,7 @@ impl Store {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
         let pages: Vec<Vec<Item>> = stream::iter(chunks)
             .map(|chunk| self.get_chunk(chunk, projection, consistent))
-            .buffer_unordered(self.inner.retry.concurrency)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
             .try_collect()
             .await?;
         Ok(pages.into_iter().flatten().collect())
@@ -139,14 +117,14 @@ impl Store {
         for attempt in 0..policy.max_attempts {
             if attempt > 0 {
                 stats.unprocessed_retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(policy.delay(attempt)).await;
+                policy.wait(attempt).await;
             }
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(pending))
                 .set_projection_expression(projection.map(str::to_owned))
                 .consistent_read(consistent)
                 .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                .map_err(|e| StoreError::Request(e.to_string()))?;
             stats.get_requests.fetch_add(1, Ordering::Relaxed);
             let mut output = self
                 .client()
@@ -189,11 +167,13 @@ pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 mod tests {
     use super::*;
     use crate::clock::TestClock;
+    use crate::retry::RetryPolicy;
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
     use aws_sdk_dynamodb::types::PutRequest;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use std::sync::Arc;
+    use std::time::Duration;
 
     fn put(i: usize) -> WriteRequest {
         let item = key(format!("p{i}"), "s");
@@ -207,7 +187,6 @@ mod tests {
             max_attempts: 4,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
-            concurrency: 1,
         }
     }
 

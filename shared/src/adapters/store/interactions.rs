@@ -9,25 +9,15 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio::sync::{Notify, mpsc};
 
-use super::batch::{Item, key, n, s};
+use super::batch::{Item, key, n, put_request, s};
 use super::{Store, StoreError};
-use crate::domain::{AppId, EventId, EventKind, ExternalUserId, MessageId, SubscriptionId};
+use crate::domain::{EventId, EventKind, ExternalUserId, MessageScope, SubscriptionId};
 use crate::keys;
-
-/// What the store needs to know of a message to read or write its interactions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageScope {
-    pub app_id: AppId,
-    pub message_id: MessageId,
-    /// Epoch seconds: `created_at + 30 days`; also the TTL of every interaction item.
-    pub expires_at: i64,
-    pub shards: u8,
-}
 
 /// One event to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,11 +142,7 @@ impl Store {
             if let Some(event_id) = &e.event_id {
                 item.insert(ATTR_EVENT_ID.into(), s(event_id.as_str()));
             }
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            writes.push(WriteRequest::builder().put_request(put).build());
+            writes.push(put_request(item)?);
         }
 
         // Items first, counters after: a crash in between under-counts by what this call
@@ -358,13 +344,13 @@ async fn query_shard(store: Store, read: ShardRead, tx: mpsc::Sender<Page>) {
         .expression_attribute_values(":now", n(now));
     query = match start {
         Start::Beginning => query.key_condition_expression("pk = :pk"),
-        // `~` sorts after every kind code, so this skips all of that subscription's kinds.
+        // Past the upper bound of that subscription's keys: all of its kinds are skipped.
         Start::After(sub) => query
             .key_condition_expression("pk = :pk AND sk > :from")
-            .expression_attribute_values(":from", s(format!("{sub}#~"))),
+            .expression_attribute_values(":from", s(keys::interaction_bounds(sub).1)),
         Start::At(sub) => query
             .key_condition_expression("pk = :pk AND sk >= :from")
-            .expression_attribute_values(":from", s(format!("{sub}#"))),
+            .expression_attribute_values(":from", s(keys::interaction_bounds(sub).0)),
     };
     let mut limit = first_page;
     let mut exclusive_start = None;

@@ -3,85 +3,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Item, key, s};
-use super::interactions::MessageScope;
 use super::{Store, StoreError};
-use crate::domain::{AppId, Channel, EventKind, MessageId};
+use crate::domain::{AppId, EventKind, KindCounts, Message, MessageId, MessageStatus};
 use crate::keys;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Contents {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    pub body: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageStatus {
-    /// Waiting for its `send_at`.
-    Scheduled,
-    /// Its recipients are on the channel's queue.
-    Sending,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub message_id: MessageId,
-    pub app_id: AppId,
-    pub channel: Channel,
-    pub contents: Contents,
-    pub created_at: DateTime<Utc>,
-    /// When the message's interaction data expires (`created_at + 30 days`). Stored under
-    /// another name: `expires_at` on the item is the TTL of the message item itself.
-    #[serde(rename = "data_expires_at")]
-    pub expires_at: DateTime<Utc>,
-    pub retargetable: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retarget_of: Option<MessageId>,
-    pub recipients: u64,
-    pub send_at: DateTime<Utc>,
-    pub status: MessageStatus,
-    pub shards: u8,
-}
-
-impl Message {
-    /// A new message created at `now`, its data expiring 30 days later.
-    pub fn new(app_id: AppId, channel: Channel, contents: Contents, now: DateTime<Utc>) -> Self {
-        Self {
-            message_id: MessageId::at(now),
-            app_id,
-            channel,
-            contents,
-            created_at: now,
-            expires_at: now + Duration::days(keys::RETENTION_DAYS),
-            retargetable: false,
-            retarget_of: None,
-            recipients: 0,
-            send_at: now,
-            status: MessageStatus::Sending,
-            shards: keys::DEFAULT_SHARDS,
-        }
-    }
-
-    pub fn scope(&self) -> MessageScope {
-        MessageScope {
-            app_id: self.app_id,
-            message_id: self.message_id,
-            expires_at: self.expires_at.timestamp(),
-            shards: self.shards,
-        }
-    }
-
-    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
-        now >= self.expires_at
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct MessageItem {
@@ -111,15 +39,7 @@ fn live(item: MessageItem, now: i64) -> Option<Message> {
 
 impl Store {
     pub async fn create_message(&self, message: &Message) -> Result<(), StoreError> {
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(message_item(message)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::dynamo("PutItem message"))?;
-        Ok(())
+        self.put_new(message_item(message)?, "PutItem message").await
     }
 
     pub async fn get_message(&self, app_id: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -144,7 +64,7 @@ impl Store {
         &self,
         app_id: AppId,
         id: MessageId,
-    ) -> Result<Option<(Message, HashMap<EventKind, u64>)>, StoreError> {
+    ) -> Result<Option<(Message, KindCounts)>, StoreError> {
         let mut pages = self
             .client()
             .query()
@@ -154,7 +74,7 @@ impl Store {
             .into_paginator()
             .send();
         let mut message = None;
-        let mut stats: HashMap<EventKind, u64> = EventKind::ALL.into_iter().map(|k| (k, 0)).collect();
+        let mut stats = KindCounts::default();
         while let Some(page) = pages.next().await {
             for item in page.map_err(StoreError::dynamo("Query message"))?.items.unwrap_or_default() {
                 match item.get(keys::SK) {
@@ -165,7 +85,7 @@ impl Store {
                     Some(AttributeValue::S(sk)) if sk.starts_with(keys::SK_STATS_PREFIX) => {
                         for kind in EventKind::ALL {
                             if let Some(AttributeValue::N(v)) = item.get(kind.as_str()) {
-                                *stats.entry(kind).or_default() += v.parse::<u64>().unwrap_or(0);
+                                stats.add(kind, v.parse::<u64>().unwrap_or(0));
                             }
                         }
                     }
@@ -175,7 +95,7 @@ impl Store {
         }
         let Some(message) = message else { return Ok(None) };
         if message.is_expired_at(self.clock().now()) {
-            stats.values_mut().for_each(|v| *v = 0);
+            stats = KindCounts::default();
         }
         Ok(Some((message, stats)))
     }
@@ -214,7 +134,7 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .update_expression("SET #status = :sending, recipients = :n")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":sending", s(MessageStatus::Sending.as_str()))
             .expression_attribute_values(":n", AttributeValue::N(recipients.to_string()))
             .send()
             .await

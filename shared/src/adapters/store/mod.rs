@@ -14,16 +14,16 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use crate::clock::SharedClock;
+use crate::domain::RetargetStatus;
+use crate::retry::RetryPolicy;
 
-pub use apps::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
-pub use batch::{BatchStats, RetryPolicy};
-pub use interactions::{Interaction, InteractionRow, InteractionStream, MessageScope, RecordOutcome, Start};
-pub use messages::{Contents, Message, MessageStatus};
-pub use retargets::{DISPATCH_LEASE_SECONDS, DispatchProgress, Retarget, RetargetStatus};
+pub use batch::BatchStats;
+pub use interactions::{Interaction, InteractionRow, InteractionStream, RecordOutcome, Start};
 pub use sends::SendClaim;
-pub use subscriptions::{Address, Subscription, SubscriptionStatus, Upserted};
+pub use subscriptions::Upserted;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +37,9 @@ pub enum StoreError {
     Unprocessed { operation: &'static str, count: usize, attempts: u32 },
     #[error("stored item does not decode: {0}")]
     Corrupt(String),
+    /// A request could not be built (a missing required field: a bug, never the data).
+    #[error("DynamoDB request not built: {0}")]
+    Request(String),
     #[error("not found")]
     NotFound,
     #[error("already exists")]
@@ -54,10 +57,44 @@ impl StoreError {
         move |e| StoreError::Dynamo { operation, source: Box::new(e.into()) }
     }
 
+    /// A request builder's result, its failure as [`StoreError::Request`].
+    pub(crate) fn request<T, E: std::fmt::Display>(built: Result<T, E>) -> Result<T, Self> {
+        built.map_err(|e| StoreError::Request(e.to_string()))
+    }
+
+    /// Whether retrying the same call may succeed: throttling, 5xx, network errors and
+    /// unprocessed batch items may; a failed condition, a bad item or a missing one never will.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Dynamo { source, .. } => !matches!(
+                **source,
+                aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)
+                    | aws_sdk_dynamodb::Error::TransactionCanceledException(_)
+                    | aws_sdk_dynamodb::Error::ResourceNotFoundException(_)
+            ),
+            StoreError::Unprocessed { .. } => true,
+            StoreError::Corrupt(_)
+            | StoreError::Request(_)
+            | StoreError::NotFound
+            | StoreError::AlreadyExists
+            | StoreError::AlreadyDispatched(_) => false,
+        }
+    }
+
     /// True when the request failed a condition expression (an expected race, not a fault).
     pub fn is_condition_failed(&self) -> bool {
         matches!(self, StoreError::Dynamo { source, .. }
             if matches!(**source, aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)))
+    }
+}
+
+/// A conditional write's result: `None` when its condition failed (an expected race, not a
+/// fault), the other errors as they are.
+pub(crate) fn unless_condition_failed<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_condition_failed() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -84,7 +121,7 @@ struct Inner {
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>, clock: SharedClock) -> Self {
-        Self::with_retry(client, table, clock, RetryPolicy::default())
+        Self::with_retry(client, table, clock, RetryPolicy::STORE_BATCH)
     }
 
     pub fn with_retry(
@@ -114,6 +151,31 @@ impl Store {
 
     pub fn clock(&self) -> &SharedClock {
         &self.inner.clock
+    }
+
+    /// Puts an item that must not exist yet (a conditional PutItem on `pk`).
+    pub(crate) async fn put_new(&self, item: batch::Item, operation: &'static str) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::dynamo(operation))?;
+        Ok(())
+    }
+
+    /// A transaction's Put of an item that must not exist yet.
+    pub(crate) fn transact_put_new(&self, item: batch::Item) -> Result<TransactWriteItem, StoreError> {
+        let put = StoreError::request(
+            Put::builder()
+                .table_name(self.table())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// Request counters (for benchmarks and the retry tests).

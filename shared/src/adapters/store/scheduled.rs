@@ -6,27 +6,16 @@
 //! that dies before finishing lets it come due again, and the senders' idempotency records make
 //! a repeated enqueue harmless.
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 
-use super::batch::{Item, key, n, s};
+use super::batch::{Item, key, n, put_request, s};
 use super::messages::message_item;
-use super::{Message, Store, StoreError};
-use crate::adapters::queue::RECIPIENTS_PER_JOB;
-use crate::domain::{AppId, MessageId, SubscriptionId};
+use super::{Store, StoreError};
+use crate::domain::{AppId, Message, MessageId, MessageStatus, RECIPIENTS_PER_JOB, SubscriptionId};
 use crate::keys;
-
-/// How long a claimed scheduled message is held before another run may take it over.
-const LEASE_SECONDS: i64 = 6 * 60;
-
-fn due_sort(at: DateTime<Utc>, app: AppId, msg: MessageId) -> String {
-    let epoch = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
-    format!("{epoch:010}#{app}#{msg}")
-}
-
-fn due_bound(now: DateTime<Utc>) -> String {
-    format!("{:010}#~", now.timestamp())
-}
 
 impl Store {
     /// Stores a scheduled message and its recipients. Chunks first: the message only becomes
@@ -39,60 +28,70 @@ impl Store {
         let pk = keys::message(message.app_id, message.message_id);
         let mut writes = Vec::new();
         for (i, chunk) in recipients.chunks(RECIPIENTS_PER_JOB).enumerate() {
-            let mut item = key(pk.clone(), format!("{}{i:04}", keys::SK_RECIPIENTS_PREFIX));
+            let mut item = key(pk.clone(), keys::recipients_chunk(i));
             let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
             item.insert("subscription_ids".into(), s(ids.join(",")));
             item.insert(keys::EXPIRES_AT.into(), n(message.expires_at.timestamp()));
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            writes.push(WriteRequest::builder().put_request(put).build());
+            writes.push(put_request(item)?);
         }
         self.batch_write(writes).await?;
         let mut item: Item = message_item(message)?;
         item.insert(keys::GSI2_PK.into(), s(keys::DUE_MESSAGES));
-        item.insert(keys::GSI2_SK.into(), s(due_sort(message.send_at, message.app_id, message.message_id)));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::dynamo("PutItem scheduled message"))?;
-        Ok(())
+        item.insert(
+            keys::GSI2_SK.into(),
+            s(keys::due_sort(message.send_at, message.app_id, message.message_id)),
+        );
+        self.put_new(item, "PutItem scheduled message").await
     }
 
-    /// Scheduled messages whose time has come (or whose dispatch lease ran out), earliest first.
+    /// Up to `limit` scheduled messages whose time has come (or whose dispatch lease ran out),
+    /// earliest first. GSI2 is eventually consistent: [`Store::claim_message`] decides.
     pub async fn due_messages(
         &self,
         now: DateTime<Utc>,
-        limit: i32,
+        limit: usize,
     ) -> Result<Vec<(AppId, MessageId)>, StoreError> {
-        let output = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .index_name(keys::GSI2)
-            .key_condition_expression("gsi2pk = :due AND gsi2sk <= :now")
-            .expression_attribute_values(":due", s(keys::DUE_MESSAGES))
-            .expression_attribute_values(":now", s(due_bound(now)))
-            .limit(limit)
-            .send()
-            .await
-            .map_err(StoreError::dynamo("Query due messages"))?;
+        self.due_entries(keys::DUE_MESSAGES, now, limit).await
+    }
+
+    /// Up to `limit` entries of a due index partition (`DUE` or `DUE#MSG`) due at `now`.
+    pub(super) async fn due_entries<I: FromStr>(
+        &self,
+        partition: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(AppId, I)>, StoreError> {
         let mut due = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            if let Some(AttributeValue::S(sk)) = item.get(keys::GSI2_SK) {
-                let mut parts = sk.split('#').skip(1);
-                if let (Some(Ok(app)), Some(Ok(msg))) =
-                    (parts.next().map(AppId::parse), parts.next().map(MessageId::parse))
-                {
-                    due.push((app, msg));
-                }
+        let mut start: Option<Item> = None;
+        while due.len() < limit {
+            let page_size = i32::try_from(limit - due.len()).unwrap_or(i32::MAX).min(1000);
+            let output = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(keys::GSI2)
+                .key_condition_expression("gsi2pk = :due AND gsi2sk <= :now")
+                .expression_attribute_values(":due", s(partition))
+                .expression_attribute_values(":now", s(keys::due_bound(now)))
+                .limit(page_size)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::dynamo("Query due index"))?;
+            for item in output.items.unwrap_or_default() {
+                let entry = match item.get(keys::GSI2_SK) {
+                    Some(AttributeValue::S(sk)) => keys::parse_due_sort(sk)
+                        .ok_or_else(|| StoreError::Corrupt(format!("due sort key `{sk}`")))?,
+                    _ => return Err(StoreError::Corrupt("due index entry without gsi2sk".into())),
+                };
+                due.push(entry);
+            }
+            match output.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => break,
             }
         }
+        due.truncate(limit);
         Ok(due)
     }
 
@@ -104,7 +103,6 @@ impl Store {
         id: MessageId,
         now: DateTime<Utc>,
     ) -> Result<Option<Message>, StoreError> {
-        let lease_until = now + chrono::Duration::seconds(LEASE_SECONDS);
         let result = self
             .client()
             .update_item()
@@ -114,9 +112,9 @@ impl Store {
             .update_expression("SET #status = :sending, gsi2sk = :lease")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":due", s(keys::DUE_MESSAGES))
-            .expression_attribute_values(":now", s(due_bound(now)))
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":lease", s(due_sort(lease_until, app_id, id)))
+            .expression_attribute_values(":now", s(keys::due_bound(now)))
+            .expression_attribute_values(":sending", s(MessageStatus::Sending.as_str()))
+            .expression_attribute_values(":lease", s(keys::due_lease(now, app_id, id)))
             .return_values(ReturnValue::AllNew)
             .send()
             .await

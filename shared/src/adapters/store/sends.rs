@@ -6,9 +6,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::batch::{Item, key, n, s};
-use super::interactions::MessageScope;
 use super::{Store, StoreError};
-use crate::domain::{EventKind, SubscriptionId};
+use crate::domain::{EventKind, MessageScope, SubscriptionId};
 use crate::keys;
 
 /// What a sender may do for one recipient.

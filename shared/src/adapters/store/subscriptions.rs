@@ -3,68 +3,15 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
-use chrono::{DateTime, Utc};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{key, s};
+use super::batch::{key, put_request, s};
 use super::{Store, StoreError};
-use crate::domain::{AppId, Channel, ExternalUserId, PhoneNumber, Platform, SubscriptionId};
+use crate::domain::{
+    Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus,
+};
 use crate::keys;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionStatus {
-    Active,
-    Unsubscribed,
-}
-
-/// Where a subscription's messages go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Push { platform: Platform, token: String },
-    Sms { phone_number: PhoneNumber },
-}
-
-impl Address {
-    pub fn channel(&self) -> Channel {
-        match self {
-            Address::Push { .. } => Channel::Push,
-            Address::Sms { .. } => Channel::Sms,
-        }
-    }
-
-    fn claim_value(&self) -> &str {
-        match self {
-            Address::Push { token, .. } => token,
-            Address::Sms { phone_number } => phone_number.as_e164(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscription {
-    pub subscription_id: SubscriptionId,
-    pub app_id: AppId,
-    pub channel: Channel,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_number: Option<PhoneNumber>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_user_id: Option<ExternalUserId>,
-    pub status: SubscriptionStatus,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Subscription {
-    pub fn is_active(&self) -> bool {
-        self.status == SubscriptionStatus::Active
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct SubscriptionItem {
@@ -113,42 +60,18 @@ impl Store {
     ) -> Result<(Subscription, Upserted), StoreError> {
         let now = self.clock().now();
         let channel = address.channel();
-        let claim_pk = keys::address(app_id, channel, address.claim_value());
-        let (platform, token, phone_number) = match address.clone() {
-            Address::Push { platform, token } => (Some(platform), Some(token), None),
-            Address::Sms { phone_number } => (None, None, Some(phone_number)),
-        };
-        let subscription = Subscription {
-            subscription_id: SubscriptionId::at(now),
-            app_id,
-            channel,
-            platform,
-            token,
-            phone_number,
-            external_user_id: external_user_id.clone(),
-            status: SubscriptionStatus::Active,
-            created_at: now,
-            updated_at: now,
-        };
+        let claim_pk = keys::address(app_id, channel, address.value());
+        let subscription = Subscription::new(app_id, address.clone(), external_user_id.clone(), now);
         let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
         claim.insert("subscription_id".into(), s(subscription.subscription_id.to_string()));
-        let put_claim = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(claim))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let put_subscription = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let put_claim = self.transact_put_new(claim)?;
+        let put_subscription =
+            self.transact_put_new(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?)?;
         let result = self
             .client()
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_claim).build())
-            .transact_items(TransactWriteItem::builder().put(put_subscription).build())
+            .transact_items(put_claim)
+            .transact_items(put_subscription)
             .send()
             .await;
         match result {
@@ -203,7 +126,7 @@ impl Store {
             .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
             .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
             .return_values(ReturnValue::AllNew);
         if let Address::Push { platform, .. } = address {
@@ -257,11 +180,7 @@ impl Store {
             let mut claim = key(keys::address(sub.app_id, sub.channel, &address), keys::SK_ADDR);
             claim.insert("subscription_id".into(), s(sub.subscription_id.to_string()));
             for item in [claim, serde_dynamo::to_item(SubscriptionItem::new(sub.clone()))?] {
-                let put = aws_sdk_dynamodb::types::PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                writes.push(aws_sdk_dynamodb::types::WriteRequest::builder().put_request(put).build());
+                writes.push(put_request(item)?);
             }
         }
         self.batch_write(writes).await
@@ -301,7 +220,7 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .update_expression("SET #status = :unsubscribed, updated_at = :now")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":unsubscribed", s("unsubscribed"))
+            .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
             .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
             .return_values(ReturnValue::AllNew)
             .send()

@@ -17,10 +17,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use super::predicate::{KindSet, Predicate};
 use crate::Store;
-use crate::adapters::store::{InteractionRow, InteractionStream, Message, Start, StoreError};
-use crate::domain::{Channel, ExternalUserId, SubscriptionId};
+use crate::adapters::store::{InteractionRow, InteractionStream, Start, StoreError};
+use crate::domain::{Channel, ExternalUserId, KindSet, Message, Predicate, SubscriptionId};
 
 /// Matching source subscriptions resolved per batch (one BatchGetItem for same-channel).
 const BATCH: usize = 100;
