@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::batch::{Item, key, n, put_request, s};
 use super::messages::message_item;
-use super::{Store, StoreError};
+use super::{Store, StoreError, unless_condition_failed};
 use crate::domain::{AppId, Message, MessageId, MessageStatus, RECIPIENTS_PER_JOB, SubscriptionId};
 use crate::keys;
 
@@ -119,14 +119,10 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("UpdateItem claim message"));
-        match result {
-            Ok(output) => output
-                .attributes
-                .map(|item| Ok(serde_dynamo::from_item::<_, super::messages::MessageItem>(item)?.message))
-                .transpose(),
-            Err(e) if e.is_condition_failed() => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_condition_failed(result)?
+            .and_then(|output| output.attributes)
+            .map(|item| Ok(serde_dynamo::from_item::<_, super::messages::MessageItem>(item)?.message))
+            .transpose()
     }
 
     /// The recipients stored with a scheduled message, in chunk order.

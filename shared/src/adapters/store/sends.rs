@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::batch::{Item, key, n, s};
-use super::{Store, StoreError};
+use super::{Store, StoreError, unless_condition_failed};
 use crate::domain::{EventKind, MessageScope, SubscriptionId};
 use crate::keys;
 
@@ -119,10 +119,8 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("DeleteItem release send"));
-        match result {
-            Err(e) if !e.is_condition_failed() => Err(e),
-            _ => Ok(()),
-        }
+        // Not in progress (already completed, or released by another run): nothing to release.
+        unless_condition_failed(result).map(drop)
     }
 }
 

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{key, put_request, s};
-use super::{Store, StoreError};
+use super::{Store, StoreError, unless_condition_failed};
 use crate::domain::{
     Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus,
 };
@@ -226,14 +226,10 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("UpdateItem unsubscribe"));
-        match result {
-            Ok(output) => output
-                .attributes
-                .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
-                .transpose(),
-            Err(e) if e.is_condition_failed() => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_condition_failed(result)?
+            .and_then(|output| output.attributes)
+            .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
+            .transpose()
     }
 
     /// A person's subscriptions on one channel (any status), through GSI1.
