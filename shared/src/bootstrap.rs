@@ -5,7 +5,7 @@
 //! what runs on a laptop cannot drift from what runs on Lambda.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use aws_config::SdkConfig;
@@ -34,34 +34,55 @@ use crate::services::sender::{SenderDeps, handle_batch};
 pub type Error = lambda_runtime::Error;
 
 /// What every function's dependencies are made from: the SDK configuration (endpoints,
-/// region, credentials) and the clock.
+/// region, credentials), the clock, and one client per AWS service, made on first use and
+/// shared by every dependency (one connection pool per service, as a process should have).
 #[derive(Clone)]
 pub struct Infra {
     pub sdk: SdkConfig,
     pub clock: SharedClock,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    #[cfg(feature = "sqs")]
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    #[cfg(feature = "eventbridge")]
+    eventbridge: OnceLock<aws_sdk_eventbridge::Client>,
 }
 
 impl Infra {
+    pub fn new(sdk: SdkConfig, clock: SharedClock) -> Self {
+        Self {
+            sdk,
+            clock,
+            dynamodb: OnceLock::new(),
+            #[cfg(feature = "sqs")]
+            sqs: OnceLock::new(),
+            #[cfg(feature = "eventbridge")]
+            eventbridge: OnceLock::new(),
+        }
+    }
+
     /// The process's SDK configuration and the system clock: what Lambda runs with.
     pub async fn load() -> Self {
-        Self { sdk: aws::load().await, clock: Arc::new(SystemClock) }
+        Self::new(aws::load().await, Arc::new(SystemClock))
     }
 
     /// The table named by `TABLE_NAME`.
     pub fn store(&self, env: &mut EnvReader) -> Store {
-        Store::new(aws::dynamodb(&self.sdk), env.required("TABLE_NAME"), self.clock.clone())
+        let client = self.dynamodb.get_or_init(|| aws::dynamodb(&self.sdk)).clone();
+        Store::new(client, env.required("TABLE_NAME"), self.clock.clone())
     }
 
     /// The queue whose URL is in the variable `var`.
     #[cfg(feature = "sqs")]
     pub fn queue(&self, env: &mut EnvReader, var: &str) -> Arc<Queue> {
-        Arc::new(Queue::new(aws::sqs(&self.sdk), env.required(var)))
+        let client = self.sqs.get_or_init(|| aws::sqs(&self.sdk)).clone();
+        Arc::new(Queue::new(client, env.required(var)))
     }
 
     /// The bus named by `EVENT_BUS_NAME`.
     #[cfg(feature = "eventbridge")]
     pub fn bus(&self, env: &mut EnvReader) -> EventBus {
-        EventBus::new(aws::eventbridge(&self.sdk), env.required("EVENT_BUS_NAME"))
+        let client = self.eventbridge.get_or_init(|| aws::eventbridge(&self.sdk)).clone();
+        EventBus::new(client, env.required("EVENT_BUS_NAME"))
     }
 }
 

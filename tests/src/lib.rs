@@ -71,7 +71,7 @@ impl World {
         resources::create_table(&dynamodb, &table).await.expect("create test table in DynamoDB Local");
         let clock = Arc::new(TestClock::frozen_at(epoch()));
         let store = Store::new(dynamodb.clone(), table.clone(), clock.clone());
-        let infra = Infra { sdk: sdk.clone(), clock: clock.clone() };
+        let infra = Infra::new(sdk.clone(), clock.clone());
         let (queues, handlers) = (OnceCell::new(), OnceCell::new());
         Self { store, clock, infra, table, dynamodb, queues, handlers }
     }

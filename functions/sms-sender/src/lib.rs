@@ -35,7 +35,7 @@ mod tests {
     fn infra() -> Infra {
         let sdk =
             aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
-        Infra { sdk, clock: std::sync::Arc::new(retarget_shared::SystemClock) }
+        Infra::new(sdk, std::sync::Arc::new(retarget_shared::SystemClock))
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl LocalApi {
     /// The HTTP functions on a test clock that follows the wall clock until `/dev/clock` moves it.
     pub fn new(sdk: &SdkConfig, config: LocalConfig, resources: Resources) -> anyhow::Result<Self> {
         let clock = Arc::new(TestClock::following_wall_clock());
-        let infra = Infra { sdk: sdk.clone(), clock: clock.clone() };
+        let infra = Infra::new(sdk.clone(), clock.clone());
         let mut env = function_env(&config, &resources);
         let handlers = Handlers::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
         env.finish()?;

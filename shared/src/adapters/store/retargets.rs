@@ -6,6 +6,7 @@
 //! (GSI2); every transition out of `scheduled` removes it from there in the same conditional
 //! update, so a cancelled or claimed retarget is never listed as due nor claimed twice.
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,14 @@ fn decode(item: Item) -> Result<Retarget, StoreError> {
 }
 
 impl Store {
+    /// An UpdateItem of one retarget's item.
+    fn update_retarget(&self, app_id: AppId, id: RetargetId) -> UpdateItemFluentBuilder {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::retarget(app_id, id), keys::SK_RT)))
+    }
+
     /// Stores a scheduled retarget and its own message in one transaction (both or neither).
     pub async fn create_retarget(&self, retarget: &Retarget, message: &Message) -> Result<(), StoreError> {
         if message.message_id != retarget.message_id || message.app_id != retarget.app_id {
@@ -129,10 +138,7 @@ impl Store {
         id: RetargetId,
     ) -> Result<Option<Retarget>, StoreError> {
         let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::retarget(app_id, id), keys::SK_RT)))
+            .update_retarget(app_id, id)
             .condition_expression("attribute_exists(pk) AND #status = :scheduled")
             .update_expression("SET #status = :cancelled REMOVE gsi2pk, gsi2sk")
             .expression_attribute_names("#status", "status")
@@ -182,10 +188,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Retarget>, StoreError> {
         let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::retarget(app_id, id), keys::SK_RT)))
+            .update_retarget(app_id, id)
             .condition_expression("gsi2sk <= :now AND (#status = :scheduled OR #status = :dispatching)")
             .update_expression("SET #status = :dispatching, gsi2sk = :lease, lease_owner = :owner")
             .expression_attribute_names("#status", "status")
@@ -211,10 +214,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let owner = claimed.lease_owner.clone().unwrap_or_default();
         let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::retarget(claimed.app_id, claimed.retarget_id), keys::SK_RT)))
+            .update_retarget(claimed.app_id, claimed.retarget_id)
             .condition_expression("#status = :dispatching AND lease_owner = :owner")
             .update_expression("SET progress = :progress, gsi2sk = :lease")
             .expression_attribute_names("#status", "status")
@@ -240,10 +240,7 @@ impl Store {
         outcome: &DispatchOutcome,
     ) -> Result<Option<Retarget>, StoreError> {
         let update = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::retarget(app_id, id), keys::SK_RT)))
+            .update_retarget(app_id, id)
             .condition_expression("#status = :dispatching")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":dispatching", s(RetargetStatus::Dispatching.as_str()))
