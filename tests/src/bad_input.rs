@@ -229,7 +229,21 @@ impl Fixture {
         status: u16,
         code: &'static str,
     ) {
-        self.cases.borrow_mut().push(Case { name: name.into(), route, request, status, code });
+        self.cases.borrow_mut().push(Case { name: name.into(), route, request, status, code, allow: None });
+    }
+
+    /// Adds a case: `request` to `route` must answer 405 `method_not_allowed` with exactly
+    /// this `Allow` header (e.g. `GET, DELETE`).
+    pub fn expect_405(&self, name: impl Into<String>, route: Route, request: ApiRequest, allow: String) {
+        let (status, code) = (405, "method_not_allowed");
+        self.cases.borrow_mut().push(Case {
+            name: name.into(),
+            route,
+            request,
+            status,
+            code,
+            allow: Some(allow),
+        });
     }
 
     /// Whether a case added so far is named with this prefix.
@@ -238,7 +252,8 @@ impl Fixture {
     }
 
     /// Runs every case added; each must answer its problem and leave the table and queues
-    /// untouched.
+    /// untouched. A 405 must carry `Allow` (the expected one when the case names it), and no
+    /// other answer may.
     pub async fn run(&self) {
         let cases = self.cases.take();
         assert!(!cases.is_empty());
@@ -247,8 +262,20 @@ impl Fixture {
         let total = cases.len();
         for case in cases {
             let (_, _, _, function) = route_entry(case.route);
-            let response = self.call(*function, case.request).await;
+            let raw = self.world.handlers().await.handle(*function, case.request.build()).await;
+            let allow =
+                raw.headers().get(http::header::ALLOW).map(|v| v.to_str().unwrap_or("(not text)").to_owned());
+            let response = ApiResponse::from(raw);
             let mut problems = Vec::new();
+            match (response.status, &allow, &case.allow) {
+                (405, Some(got), Some(want)) if got != want => {
+                    problems.push(format!("Allow: {got}, expected Allow: {want}"));
+                }
+                (405, None, _) => problems.push("a 405 without Allow".to_owned()),
+                (405, Some(_), _) => {}
+                (_, Some(got), _) => problems.push(format!("Allow: {got} on a {}", response.status)),
+                (_, None, _) => {}
+            }
             if (response.status, response.content_type.as_str(), response.body["code"].as_str())
                 != (case.status, "application/problem+json", Some(case.code))
             {
@@ -287,6 +314,8 @@ struct Case {
     request: ApiRequest,
     status: u16,
     code: &'static str,
+    /// The `Allow` a 405 must carry.
+    allow: Option<String>,
 }
 
 pub fn route_entry(route: Route) -> &'static (Method, &'static str, Route, Function) {
@@ -327,6 +356,13 @@ pub fn merge(target: &mut Value, overrides: Value) {
             }
         }
     }
+}
+
+/// What a 405 on `template`'s path lists in `Allow`: the methods the table serves it with, in
+/// the table's order.
+pub fn allow_of(template: &str) -> String {
+    let methods: Vec<&str> = ROUTES.iter().filter(|r| r.1 == template).map(|r| r.0.as_str()).collect();
+    methods.join(", ")
 }
 
 /// Does the route authenticate with an API key (every `/v1/*` route except the webhooks)?

@@ -1,7 +1,9 @@
 //! Fault injection for end-to-end tests: a small HTTP proxy in front of DynamoDB Local or the
 //! SQS emulator that, by a seeded RNG, answers some requests with the errors AWS gives under
 //! load (throttling, partial batches, 500s) so the real SDK retries and the project's own batch
-//! retry code are what deal with them.
+//! retry code are what deal with them. Some faults are answers lost after the request was
+//! carried out (a DynamoDB write, an SQS send): the caller sees an error for something that
+//! happened, and its retry does it again.
 //!
 //! Requests are forwarded unchanged (the local stand-ins do not check signatures, so a batch
 //! cut down by the proxy is still accepted).
@@ -37,6 +39,11 @@ pub struct FaultRates {
     pub throttle: f64,
     /// BatchWriteItem / BatchGetItem: only part forwarded, the rest returned as unprocessed.
     pub partial_batch: f64,
+    /// DynamoDB writes (PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems):
+    /// forwarded and applied, then answered 500 InternalServerError (the answer is lost), so
+    /// the SDK retries a write that already happened — and a conditional one then meets its
+    /// own condition.
+    pub dynamo_lost_answer: f64,
     /// SendMessageBatch: a 500 for the whole call, not forwarded.
     pub sqs_error: f64,
     /// SendMessageBatch: some entries reported in `Failed` (not forwarded).
@@ -56,6 +63,8 @@ pub struct FaultCounts {
     pub throttled: AtomicU64,
     pub unprocessed_items: AtomicU64,
     pub unprocessed_keys: AtomicU64,
+    /// DynamoDB writes applied whose answer was replaced by a 500.
+    pub dynamo_lost_answers: AtomicU64,
     pub sqs_errors: AtomicU64,
     pub sqs_failed_entries: AtomicU64,
     pub sqs_lost_responses: AtomicU64,
@@ -69,6 +78,7 @@ impl FaultCounts {
             "throttled": get(&self.throttled),
             "batch_write_unprocessed_items": get(&self.unprocessed_items),
             "batch_get_unprocessed_keys": get(&self.unprocessed_keys),
+            "dynamodb_lost_answers": get(&self.dynamo_lost_answers),
             "sqs_500": get(&self.sqs_errors),
             "sqs_failed_entries": get(&self.sqs_failed_entries),
             "sqs_lost_responses": get(&self.sqs_lost_responses),
@@ -202,8 +212,29 @@ async fn dynamodb(state: &State, parts: &Parts, target: &str, body: Bytes) -> Re
     {
         return response;
     }
+    if DYNAMODB_WRITES.contains(&target) && state.roll(state.rates.dynamo_lost_answer) {
+        let (response, _) = forward(state, parts, body).await;
+        // Only an answer that said "done" is lost; a real error goes back as it is.
+        if !response.status().is_success() {
+            return response;
+        }
+        state.counts.dynamo_lost_answers.fetch_add(1, Ordering::Relaxed);
+        let error = json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+            "message": "Internal server error (injected after the write was applied)"
+        });
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/x-amz-json-1.0",
+            error.to_string().into_bytes(),
+        );
+    }
     forward(state, parts, body).await.0
 }
+
+/// The DynamoDB operations that write (what [`FaultRates::dynamo_lost_answer`] applies to).
+pub const DYNAMODB_WRITES: [&str; 5] =
+    ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"];
 
 /// Forwards part of a single-table batch and answers the rest as unprocessed.
 async fn partial_batch(state: &State, parts: &Parts, target: &str, body: &Bytes) -> Option<Reply> {
@@ -310,8 +341,18 @@ async fn sqs(state: &State, parts: &Parts, target: &str, body: Bytes) -> Reply {
 
 /// Sends the request on to the real service; the response, and its body when it was read.
 async fn forward(state: &State, parts: &Parts, body: Bytes) -> (Reply, Option<Bytes>) {
+    forward_to(&state.client, &state.upstream, parts, body).await
+}
+
+/// Sends the request on to `upstream`; the response, and its body when it was read.
+async fn forward_to(
+    client: &reqwest::Client,
+    upstream: &str,
+    parts: &Parts,
+    body: Bytes,
+) -> (Reply, Option<Bytes>) {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = state.client.request(parts.method.clone(), format!("{}{path}", state.upstream));
+    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (name, value) in &parts.headers {
         if name == hyper::header::HOST || name == hyper::header::CONTENT_LENGTH {
             continue;
@@ -342,4 +383,107 @@ async fn forward(state: &State, parts: &Parts, body: Bytes) -> (Reply, Option<By
         response.headers_mut().append(name, value.clone());
     }
     (response, Some(bytes))
+}
+
+// --- one endpoint for every service -----------------------------------------------------------
+
+/// One endpoint in front of the per-service proxies, for code that takes a whole SDK
+/// configuration (the functions' `FromEnv` constructors, through `Infra`): requests go on by
+/// their `X-Amz-Target` — DynamoDB's to the DynamoDB proxy, SQS's to the SQS proxy, anything
+/// else (EventBridge) straight to `others`. Needed because the process's per-service endpoint
+/// variables (`AWS_ENDPOINT_URL_DYNAMODB`, …) outrank an SDK configuration's own endpoint:
+/// see [`sdk_through`].
+pub struct Router {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Router {
+    pub async fn start(dynamodb: &FaultProxy, sqs: &FaultProxy, others: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind the router");
+        let url = format!("http://{}", listener.local_addr().expect("router address"));
+        let routes = Arc::new(Routes {
+            dynamodb: dynamodb.url.clone(),
+            sqs: sqs.url.clone(),
+            others: others.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::builder().no_proxy().build().expect("router http client"),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let routes = routes.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let routes = routes.clone();
+                        async move { Ok::<_, std::convert::Infallible>(routes.route(request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, task }
+    }
+}
+
+struct Routes {
+    dynamodb: String,
+    sqs: String,
+    others: String,
+    client: reqwest::Client,
+}
+
+impl Routes {
+    async fn route(&self, request: Request<Incoming>) -> Reply {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return respond(StatusCode::BAD_GATEWAY, "text/plain", e.to_string().into_bytes()),
+        };
+        let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let upstream = if target.starts_with("DynamoDB_") {
+            &self.dynamodb
+        } else if target.starts_with("AmazonSQS.") {
+            &self.sqs
+        } else {
+            &self.others
+        };
+        forward_to(&self.client, upstream, &parts, body).await.0
+    }
+}
+
+/// `sdk` with every service reached at `endpoint` (a [`Router`]), and the SDK's own retry with
+/// test-sized backoffs (standard mode, three attempts). Built afresh rather than from
+/// `sdk.to_builder()`: the loaded configuration carries the environment's per-service
+/// endpoints, which would win over any endpoint set on it.
+pub fn sdk_through(sdk: &aws_config::SdkConfig, endpoint: &str) -> aws_config::SdkConfig {
+    let mut builder = aws_config::SdkConfig::builder();
+    builder
+        .set_region(sdk.region().cloned())
+        .set_credentials_provider(sdk.credentials_provider())
+        .set_behavior_version(sdk.behavior_version())
+        .set_sleep_impl(sdk.sleep_impl())
+        .set_time_source(sdk.time_source())
+        .set_http_client(sdk.http_client())
+        .set_timeout_config(sdk.timeout_config().cloned())
+        .set_stalled_stream_protection(sdk.stalled_stream_protection())
+        .set_endpoint_url(Some(endpoint.to_owned()))
+        .set_retry_config(Some(test_retry()));
+    builder.build()
+}
+
+/// The real SDK retry (standard mode, three attempts), with test-sized backoffs.
+pub fn test_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_initial_backoff(std::time::Duration::from_millis(20))
+        .with_max_backoff(std::time::Duration::from_millis(400))
 }

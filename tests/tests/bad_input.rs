@@ -13,7 +13,8 @@ use http::Method;
 use retarget_shared::edge::routes::{Function, ROUTES, Route};
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_tests::bad_input::{
-    Fixture, OVER_LIMIT, TOKEN_A, TOKEN_B, fill, label, merge, needs_api_key, route_entry, template_of,
+    Fixture, OVER_LIMIT, TOKEN_A, TOKEN_B, allow_of, fill, label, merge, needs_api_key, route_entry,
+    template_of,
 };
 use retarget_tests::{ApiRequest, PUBLIC_BASE_URL as PUBLIC};
 use serde_json::{Value, json};
@@ -734,10 +735,159 @@ async fn every_path_answers_405_for_the_methods_it_does_not_serve() {
                 continue;
             }
             let request = f.request_as(method.as_str(), *route, &target, body.as_deref());
-            f.expect(format!("{method} {template}: not served"), *route, request, 405, "method_not_allowed");
+            f.expect_405(format!("{method} {template}: not served"), *route, request, allow_of(template));
         }
     }
     f.run().await;
+}
+
+/// As API Gateway routes them (the local API's router, `Handlers::route`): a 405 for a path
+/// served with other methods lists exactly those, whichever function owns the path.
+#[tokio::test]
+async fn the_router_answers_405_with_exactly_the_allowed_methods() {
+    let f = Fixture::new().await;
+    let handlers = f.world.handlers().await;
+    let id = ulid::Ulid::new().to_string();
+    let cases = [
+        ("PUT", "/v1/subscriptions".to_owned(), "POST"),
+        ("DELETE", format!("/v1/subscriptions/{id}"), "GET"),
+        ("GET", format!("/v1/subscriptions/{id}/unsubscribe"), "POST"),
+        ("PATCH", "/v1/messages".to_owned(), "POST"),
+        ("POST", format!("/v1/messages/{id}"), "GET"),
+        ("DELETE", format!("/v1/messages/{id}/audience/count"), "GET"),
+        ("GET", "/v1/events".to_owned(), "POST"),
+        ("GET", format!("/v1/webhooks/twilio/{id}"), "POST"),
+        ("PUT", format!("/v1/webhooks/push/{id}"), "POST"),
+        ("DELETE", "/v1/retargets".to_owned(), "POST"),
+        ("POST", format!("/v1/retargets/{id}"), "GET, DELETE"),
+        ("PATCH", format!("/v1/retargets/{}", f.retarget), "GET, DELETE"),
+    ];
+    let before = f.snapshot().await;
+    for (method, path, allow) in cases {
+        let request = ApiRequest::new(method, &path).bearer(&f.a.api_key);
+        let response = handlers.route(request.build()).await;
+        let got = response.headers().get(http::header::ALLOW).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got.as_deref(), Some(allow), "{method} {path}");
+        retarget_tests::ApiResponse::from(response).assert_problem(405, "method_not_allowed");
+    }
+    let unknown = handlers.route(ApiRequest::new("DELETE", "/v1/nope").build()).await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.headers().get(http::header::ALLOW).is_none(), "a 404 lists no methods");
+    assert_eq!(f.snapshot().await, before, "nothing written");
+}
+
+/// The media types a JSON route refuses: anything that is not `application/json` or
+/// `application/*+json`.
+const NOT_JSON: [&str; 8] = [
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=xyz",
+    "application/xml",
+    "text/json",
+    "application/jsonp",
+    "application/octet-stream",
+];
+
+#[tokio::test]
+async fn every_json_route_refuses_bodies_of_another_media_type_with_415() {
+    let f = Fixture::new().await;
+    let json_routes: Vec<Route> = ROUTES.iter().map(|r| r.2).filter(|r| r.takes_json()).collect();
+    assert_eq!(json_routes.len(), 4, "the JSON POST routes: {json_routes:?}");
+    for route in json_routes {
+        let target = f.valid_target(route);
+        let valid = f.valid_body(route).expect("a JSON route has a JSON body");
+        for content_type in NOT_JSON {
+            // A body that would be accepted as JSON is refused for what it says it is.
+            let request = f.request(route, &target, Some(&valid)).header("content-type", content_type);
+            let name = format!("{}: valid JSON sent as {content_type}", label(route));
+            f.expect(name, route, request, 415, "unsupported_media_type");
+        }
+        // What a form or a text client really sends.
+        let form = b"channel=sms&phone_number=%2B15550000009&contents=hello";
+        let request =
+            f.request(route, &target, Some(form)).header("content-type", "application/x-www-form-urlencoded");
+        f.expect(format!("{}: a form", label(route)), route, request, 415, "unsupported_media_type");
+        let request = f.request(route, &target, Some(b"hello")).header("content-type", "text/plain");
+        f.expect(format!("{}: plain text", label(route)), route, request, 415, "unsupported_media_type");
+    }
+    f.run().await;
+}
+
+#[tokio::test]
+async fn json_routes_take_json_in_any_spelling_and_without_a_content_type() {
+    let f = Fixture::new().await;
+    let subscription = |n: u32| {
+        json!({"channel": "sms", "phone_number": format!("+1555010{n:04}")}).to_string().into_bytes()
+    };
+    let spellings = [
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("Application/JSON;charset=UTF-8"),
+        Some("application/vnd.retarget+json"),
+        // Lenient on purpose: curl without -H and many small clients send JSON unlabelled.
+        None,
+    ];
+    for (n, content_type) in spellings.into_iter().enumerate() {
+        let mut request = ApiRequest::post("/v1/subscriptions").bearer(&f.a.api_key);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = f.call(Function::Subscriptions, request.raw_body(&subscription(n as u32))).await;
+        assert_eq!(response.status, 201, "{content_type:?}: {response:?}");
+    }
+    // Routes that are not JSON routes are not held to it: a GET with a text body is a GET.
+    let target = f.valid_target(Route::GetMessage);
+    let request = f.a.get(&target).header("content-type", "text/plain").raw_body(b"hello");
+    assert_eq!(f.call(Function::Messages, request).await.status, 200);
+}
+
+/// The local API over real HTTP (`make dev`'s server, `/dev/clock` included) answers the same.
+#[tokio::test]
+async fn the_local_api_over_http_sends_allow_and_415() {
+    use retarget_local::{LocalApi, LocalConfig, provision, serve};
+    use std::sync::Arc;
+    let sdk = retarget_tests::sdk().await;
+    let name = retarget_tests::unique_name("local");
+    let mut env = retarget_shared::config::EnvReader::from_pairs([
+        ("TABLE_NAME", name.as_str()),
+        ("RESOURCE_PREFIX", name.as_str()),
+        ("EVENT_BUS_NAME", name.as_str()),
+    ]);
+    let config = LocalConfig::read(&mut env);
+    env.finish().unwrap();
+    let resources = provision(sdk, &config).await.expect("provision");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let api = Arc::new(LocalApi::new(sdk, config, resources).expect("local api"));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, api, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let id = ulid::Ulid::new();
+    for (method, path, allow) in [
+        (reqwest::Method::PATCH, "/v1/events".to_owned(), "POST"),
+        (reqwest::Method::PUT, format!("/v1/retargets/{id}"), "GET, DELETE"),
+        (reqwest::Method::DELETE, "/dev/clock".to_owned(), "GET, POST"),
+    ] {
+        let response = client.request(method.clone(), format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+    }
+    for path in ["/v1/events", "/dev/clock"] {
+        let response = client
+            .post(format!("{url}{path}"))
+            .header("content-type", "text/plain")
+            .body(r#"{"advance_seconds":1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 415, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "unsupported_media_type", "{path}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Fault injection end to end: a 10,000-recipient retarget dispatched by the real scheduler
 //! into real SQS queues (the emulator), consumed by the real SMS sender pipeline against a
-//! Twilio stand-in, while DynamoDB throttles and leaves batches unprocessed, SQS fails sends,
+//! Twilio stand-in, while DynamoDB throttles, leaves batches unprocessed and loses the answers
+//! of writes it applied (so the SDK retries them), SQS fails sends,
 //! Twilio answers 429/5xx or hangs, and the scheduler and the sender crash. Afterwards the
 //! provider's own count of accepted requests per recipient must be exactly one.
 //!
@@ -21,12 +22,17 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use retarget_local::workers;
-use retarget_shared::bootstrap::ScheduleFunction;
-use retarget_shared::domain::{EventKind, RetargetStatus};
-use retarget_tests::faults::{FaultProxy, FaultRates, Service};
+use retarget_push_sender::PushProvider;
+use retarget_shared::bootstrap::{FromEnv, HttpFunction, Infra, ScheduleFunction, SqsFunction};
+use retarget_shared::config::EnvReader;
+use retarget_shared::domain::{Address, EventKind, Platform, RetargetStatus};
+use retarget_shared::edge::request::AppFunction;
+use retarget_shared::services::sender::SenderDeps;
+use retarget_tests::faults::{FaultProxy, FaultRates, Router, Service, sdk_through};
+use retarget_tests::push::{FaultyApns, FaultyFcm, PushFaults, android_token, ios_token, push_app};
 use retarget_tests::stack::{CrashPoint, Stack, Tally, phone, redelivery_after};
 use retarget_tests::twilio::ProviderFaults;
-use retarget_tests::{World, sdk};
+use retarget_tests::{ApiResponse, World, sdk};
 use serde_json::json;
 
 fn seed() -> u64 {
@@ -200,6 +206,29 @@ async fn run_until_quiet(
     panic!("not quiet after 60 rounds: {report:?}");
 }
 
+/// How long `stats` may take to count everything once the senders are quiet: the contract lets
+/// them trail by 5 s; the rest is room for a loaded machine.
+const STATS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A count read by `read`, polled until it equals `distinct` or [`STATS_DEADLINE`] passes: the
+/// last value read, and how long it took. Stats may trail the stored events, never exceed
+/// them: a poll above `distinct` fails at once (something was counted twice).
+async fn counted(distinct: u64, read: impl AsyncFn() -> u64) -> (u64, Duration) {
+    let started = Instant::now();
+    loop {
+        let count = read().await;
+        assert!(count <= distinct, "counted {count} for {distinct} distinct recipients: counted twice");
+        if count == distinct || started.elapsed() > STATS_DEADLINE {
+            return (count, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The two end-to-end runs (SMS, push) take turns: on two shared cores, one DynamoDB Local
+/// serving both at once times out on its own locks.
+static END_TO_END: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// 10,000; `FAULTS_RECIPIENTS` overrides it for quick local runs.
 fn recipients() -> usize {
     std::env::var("FAULTS_RECIPIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000)
@@ -211,12 +240,14 @@ async fn ten_thousand_recipients_through_every_fault_each_sent_exactly_once() {
         .with_env_filter("retarget_shared::services::sender=warn,retarget_shared::services::dispatch=warn")
         .with_test_writer()
         .try_init();
+    let _turn = END_TO_END.lock().await;
     let started = Instant::now();
     let seed = seed();
     let recipients = recipients();
     let rates = FaultRates {
         throttle: 0.02,
         partial_batch: 0.15,
+        dynamo_lost_answer: 0.02,
         sqs_error: 0.3,
         sqs_partial: 0.5,
         sqs_lost_response: 0.4,
@@ -251,7 +282,13 @@ async fn ten_thousand_recipients_through_every_fault_each_sent_exactly_once() {
     }
     let message =
         stack.world.store.get_message(stack.app.app.app_id, retarget.message_id).await.unwrap().unwrap();
-    let stats = stack.world.store.message_stats(&message.scope()).await.unwrap();
+    let distinct_sent = t.accepted_total.min(recipients as u64);
+    let (recorded_sent, counted_after) = counted(distinct_sent, async || {
+        stack.world.settle().await;
+        let stats = stack.world.store.message_stats(&message.scope()).await.unwrap();
+        stats.get(&EventKind::Sent).copied().unwrap_or_default()
+    })
+    .await;
     let figures = json!({
         "test": "faults_10k",
         "seed": seed,
@@ -270,7 +307,8 @@ async fn ten_thousand_recipients_through_every_fault_each_sent_exactly_once() {
         "loop": format!("{report:?}"),
         "dlq_messages": dlq,
         "retarget": {"status": retarget.status.as_str(), "audience_size": retarget.audience_size, "enqueued": retarget.enqueued},
-        "recorded_sent": stats.get(&EventKind::Sent),
+        "recorded_sent": recorded_sent,
+        "stats_counted_after_ms": counted_after.as_millis() as u64,
         "seed_seconds": seeded.as_secs_f64(),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
@@ -292,11 +330,15 @@ async fn ten_thousand_recipients_through_every_fault_each_sent_exactly_once() {
     assert_eq!(retarget.status, RetargetStatus::Dispatched);
     assert_eq!(retarget.audience_size, Some(recipients as u64), "the totals count each recipient once");
     if message.retargetable {
-        assert_eq!(stats.get(&EventKind::Sent), Some(&(recipients as u64)), "every send recorded once");
+        assert_eq!(recorded_sent, recipients as u64, "every send counted once");
     }
     // The faults really happened.
     let c = &stack.dynamodb_proxy.counts;
-    assert!(c.throttled.load(Ordering::Relaxed) > 0 && c.unprocessed_items.load(Ordering::Relaxed) > 0);
+    // (Partial batches: of BatchGetItem at least; interactions may be written one by one.)
+    let unprocessed =
+        c.unprocessed_items.load(Ordering::Relaxed) + c.unprocessed_keys.load(Ordering::Relaxed);
+    assert!(c.throttled.load(Ordering::Relaxed) > 0 && unprocessed > 0, "{}", c.json());
+    assert!(c.dynamo_lost_answers.load(Ordering::Relaxed) > 0, "writes applied and their answers lost");
     assert!(report.sender_crashes_mid_batch > 0 && report.scheduler_crashes > 0, "{report:?}");
     let _ = &stack.bus;
 }
@@ -351,6 +393,84 @@ async fn the_fault_proxy_injects_each_kind_as_aws_would_answer() {
     let unprocessed = output.unprocessed_items().and_then(|m| m.get(&world.table)).map_or(0, Vec::len);
     assert!((1..10).contains(&unprocessed), "{unprocessed} of 10 left unprocessed");
     assert_eq!(world.scan_all().await.len(), 10 - unprocessed, "exactly the processed ones were written");
+
+    // Every kind of write is carried out, and its answer lost: the caller sees the 500 AWS
+    // gives (retryable), although the write happened. Reads are answered as they are.
+    let (losing, proxy) =
+        dynamodb_through(FaultRates { dynamo_lost_answer: 1.0, ..FaultRates::default() }, 4).await;
+    let item = |pk: &str| {
+        std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.into())),
+            ("sk".to_owned(), AttributeValue::S("s".into())),
+        ])
+    };
+    let stored = async |pk: &str| {
+        let key = item(pk);
+        let output = world
+            .dynamodb
+            .get_item()
+            .table_name(&world.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send();
+        output.await.unwrap().item.is_some()
+    };
+    let internal = |e: aws_sdk_dynamodb::Error| matches!(e, aws_sdk_dynamodb::Error::InternalServerError(_));
+    let err = losing.put_item().table_name(&world.table).set_item(Some(item("lost-put"))).send().await;
+    assert!(internal(err.unwrap_err().into()), "PutItem: an InternalServerError");
+    assert!(stored("lost-put").await, "the put item is there although the caller saw an error");
+    let update = losing.update_item().table_name(&world.table).set_key(Some(item("lost-update")));
+    let err = update
+        .update_expression("SET n = :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()));
+    assert!(internal(err.send().await.unwrap_err().into()), "UpdateItem: an InternalServerError");
+    assert!(stored("lost-update").await, "the updated item is there");
+    let err = losing.delete_item().table_name(&world.table).set_key(Some(item("lost-put"))).send().await;
+    assert!(internal(err.unwrap_err().into()), "DeleteItem: an InternalServerError");
+    assert!(!stored("lost-put").await, "the deleted item is gone");
+    let put = |pk: &str| {
+        WriteRequest::builder()
+            .put_request(PutRequest::builder().set_item(Some(item(pk))).build().unwrap())
+            .build()
+    };
+    let err =
+        losing.batch_write_item().request_items(&world.table, vec![put("lost-batch-1"), put("lost-batch-2")]);
+    assert!(internal(err.send().await.unwrap_err().into()), "BatchWriteItem: an InternalServerError");
+    assert!(stored("lost-batch-1").await && stored("lost-batch-2").await, "the whole batch was written");
+    let transact_put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(&world.table)
+        .set_item(Some(item("lost-transaction")))
+        .build()
+        .unwrap();
+    let transaction = aws_sdk_dynamodb::types::TransactWriteItem::builder().put(transact_put).build();
+    let err = losing.transact_write_items().transact_items(transaction).send().await;
+    assert!(internal(err.unwrap_err().into()), "TransactWriteItems: an InternalServerError");
+    assert!(stored("lost-transaction").await, "the transaction was applied");
+    let read = losing.get_item().table_name(&world.table).set_key(Some(item("lost-update"))).send().await;
+    assert!(read.unwrap().item.is_some(), "a read is answered");
+    assert_eq!(proxy.counts.dynamo_lost_answers.load(Ordering::Relaxed), 5, "{}", proxy.counts.json());
+    // With the SDK's own retry, a conditional write lost this way comes back as a failure of
+    // its own condition: what the store's conditional writes must tell from a real conflict.
+    let retrying = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .endpoint_url(&proxy.url)
+            .retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+            .build(),
+    );
+    let conditional = retrying.put_item().table_name(&world.table).set_item(Some(item("lost-conditional")));
+    let err = conditional.condition_expression("attribute_not_exists(pk)").send().await.unwrap_err();
+    assert!(
+        matches!(
+            aws_sdk_dynamodb::Error::from(err),
+            aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)
+        ),
+        "the retry meets the item its first attempt wrote"
+    );
+    assert!(stored("lost-conditional").await);
+    drop(proxy);
 
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queue = sqs.create_queue().queue_name(format!("proxy-{}", ulid::Ulid::new())).send().await.unwrap();
@@ -473,4 +593,250 @@ async fn a_timeout_on_a_send_the_provider_accepted_sends_it_twice() {
     );
     assert!(t.missed.is_empty());
     assert_eq!(t.doubled, vec![(phone(3), 2)]);
+}
+
+// --- the push sender under faults -------------------------------------------------------------
+
+/// A function whose invocations the test can wait out: each holds the read side while it runs,
+/// so whoever takes the write side knows no invocation is under way (and none starts).
+struct Between<D> {
+    deps: D,
+    running: tokio::sync::RwLock<()>,
+}
+
+impl<D: FromEnv> FromEnv for Between<D> {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, retarget_shared::bootstrap::Error> {
+        Ok(Self { deps: D::from_env(env, infra)?, running: tokio::sync::RwLock::new(()) })
+    }
+}
+
+impl<D: SqsFunction> SqsFunction for Between<D> {
+    async fn handle(
+        &self,
+        event: aws_lambda_events::sqs::SqsEvent,
+        deadline: Option<Instant>,
+    ) -> aws_lambda_events::sqs::SqsBatchResponse {
+        let _running = self.running.read().await;
+        self.deps.handle(event, deadline).await
+    }
+}
+
+/// Messages on the queue at `url`: visible, in flight or delayed.
+async fn pending(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let output = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes");
+    output.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum()
+}
+
+/// How long the push run may take to empty its queue (about a minute alone on two cores).
+const QUIET_LIMIT: Duration = Duration::from_secs(240);
+
+/// 1,000 (half android, half ios); `PUSH_FAULTS_RECIPIENTS` overrides it.
+fn push_recipients() -> usize {
+    std::env::var("PUSH_FAULTS_RECIPIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
+}
+
+/// The push sender end to end under faults: a message to android and ios recipients created
+/// through the messages function, its jobs consumed by the local stack's own SQS poller
+/// (`workers::poll_queue`) invoking the push sender built as its Lambda `main` builds it, with
+/// every AWS call of both going through the DynamoDB and SQS fault proxies, against an FCM and
+/// an APNs stand-in that throttle (429), fail (500/503), hang past the client's timeout, and
+/// (FCM) fail to hand out access tokens. Afterwards each device token must have reached its
+/// provider's success path exactly once, the DLQ must be empty and `stats.sent` must count each
+/// recipient once.
+///
+/// Time: the senders' own retry delays are real (no timing is assumed: the test waits until the
+/// queue is empty). Two things are sped up: the stack's clock jumps past every lease between
+/// two invocations of the sender (a claim whose answer was lost is held by no one, and would
+/// otherwise stand for its whole lease), and the queue's visibility timeout is cut to 20 s (the
+/// fallback redelivery of a whole job would otherwise take the template's six minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
+    let filter =
+        std::env::var("TEST_LOG").unwrap_or_else(|_| "retarget_shared::services::sender=warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    assert!(retarget_tests::push::HANG > retarget_push_sender::DEFAULT_TIMEOUT, "a hang outlasts the client");
+    let _turn = END_TO_END.lock().await;
+    let started = Instant::now();
+    let seed = seed();
+    let n = push_recipients();
+    let sdk = sdk().await;
+    let world = World::new().await;
+    let queues = world.queues().await.clone();
+    let direct_sqs = queues.sqs.clone();
+    direct_sqs
+        .set_queue_attributes()
+        .queue_url(queues.push.url())
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "20")
+        .send()
+        .await
+        .expect("shorten the visibility timeout");
+
+    // Every AWS call of the functions goes through the proxies.
+    let upstream = |name: &str| std::env::var(name).expect("services");
+    let dynamodb_rates =
+        FaultRates { throttle: 0.02, partial_batch: 0.15, dynamo_lost_answer: 0.02, ..FaultRates::default() };
+    let sqs_rates = FaultRates {
+        sqs_error: 0.1,
+        sqs_partial: 0.2,
+        sqs_lost_response: 0.2,
+        sqs_scripted: true,
+        ..FaultRates::default()
+    };
+    let dynamodb_proxy =
+        FaultProxy::start(Service::DynamoDb, &upstream("AWS_ENDPOINT_URL_DYNAMODB"), dynamodb_rates, seed)
+            .await;
+    let sqs_proxy =
+        FaultProxy::start(Service::Sqs, &upstream("AWS_ENDPOINT_URL_SQS"), sqs_rates, seed + 1).await;
+    let router = Router::start(&dynamodb_proxy, &sqs_proxy, &upstream("AWS_ENDPOINT_URL_SQS")).await;
+    let infra = Infra::new(sdk_through(sdk, &router.url), world.clock.clone());
+
+    let faults = PushFaults { too_many_requests: 0.03, server_error: 0.02, hang: 0.004, token_failure: 0.25 };
+    let (fcm, apns) = (FaultyFcm::new(faults, seed + 2), FaultyApns::new(faults, seed + 3));
+    let (fcm_server, apns_server) = (fcm.mount().await, apns.mount().await);
+    let app = push_app(&world, &fcm_server).await;
+    let subs = world
+        .bulk_subscriptions(&app, n, |i| match i % 2 {
+            0 => Address::Push { platform: Platform::Android, token: android_token(i) },
+            _ => Address::Push { platform: Platform::Ios, token: ios_token(i) },
+        })
+        .await;
+
+    // The messages function and the push sender, built as their Lambda mains build them.
+    let mut env = world
+        .function_env(&queues)
+        .with("FCM_API_BASE", &fcm_server.uri())
+        .with("APNS_API_BASE", &apns_server.uri());
+    let messages: AppFunction<retarget_messages::Messages> = FromEnv::from_env(&mut env, &infra).unwrap();
+    let sender: Between<SenderDeps<PushProvider>> = FromEnv::from_env(&mut env, &infra).unwrap();
+    env.finish().unwrap();
+
+    // A conditional create whose answer is lost answers 500 (its retry meets the item it wrote):
+    // the message is created with DynamoDB's faults off, and SQS's on.
+    dynamodb_proxy.set_enabled(false);
+    let ids: Vec<String> = subs.iter().map(|s| s.subscription_id.to_string()).collect();
+    let body = json!({"channel": "push", "contents": {"title": "Sale", "body": "Last day"}, "include_subscription_ids": ids});
+    let created = ApiResponse::from(messages.handle(app.post("/v1/messages", &body).build()).await);
+    assert_eq!(created.status, 202, "{created:?}");
+    let message_id = created.body["message_id"].as_str().expect("message id").to_owned();
+    dynamodb_proxy.set_enabled(true);
+    let seeded = started.elapsed();
+
+    // The local stack's SQS poller, until the queue is empty; the clock jumps past every lease
+    // whenever no invocation runs.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let poller = workers::poll_queue(&direct_sqs, queues.push.url(), &sender, stopped);
+    let lease = chrono::Duration::seconds(
+        i64::from(retarget_shared::adapters::resources::SENDER_TIMEOUT_SECONDS) + 1,
+    );
+    let mut clock_jumps = 0;
+    let until_quiet = async {
+        let (mut empty_polls, mut reported) = (0, Instant::now());
+        while empty_polls < 3 {
+            assert!(started.elapsed() < QUIET_LIMIT, "not quiet after {QUIET_LIMIT:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            {
+                let _between = sender.running.write().await;
+                world.clock.advance(lease);
+                clock_jumps += 1;
+            }
+            let left = pending(&direct_sqs, queues.push.url()).await;
+            empty_polls = if left == 0 { empty_polls + 1 } else { 0 };
+            if reported.elapsed() > Duration::from_secs(10) {
+                reported = Instant::now();
+                let reached = fcm.delivered().len() + apns.delivered().len();
+                eprintln!("{:?}: {left} messages queued, {reached} of {n} tokens reached", started.elapsed());
+            }
+        }
+        let _ = stop.send(true);
+    };
+    tokio::join!(poller, until_quiet);
+    let quiet = started.elapsed();
+
+    // Each device token reached its provider's success path exactly once.
+    let (android, ios) = (fcm.delivered(), apns.delivered());
+    let expected: Vec<(String, bool)> =
+        (0..n).map(|i| if i % 2 == 0 { (android_token(i), true) } else { (ios_token(i), false) }).collect();
+    let reached = |(token, is_android): &(String, bool)| {
+        if *is_android { android.get(token).copied() } else { ios.get(token).copied() }.unwrap_or(0)
+    };
+    let missed: Vec<&String> = expected.iter().filter(|e| reached(e) == 0).map(|(t, _)| t).collect();
+    let doubled: Vec<(&String, u32)> =
+        expected.iter().filter(|e| reached(e) > 1).map(|e| (&e.0, reached(e))).collect();
+    let strangers = android.len() + ios.len() - expected.iter().filter(|e| reached(e) > 0).count();
+    let distinct = (n - missed.len()) as u64;
+    let dlq = pending(&direct_sqs, &queues.push_dlq_url).await;
+
+    // stats.sent, read as a client reads it, until it counts everyone (it may trail).
+    let target = format!("/v1/messages/{message_id}");
+    let (recorded_sent, counted_after) = counted(distinct, async || {
+        world.settle().await;
+        let read = world.call(app.get(&target)).await;
+        read.body["stats"]["sent"].as_u64().unwrap_or_default()
+    })
+    .await;
+
+    let figures = json!({
+        "test": "push_faults",
+        "seed": seed,
+        "recipients": n,
+        "missed": missed.len(),
+        "sent_twice_or_more": doubled.len(),
+        "fcm_answers": fcm.answered(),
+        "apns_answers": apns.answered(),
+        "dynamodb_faults": dynamodb_proxy.counts.json(),
+        "sqs_faults": sqs_proxy.counts.json(),
+        "dlq_messages": dlq,
+        "recorded_sent": recorded_sent,
+        "stats_counted_after_ms": counted_after.as_millis() as u64,
+        "clock_jumps": clock_jumps,
+        "seed_seconds": seeded.as_secs_f64(),
+        "quiet_seconds": quiet.as_secs_f64(),
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{figures}");
+
+    assert!(
+        missed.is_empty(),
+        "{} tokens never reached, e.g. {:?}",
+        missed.len(),
+        &missed[..missed.len().min(5)]
+    );
+    assert!(
+        doubled.is_empty(),
+        "{} tokens reached twice: {:?}",
+        doubled.len(),
+        &doubled[..doubled.len().min(5)]
+    );
+    assert_eq!(strangers, 0, "the providers were sent tokens outside the audience");
+    assert_eq!(dlq, 0, "nothing dead-lettered");
+    assert_eq!(recorded_sent, n as u64, "every send counted once");
+    let (fcm_answers, apns_answers) = (fcm.answered(), apns.answered());
+    assert!(!fcm_answers.contains_key("send_401"), "FCM was sent a token it never issued: {fcm_answers:?}");
+    assert!(!apns_answers.contains_key("403"), "APNs refused the provider token: {apns_answers:?}");
+    if n < 1_000 {
+        return; // too few requests for every kind of fault to be sure to happen
+    }
+    // The faults really happened, of every kind.
+    for kind in ["send_429", "token_200"] {
+        assert!(fcm_answers.get(kind).is_some_and(|c| *c > 0), "FCM never answered {kind}: {fcm_answers:?}");
+    }
+    assert!(fcm_answers.keys().any(|k| k.starts_with("token_") && *k != "token_200"), "{fcm_answers:?}");
+    assert!(fcm_answers.keys().any(|k| *k == "send_500" || *k == "send_503"), "{fcm_answers:?}");
+    assert!(apns_answers.get("429").is_some_and(|c| *c > 0), "{apns_answers:?}");
+    assert!(apns_answers.keys().any(|k| *k == "500" || *k == "503"), "{apns_answers:?}");
+    let hangs = fcm_answers.get("send_hang_then_503").copied().unwrap_or(0)
+        + apns_answers.get("hang_then_503").copied().unwrap_or(0);
+    assert!(hangs > 0, "no request hung");
+    let c = &dynamodb_proxy.counts;
+    assert!(c.throttled.load(Ordering::Relaxed) > 0 && c.dynamo_lost_answers.load(Ordering::Relaxed) > 0);
+    assert!(sqs_proxy.counts.sqs_lost_responses.load(Ordering::Relaxed) > 0, "{}", sqs_proxy.counts.json());
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use retarget_shared::edge::problem::ErrorCode;
 use retarget_shared::edge::routes::{Function, ROUTES};
 use serde_yaml::Value;
 
@@ -187,6 +188,73 @@ fn openapi_requires_the_api_key_everywhere_but_the_webhooks() {
         } else {
             assert!(needs_bearer, "{what} must require the bearer API key");
         }
+    }
+}
+
+/// The responses of an operation, by status (`"415"`, `"default"`), resolved.
+fn responses<'a>(doc: &'a Value, op: &'a Value, what: &str) -> BTreeMap<String, &'a Value> {
+    let responses = field(op, "responses", what).as_mapping().unwrap_or_else(|| panic!("{what}.responses"));
+    responses
+        .iter()
+        .map(|(status, r)| {
+            let status = match status {
+                Value::Number(n) => n.to_string(),
+                other => as_str(other, &format!("a status of {what}")).to_owned(),
+            };
+            (status, resolve(doc, r))
+        })
+        .collect()
+}
+
+fn is_problem(response: &Value) -> bool {
+    get(response, "content").and_then(|c| get(c, "application/problem+json")).is_some()
+}
+
+#[test]
+fn openapi_documents_415_on_exactly_the_json_routes() {
+    let doc = openapi();
+    let ops = operations(&doc);
+    for (method, path, route, _) in ROUTES {
+        let what = format!("{method} {path}");
+        let (op, _) = ops.get(&(method.as_str().to_owned(), (*path).to_owned())).expect("documented");
+        let responses = responses(&doc, op, &what);
+        if route.takes_json() {
+            let body = field(field(op, "requestBody", &what), "content", &what);
+            assert!(get(body, "application/json").is_some(), "{what}: a JSON route takes application/json");
+            let r415 = responses.get("415").unwrap_or_else(|| panic!("{what}: a JSON route documents 415"));
+            assert!(is_problem(r415), "{what}: its 415 is problem+json");
+            let description = as_str(field(r415, "description", &what), &what);
+            assert!(description.contains("unsupported_media_type"), "{what}: the 415 names its code");
+        } else {
+            assert!(!responses.contains_key("415"), "{what} is no JSON route: it never answers 415");
+        }
+    }
+}
+
+#[test]
+fn openapi_documents_the_allow_header_of_405() {
+    let doc = openapi();
+    let components = field(field(&doc, "components", "openapi"), "responses", "components");
+    let r405 = field(components, "MethodNotAllowed", "components.responses");
+    assert!(is_problem(r405), "a 405 is problem+json");
+    let allow = field(field(r405, "headers", "MethodNotAllowed"), "Allow", "MethodNotAllowed.headers");
+    assert_eq!(get(allow, "required").and_then(Value::as_bool), Some(true), "every 405 carries Allow");
+    // A documented operation is a served method, so none lists a 405 (one that did would have
+    // to carry the header too).
+    for ((method, path), (op, _)) in operations(&doc) {
+        let what = format!("{method} {path}");
+        if let Some(r) = responses(&doc, op, &what).get("405") {
+            assert!(get(r, "headers").and_then(|h| get(h, "Allow")).is_some(), "{what}: 405 without Allow");
+        }
+    }
+    let codes = field(
+        field(field(field(&doc, "components", "openapi"), "schemas", "c"), "ErrorCode", "s"),
+        "enum",
+        "e",
+    );
+    let codes: Vec<&str> = codes.as_sequence().expect("enum").iter().filter_map(Value::as_str).collect();
+    for code in [ErrorCode::MethodNotAllowed, ErrorCode::UnsupportedMediaType] {
+        assert!(codes.contains(&code.as_str()), "ErrorCode lacks {}", code.as_str());
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::adapters::store::StoreError;
 use crate::domain::{ContentsError, PredicateError, SourceError};
+use crate::edge::routes::NoMatch;
 use crate::services::audience::SourceLookupError;
 
 /// Every error code of the contract, with its HTTP status.
@@ -109,6 +110,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub status: StatusCode,
     pub detail: String,
+    /// The `Allow` header of a 405: the methods the path is served with (RFC 9110 §15.5.6).
+    allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -123,7 +126,29 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, status: code.status(), detail: detail.into() }
+        Self { code, status: code.status(), detail: detail.into(), allow: None }
+    }
+
+    /// 405 `method_not_allowed` for `method`, with `Allow:` the methods the path is served with.
+    pub fn method_not_allowed(method: &http::Method, allowed: &[http::Method]) -> Self {
+        let allow = allowed.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
+        let mut error =
+            Self::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed here; use {allow}"));
+        error.allow = Some(allow);
+        error
+    }
+
+    /// Why no route serves a request made with `method`: 404, or 405 with its `Allow`.
+    pub fn unrouted(method: &http::Method, no: NoMatch) -> Self {
+        match no {
+            NoMatch::NotFound => Self::not_found(),
+            NoMatch::MethodNotAllowed(allowed) => Self::method_not_allowed(method, &allowed),
+        }
+    }
+
+    /// What a 405 lists in `Allow` (`None` for every other error).
+    pub fn allow(&self) -> Option<&str> {
+        self.allow.as_deref()
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -159,9 +184,13 @@ impl ApiError {
             code,
         };
         let mut response = json_response(self.status, &body);
-        response
-            .headers_mut()
+        let headers = response.headers_mut();
+        headers
             .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
+        // Method names are tokens, so the list is always a valid header value.
+        if let Some(allow) = self.allow.as_deref().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+            headers.insert(http::header::ALLOW, allow);
+        }
         response
     }
 }
@@ -284,6 +313,28 @@ mod tests {
         }
         let e: ApiError = SourceError::Expired(at).into();
         assert_eq!(e.detail, "the message's data expired at 2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn a_405_lists_the_allowed_methods() {
+        let e = ApiError::method_not_allowed(&http::Method::POST, &[http::Method::GET, http::Method::DELETE]);
+        let r = e.to_response();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[http::header::ALLOW], "GET, DELETE");
+        assert_eq!(body_json(&r)["code"], "method_not_allowed");
+        let e = ApiError::unrouted(&http::Method::PUT, NoMatch::MethodNotAllowed(vec![http::Method::POST]));
+        assert_eq!((e.status, e.allow()), (StatusCode::METHOD_NOT_ALLOWED, Some("POST")));
+        let r = ApiError::unrouted(&http::Method::GET, NoMatch::NotFound).to_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.headers().get(http::header::ALLOW).is_none(), "only a 405 carries Allow");
+    }
+
+    #[test]
+    fn a_415_is_a_problem_like_any_other() {
+        let r = ApiError::new(ErrorCode::UnsupportedMediaType, "text/plain").to_response();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(body_json(&r)["code"], "unsupported_media_type");
     }
 
     #[test]

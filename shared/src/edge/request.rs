@@ -11,7 +11,7 @@ use crate::bootstrap::{Error, FromEnv, HttpFunction, Infra};
 use crate::config::EnvReader;
 use crate::domain::{ApiKey, App};
 use crate::edge::problem::{ApiError, ErrorCode, respond};
-use crate::edge::routes::{Matched, NoMatch, Route, match_route};
+use crate::edge::routes::{Matched, Route, match_route};
 
 /// The contract's body limit.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -125,19 +125,56 @@ impl<R: AppRoutes> HttpFunction for AppFunction<R> {
     }
 }
 
-/// The contract route this request is for: 404 for unknown paths, 405 for a known path with
-/// another method.
+/// The contract route this request is for: 404 for unknown paths, 405 (with `Allow`) for a
+/// known path with another method, 415 for a JSON route given a body of another media type.
 ///
 /// Bodies over the limit are refused here, so every route holds the contract's 1 MiB limit,
 /// also those that read no body.
 pub fn matched_route(request: &Request) -> Result<Matched<'_>, ApiError> {
-    body(request)?;
-    match_route(request.method(), request.raw_http_path()).map_err(|no| match no {
-        NoMatch::NotFound => ApiError::not_found(),
-        NoMatch::MethodNotAllowed => {
-            ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed here", request.method()))
-        }
-    })
+    let bytes = body(request)?;
+    let matched = match_route(request.method(), request.raw_http_path())
+        .map_err(|no| ApiError::unrouted(request.method(), no))?;
+    if matched.route.takes_json() && !bytes.is_empty() {
+        json_content_type(request)?;
+    }
+    Ok(matched)
+}
+
+/// 415 `unsupported_media_type` unless the request's `Content-Type` is JSON (see
+/// [`is_json_media_type`]) or absent (or blank). Absent is accepted on purpose: curl without
+/// `-H`, and many small clients, send JSON without saying so; the body must still parse as JSON
+/// (400 otherwise). A type that says it is something else is believed, and refused.
+pub fn json_content_type(request: &Request) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(http::header::CONTENT_TYPE) else { return Ok(()) };
+    match value.to_str() {
+        Ok(text) if text.trim().is_empty() || is_json_media_type(text) => Ok(()),
+        Ok(text) => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("Content-Type {:?} is not JSON; send application/json", clip(text, 100)),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type is not JSON; send application/json",
+        )),
+    }
+}
+
+/// At most `max` characters of `text`, on a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    text.char_indices().nth(max).map_or(text, |(at, _)| &text[..at])
+}
+
+/// `application/json` or a structured `application/<subtype>+json` (RFC 6839), in any case,
+/// with any parameters (`; charset=utf-8`).
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", "json")) => true,
+        Some(("application", subtype)) => subtype
+            .strip_suffix("+json")
+            .is_some_and(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')),
+        _ => false,
+    }
 }
 
 /// An id from the path; one that does not parse names nothing, so it is 404 like a missing one.
@@ -184,5 +221,96 @@ mod tests {
         assert!(err.detail.starts_with("body:"), "{}", err.detail);
         assert!(parse_json::<Body>(b"").is_err());
         assert!(parse_json::<Body>(&[0xff, 0xfe]).is_err());
+    }
+
+    /// A request as lambda_http hands it over: method, raw path, optional content type, body.
+    fn request(method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request {
+        let mut builder =
+            http::Request::builder().method(method).uri(format!("https://api.example.com{path}"));
+        if let Some(content_type) = content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let body = if body.is_empty() { lambda_http::Body::Empty } else { lambda_http::Body::from(body) };
+        builder.body(body).unwrap().with_raw_http_path(path)
+    }
+
+    #[test]
+    fn json_media_types() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            " application/json ",
+            "application/merge-patch+json",
+            "application/vnd.api+json; charset=utf-8",
+            "application/problem+json",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json",
+            "application/jsonp",
+            "application/json5",
+            "application/+json",
+            "application/xml",
+            "json",
+            "",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_json_route_refuses_a_body_of_another_media_type() {
+        let body = r#"{"events":[]}"#;
+        for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
+            let err = matched_route(&request("POST", "/v1/events", Some(content_type), body)).err().unwrap();
+            assert_eq!(
+                (err.code, err.status.as_u16()),
+                (ErrorCode::UnsupportedMediaType, 415),
+                "{content_type}"
+            );
+            let response = err.to_response();
+            assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/problem+json");
+        }
+        // JSON in any of its spellings, or no Content-Type at all (lenient), goes through.
+        for content_type in [Some("application/json; charset=utf-8"), Some("application/vnd.x+json"), None] {
+            let request = request("POST", "/v1/messages", content_type, body);
+            assert_eq!(matched_route(&request).unwrap().route, Route::CreateMessage, "{content_type:?}");
+        }
+        // No body: nothing to refuse (the handler answers 400 for the missing JSON).
+        assert!(matched_route(&request("POST", "/v1/retargets", Some("text/plain"), "")).is_ok());
+        // Routes that are not JSON routes take what they take: Twilio posts a form.
+        let form = "MessageStatus=sent";
+        let twilio =
+            request("POST", "/v1/webhooks/twilio/x", Some("application/x-www-form-urlencoded"), form);
+        assert_eq!(matched_route(&twilio).unwrap().route, Route::TwilioWebhook);
+        let get = request("GET", "/v1/messages/x", Some("text/plain"), "hello");
+        assert_eq!(matched_route(&get).unwrap().route, Route::GetMessage);
+    }
+
+    #[test]
+    fn a_wrong_method_answers_405_with_allow_and_an_unknown_path_404_without() {
+        let response =
+            respond(matched_route(&request("PUT", "/v1/retargets/x", None, "")).map(|_| unreachable!()));
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()[http::header::ALLOW], "GET, DELETE");
+        let response =
+            respond(matched_route(&request("GET", "/v1/events", None, "")).map(|_| unreachable!()));
+        assert_eq!(
+            (response.status().as_u16(), response.headers()[http::header::ALLOW].to_str().unwrap()),
+            (405, "POST")
+        );
+        let response = respond(matched_route(&request("GET", "/v1/nope", None, "")).map(|_| unreachable!()));
+        assert_eq!(response.status(), 404);
+        assert!(response.headers().get(http::header::ALLOW).is_none());
+        // The 405 wins over the media type: the method is wrong whatever the body.
+        let err = matched_route(&request("PUT", "/v1/events", Some("text/plain"), "x")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::MethodNotAllowed);
     }
 }

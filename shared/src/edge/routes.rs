@@ -33,6 +33,31 @@ pub enum Route {
     CancelRetarget,
 }
 
+impl Route {
+    /// Whether the route's request body is JSON: a body sent with another `Content-Type` is
+    /// refused with 415 before anything runs. The webhooks take what their provider sends
+    /// (Twilio posts a form) and are checked by signature instead; the other routes read no
+    /// body. Exhaustive on purpose: a new route must say which it is.
+    pub fn takes_json(self) -> bool {
+        match self {
+            Route::CreateSubscription
+            | Route::CreateMessage
+            | Route::RecordEvents
+            | Route::CreateRetarget => true,
+            Route::GetSubscription
+            | Route::Unsubscribe
+            | Route::GetMessage
+            | Route::Audience
+            | Route::AudienceCount
+            | Route::MessageRetargets
+            | Route::TwilioWebhook
+            | Route::PushWebhook
+            | Route::GetRetarget
+            | Route::CancelRetarget => false,
+        }
+    }
+}
+
 /// (method, path template, route, owner). `{x}` matches one non-empty path segment.
 pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::POST, "/v1/subscriptions", Route::CreateSubscription, Function::Subscriptions),
@@ -59,23 +84,27 @@ pub struct Matched<'p> {
     pub param: Option<&'p str>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoMatch {
     NotFound,
-    MethodNotAllowed,
+    /// The path is served, but not with this method: the methods it is served with (what a 405
+    /// lists in `Allow`), in the table's order.
+    MethodNotAllowed(Vec<Method>),
 }
 
 pub fn match_route<'p>(method: &Method, path: &'p str) -> Result<Matched<'p>, NoMatch> {
-    let mut path_matched = false;
+    let mut allowed = Vec::new();
     for (m, template, route, function) in ROUTES {
         if let Some(param) = match_template(template, path) {
-            path_matched = true;
             if m == method {
                 return Ok(Matched { route: *route, function: *function, param });
             }
+            if !allowed.contains(m) {
+                allowed.push(m.clone());
+            }
         }
     }
-    Err(if path_matched { NoMatch::MethodNotAllowed } else { NoMatch::NotFound })
+    Err(if allowed.is_empty() { NoMatch::NotFound } else { NoMatch::MethodNotAllowed(allowed) })
 }
 
 /// `Some(param)` when `path` fits `template`; the param is `None` for templates without one.
@@ -117,8 +146,39 @@ mod tests {
         assert_eq!(match_route(&Method::GET, "/v1/nope"), Err(NoMatch::NotFound));
         assert_eq!(match_route(&Method::GET, "/v1/messages/"), Err(NoMatch::NotFound));
         assert_eq!(match_route(&Method::GET, "/v1/messages/a/b"), Err(NoMatch::NotFound));
-        assert_eq!(match_route(&Method::PUT, "/v1/events"), Err(NoMatch::MethodNotAllowed));
+        assert_eq!(
+            match_route(&Method::PUT, "/v1/events"),
+            Err(NoMatch::MethodNotAllowed(vec![Method::POST]))
+        );
         assert_eq!(match_route(&Method::GET, "/v1/events/"), Err(NoMatch::NotFound));
+    }
+
+    #[test]
+    fn a_wrong_method_is_told_every_method_of_the_path() {
+        let allowed = |method: Method, path: &str| match match_route(&method, path) {
+            Err(NoMatch::MethodNotAllowed(methods)) => methods,
+            other => panic!("{method} {path}: {other:?}"),
+        };
+        assert_eq!(allowed(Method::POST, "/v1/retargets/abc"), [Method::GET, Method::DELETE]);
+        assert_eq!(allowed(Method::GET, "/v1/retargets"), [Method::POST]);
+        assert_eq!(allowed(Method::DELETE, "/v1/messages/abc"), [Method::GET]);
+        assert_eq!(allowed(Method::GET, "/v1/webhooks/twilio/app"), [Method::POST]);
+        // Every path a template serves is told exactly the methods the table lists for it.
+        for (_, template, _, _) in ROUTES {
+            let path = template.replace("{id}", "x").replace("{app_id}", "x");
+            let listed: Vec<Method> =
+                ROUTES.iter().filter(|r| r.1 == *template).map(|r| r.0.clone()).collect();
+            assert_eq!(allowed(Method::PATCH, &path), listed, "{template}");
+        }
+    }
+
+    #[test]
+    fn json_routes_are_the_posts_with_a_json_body() {
+        let json: Vec<Route> = ROUTES.iter().map(|r| r.2).filter(|r| r.takes_json()).collect();
+        assert_eq!(
+            json,
+            [Route::CreateSubscription, Route::CreateMessage, Route::RecordEvents, Route::CreateRetarget]
+        );
     }
 
     #[test]
