@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
 use reqwest::{Client, ClientBuilder, RequestBuilder, StatusCode, Url};
 
 use crate::services::provider::SendError;
@@ -58,10 +59,37 @@ pub async fn call(provider: &str, request: RequestBuilder) -> Result<Answer, Sen
     Ok(Answer { status, headers, body })
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is ignored).
+/// How long the provider asks us to wait: `Retry-After` in either of its forms (RFC 9110
+/// §10.2.3), delay-seconds (`120`) or an HTTP-date, the latter measured from the answer's own
+/// `Date` (the provider's clock, so that a skew between the clocks does not matter) or, if it
+/// has none, from now. A date already past is no wait; an unreadable value is no hint.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
+    retry_after_at(headers, Utc::now())
+}
+
+/// [`retry_after`], with `now` the instant the answer was read.
+pub fn retry_after_at(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let value = header(RETRY_AFTER)?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let until = http_date(value)?;
+    let sent = header(DATE).and_then(http_date).unwrap_or(now);
+    Some(until.signed_duration_since(sent).to_std().unwrap_or_default())
+}
+
+/// An HTTP-date in any of the three forms a recipient must accept: IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`).
+fn http_date(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(date) = DateTime::parse_from_rfc2822(value) {
+        return Some(date.to_utc());
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|date| date.and_utc())
 }
 
 /// A request that got no HTTP answer: timeouts, refused connections, TLS or protocol errors.
@@ -111,13 +139,34 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds_only() {
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().to_utc();
+        let after = |pairs: &[(reqwest::header::HeaderName, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(name, value.parse().unwrap());
+            }
+            retry_after_at(&headers, now)
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(after(&[]), None);
+        assert_eq!(after(&[(RETRY_AFTER, " 17 ")]), secs(17));
+        assert_eq!(after(&[(RETRY_AFTER, "0")]), secs(0));
+        // An HTTP-date, in each of its three forms, measured from now…
+        assert_eq!(after(&[(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT")]), secs(60));
+        assert_eq!(after(&[(RETRY_AFTER, "Wednesday, 21-Oct-15 07:28:30 GMT")]), secs(90));
+        assert_eq!(after(&[(RETRY_AFTER, "Wed Oct 21 07:29:00 2015")]), secs(120));
+        // …or from the answer's own Date, whatever our clock says.
+        let dated = [(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT"), (DATE, "Wed, 21 Oct 2015 07:27:55 GMT")];
+        assert_eq!(after(&dated), secs(5));
+        // A date gone by is no wait; what is neither form is no hint.
+        assert_eq!(after(&[(RETRY_AFTER, "Wed, 21 Oct 2015 07:00:00 GMT")]), secs(0));
+        assert_eq!(after(&[(RETRY_AFTER, "-3")]), None);
+        assert_eq!(after(&[(RETRY_AFTER, "soon")]), None);
+        // Through the system clock, a date far ahead is a long wait.
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, " 17 ".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(17)));
-        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap());
+        assert!(retry_after(&headers).is_some_and(|d| d > Duration::from_secs(86_400)));
     }
 
     #[test]

@@ -298,8 +298,10 @@ fn classify_send_error(status: StatusCode, retry_after: Option<Duration>, body: 
         "THIRD_PARTY_AUTH_ERROR" => return permanent(false),
         _ => {}
     }
-    let transient_code =
-        matches!(code.as_str(), "UNAVAILABLE" | "INTERNAL" | "QUOTA_EXCEEDED" | "UNAUTHENTICATED");
+    let transient_code = matches!(
+        code.as_str(),
+        "UNAVAILABLE" | "INTERNAL" | "QUOTA_EXCEEDED" | "RESOURCE_EXHAUSTED" | "UNAUTHENTICATED"
+    );
     // 401: our access token was refused (the caller dropped it); the next try fetches another.
     if status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::UNAUTHORIZED

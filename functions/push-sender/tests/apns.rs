@@ -207,6 +207,15 @@ async fn too_many_requests_is_transient_with_retry_after() {
     }
 }
 
+/// APNs documents no `Retry-After` for TooManyRequests: without one the sender's backoff applies.
+#[tokio::test]
+async fn too_many_requests_without_retry_after_is_transient_without_a_hint() {
+    match error_for(reason(429, "TooManyRequests")).await {
+        SendError::Transient { retry_after, .. } => assert_eq!(retry_after, None),
+        other => panic!("expected transient, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn server_errors_are_transient() {
     for response in

@@ -282,6 +282,29 @@ async fn too_many_requests_is_transient_with_retry_after() {
 }
 
 #[tokio::test]
+async fn unavailable_is_transient_with_its_retry_after_in_either_form() {
+    for (retry_after, expected) in [("12", 12), ("Wed, 21 Oct 2015 07:28:00 GMT", 45)] {
+        let response = fcm_error(503, "UNAVAILABLE", Some("UNAVAILABLE"), "The service is unavailable")
+            .insert_header("Date", "Wed, 21 Oct 2015 07:27:15 GMT")
+            .insert_header("Retry-After", retry_after);
+        match error_for(response).await {
+            SendError::Transient { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(expected)))
+            }
+            other => panic!("expected transient, got {other:?}"),
+        }
+    }
+    // RESOURCE_EXHAUSTED without FCM's own error code is a quota too.
+    let response =
+        fcm_error(429, "RESOURCE_EXHAUSTED", None, "Quota exceeded").insert_header("Retry-After", "5");
+    let error = error_for(response).await;
+    assert!(
+        matches!(error, SendError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(5)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
 async fn server_errors_are_transient() {
     for response in [
         fcm_error(500, "INTERNAL", Some("INTERNAL"), "Internal error"),

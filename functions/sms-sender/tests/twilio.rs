@@ -275,6 +275,18 @@ async fn too_many_requests_is_transient_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_date_is_read_against_the_answers_own_date() {
+    let response = twilio_error(429, 20429, "Too Many Requests")
+        .insert_header("Date", "Wed, 21 Oct 2015 07:27:15 GMT")
+        .insert_header("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT");
+    let outcome = outcome_of(response).await;
+    assert!(
+        matches!(&outcome, Err(SendError::Transient { retry_after: Some(d), .. }) if *d == Duration::from_secs(45)),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
 async fn server_errors_are_transient() {
     let outcome = outcome_of(ResponseTemplate::new(500).set_body_string("oops")).await;
     assert!(matches!(&outcome, Err(SendError::Transient { retry_after: None, .. })), "{outcome:?}");

@@ -1,8 +1,10 @@
 //! Send jobs on the channel queues: many recipients per SQS message, ten messages per
 //! SendMessageBatch, failed entries retried until every job is on the queue (or an error says
-//! which were not — never a silent drop).
+//! which were not — never a silent drop). A job may be delayed (`DelaySeconds`): how a sender
+//! puts the recipients that failed transiently back on its own queue for later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
@@ -10,6 +12,9 @@ use crate::domain::SendJob;
 use crate::retry::RetryPolicy;
 
 const ENTRIES_PER_BATCH: usize = 10;
+
+/// SQS's longest `DelaySeconds`.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -53,28 +58,48 @@ impl Queue {
 
     /// Puts every job on the queue.
     pub async fn send_jobs(&self, jobs: &[SendJob]) -> Result<(), QueueError> {
-        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-        for chunk in bodies.chunks(ENTRIES_PER_BATCH) {
+        self.send_entries(jobs.iter().map(|job| (job, Duration::ZERO))).await
+    }
+
+    /// Puts every job on the queue, each hidden from consumers for its delay (rounded up to
+    /// whole seconds, at most [`MAX_DELAY`]).
+    pub async fn send_delayed(&self, jobs: &[(SendJob, Duration)]) -> Result<(), QueueError> {
+        self.send_entries(jobs.iter().map(|(job, delay)| (job, *delay))).await
+    }
+
+    async fn send_entries<'j>(
+        &self,
+        jobs: impl Iterator<Item = (&'j SendJob, Duration)>,
+    ) -> Result<(), QueueError> {
+        let entries = jobs
+            .map(|(job, delay)| Ok((serde_json::to_string(job)?, delay_seconds(delay))))
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        for chunk in entries.chunks(ENTRIES_PER_BATCH) {
             self.send_batch(chunk).await?;
         }
         Ok(())
     }
 
-    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+    /// Sends (body, `DelaySeconds`) entries in one SendMessageBatch, then the failed ones again.
+    async fn send_batch(&self, entries: &[(String, i32)]) -> Result<(), QueueError> {
         // Entry ids are the index in this chunk, so a failed entry maps back to its body.
-        let mut pending: Vec<usize> = (0..bodies.len()).collect();
+        let mut pending: Vec<usize> = (0..entries.len()).collect();
         let mut last_error = String::new();
         for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
                 self.stats.entry_retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
                 self.retry.wait(attempt).await;
             }
-            let entries = pending
+            let request_entries = pending
                 .iter()
                 .map(|&i| {
+                    let (body, delay) = &entries[i];
+                    // No delay: the queue's own (none) applies, as for every dispatched job.
+                    let delay = (*delay > 0).then_some(*delay);
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(&bodies[i])
+                        .message_body(body)
+                        .set_delay_seconds(delay)
                         .build()
                         .map_err(|e| QueueError::Sqs {
                             operation: "SendMessageBatch",
@@ -87,7 +112,7 @@ impl Queue {
                 .client
                 .send_message_batch()
                 .queue_url(&self.url)
-                .set_entries(Some(entries))
+                .set_entries(Some(request_entries))
                 .send()
                 .await
             {
@@ -121,10 +146,27 @@ impl Queue {
     }
 }
 
+/// A delay as SQS's `DelaySeconds`: whole seconds, rounded up (never shorter than asked), at
+/// most [`MAX_DELAY`].
+fn delay_seconds(delay: Duration) -> i32 {
+    let seconds = delay.min(MAX_DELAY).as_secs_f64().ceil();
+    // At most 900: the cast cannot truncate.
+    seconds as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{AppId, Channel, MessageId, RECIPIENTS_PER_JOB, SubscriptionId};
+
+    #[test]
+    fn delays_are_whole_seconds_rounded_up_and_capped() {
+        assert_eq!(delay_seconds(Duration::ZERO), 0);
+        assert_eq!(delay_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(delay_seconds(Duration::from_millis(2500)), 3);
+        assert_eq!(delay_seconds(Duration::from_secs(900)), 900);
+        assert_eq!(delay_seconds(Duration::from_secs(86_400)), 900);
+    }
 
     #[test]
     fn jobs_hold_at_most_the_limit_and_keep_every_recipient() {
@@ -179,8 +221,32 @@ mod tests {
                     message_id: MessageId::new(),
                     channel: Channel::Sms,
                     subscription_ids: vec![SubscriptionId::new()],
+                    retry: 0,
                 })
                 .collect()
+        }
+
+        #[tokio::test]
+        async fn delayed_jobs_carry_their_delay_in_whole_seconds_and_others_none() {
+            let [first, second]: [SendJob; 2] = jobs(2).try_into().unwrap();
+            let sent = mock!(Client::send_message_batch)
+                .match_requests(|r| {
+                    let delays: Vec<Option<i32>> = r.entries().iter().map(|e| e.delay_seconds()).collect();
+                    delays == [Some(2), Some(900)] || delays == [None]
+                })
+                .then_output(|| {
+                    SendMessageBatchOutput::builder()
+                        .successful(ok("0"))
+                        .set_failed(Some(vec![]))
+                        .build()
+                        .unwrap()
+                });
+            let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&sent]);
+            let queue = Queue::new(client, "q");
+            let delayed = [(first.clone(), Duration::from_millis(1200)), (second, Duration::from_secs(3600))];
+            queue.send_delayed(&delayed).await.unwrap();
+            queue.send_jobs(&[first]).await.unwrap();
+            assert_eq!(sent.num_calls(), 2);
         }
 
         #[tokio::test]

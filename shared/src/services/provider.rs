@@ -19,7 +19,8 @@ pub enum SendError {
     /// token is unregistered or the number opted out (STOP), so the subscription is unsubscribed.
     #[error("permanent provider error {code}: {detail}")]
     Permanent { code: String, detail: String, dead_address: bool },
-    /// May succeed later (429, 5xx, timeouts, network): retried through SQS.
+    /// May succeed later (429, 5xx, timeouts, network): retried in a later, delayed job
+    /// (`sender`), not before `retry_after` — the provider's `Retry-After`, when it gave one.
     #[error("transient provider error: {detail}")]
     Transient { detail: String, retry_after: Option<Duration> },
     /// The app has no credentials for this channel (or they are unusable): nothing can be sent

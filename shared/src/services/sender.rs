@@ -5,18 +5,28 @@
 //! 2. call the provider for the ones claimed;
 //! 3. complete the record and record the outcome (`sent` / `failed`) as an interaction;
 //!    a dead token or a STOP unsubscribes the subscription;
-//! 4. a transient failure releases its record and fails the job, so SQS redelivers it and the
-//!    recipients already done are skipped.
+//! 4. a transient failure (429, 5xx, timeout, a claim held elsewhere, the deadline near)
+//!    releases its record, and the recipients that failed so — only they — go back on the
+//!    sender's own queue as a new small job, delayed by the provider's `Retry-After` or a
+//!    growing backoff ([`RetryPolicy::SEND`]); once the budget is spent, what is left goes to
+//!    the channel's dead-letter queue as such a job. Either way the SQS message is done.
+//!
+//! Why not simply fail the message: SQS would redeliver all of it, and only after the queue's
+//! visibility timeout (6 minutes), however soon the provider asked to be called again. The
+//! cost: the retry is ours to enqueue. When it cannot be (or a store call failed), the job
+//! falls back to exactly that — the whole message redelivered, the recipients done skipped.
 //!
 //! A panic or a bad record fails only its own SQS message.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt, stream};
 
 use crate::Store;
+use crate::adapters::queue::{Queue, QueueError};
 use crate::adapters::store::{Interaction, SendClaim, StoreError};
 use crate::domain::{App, Channel, EventKind, Message, SendJob, Subscription, SubscriptionId};
 use crate::retry::RetryPolicy;
@@ -35,6 +45,20 @@ pub struct SenderDeps<P> {
     pub store: Store,
     pub provider: P,
     pub channel: Channel,
+    /// Where the recipients that failed transiently go. `None`: nowhere — a job with such
+    /// recipients fails and SQS redelivers it whole after the visibility timeout (the fallback
+    /// of every sender; the only way of a sender built without queues, as in benchmarks).
+    pub retries: Option<Retries>,
+}
+
+/// A sender's retry route: its own queue, its dead-letter queue and the budget.
+pub struct Retries {
+    /// The queue the sender consumes: a retry is a delayed job on it.
+    pub queue: Arc<Queue>,
+    /// The channel's dead-letter queue: the recipients left once the budget is spent.
+    pub dead_letters: Arc<Queue>,
+    /// The attempts and waits ([`RetryPolicy::SEND`]; tests make it short).
+    pub policy: RetryPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +71,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("{0} recipients must be retried")]
     Retry(usize),
+    #[error("the recipients to retry could not be enqueued: {0}")]
+    Enqueue(#[from] QueueError),
     #[error("handler panicked")]
     Panicked,
 }
@@ -57,7 +83,11 @@ pub struct JobReport {
     pub sent: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Recipients put back on the queue for later (in `retry_jobs` jobs), or, the budget spent,
+    /// on the dead-letter queue (`dead_lettered`).
     pub retry: usize,
+    pub retry_jobs: usize,
+    pub dead_lettered: usize,
 }
 
 /// Handles one SQS batch; each failed record is reported for redelivery, the rest deleted.
@@ -112,7 +142,8 @@ pub async fn process_record<P: Provider>(
     process_job(deps, &job, deadline).await
 }
 
-/// Sends one job. `Ok` when every recipient is done (sent, failed for good, or skipped).
+/// Sends one job. `Ok` when every recipient is done (sent, failed for good, or skipped) or
+/// enqueued again for later (or, the budget spent, dead-lettered).
 pub async fn process_job<P: Provider>(
     deps: &SenderDeps<P>,
     job: &SendJob,
@@ -142,6 +173,7 @@ pub async fn process_job<P: Provider>(
 
     let mut report = JobReport::default();
     let mut events = Vec::new();
+    let mut to_retry = Vec::new();
     let mut first_error = None;
     for (sub, outcome) in outcomes {
         match outcome {
@@ -160,7 +192,10 @@ pub async fn process_job<P: Provider>(
                 });
             }
             Ok(Outcome::Skipped) => report.skipped += 1,
-            Ok(Outcome::Retry) => report.retry += 1,
+            Ok(Outcome::Retry { after }) => {
+                report.retry += 1;
+                to_retry.push((sub, after));
+            }
             Err(e) => {
                 report.retry += 1;
                 first_error.get_or_insert(e);
@@ -174,13 +209,84 @@ pub async fn process_job<P: Provider>(
         let scope = message.scope();
         retried(|| store.record_interactions(&scope, &events)).await?;
     }
+    // A store error fails the whole job (its redelivery retries every recipient not done):
+    // retrying some recipients on the side as well would only do the work twice.
     if let Some(e) = first_error {
         return Err(e.into());
     }
-    if report.retry > 0 {
-        return Err(JobError::Retry(report.retry));
+    if !to_retry.is_empty() {
+        let (jobs, dead) = retry_later(deps, job, &to_retry).await?;
+        (report.retry_jobs, report.dead_lettered) = (jobs, dead);
     }
     Ok(report)
+}
+
+/// Puts the recipients that failed transiently back on the sender's queue, delayed, or, the
+/// budget spent, on the dead-letter queue; how many jobs went to each. An error (no route,
+/// or SQS refused) fails the job, so SQS redelivers it whole: the fallback.
+///
+/// The new jobs are enqueued before the job is reported done. A crash in between leaves the
+/// job to be redelivered as well: its recipients are then tried by two jobs, which is
+/// harmless — each recipient's idempotency record (`claim_send`) lets one of them reach the
+/// provider and skips it in the other.
+async fn retry_later<P>(
+    deps: &SenderDeps<P>,
+    job: &SendJob,
+    failed: &[(SubscriptionId, Option<Duration>)],
+) -> Result<(usize, usize), JobError> {
+    let Some(retries) = &deps.retries else {
+        return Err(JobError::Retry(failed.len()));
+    };
+    let retry = job.retry + 1;
+    if retry >= retries.policy.max_attempts {
+        // The job as last tried, with only the recipients left: a redrive tries them again.
+        let left = job.retry_of(failed.iter().map(|(sub, _)| *sub).collect(), job.retry);
+        retries.dead_letters.send_jobs(std::slice::from_ref(&left)).await?;
+        tracing::warn!(
+            message_id = %job.message_id,
+            recipients = failed.len(),
+            attempts = retry,
+            "retry budget spent: recipients dead-lettered"
+        );
+        return Ok((0, 1));
+    }
+    let jobs = retry_jobs(job, failed, &retries.policy, rand::random());
+    retries.queue.send_delayed(&jobs).await?;
+    let delays: Vec<u64> = jobs.iter().map(|(_, delay)| delay.as_secs()).collect();
+    tracing::info!(message_id = %job.message_id, recipients = failed.len(), retry, ?delays, "recipients to retry enqueued");
+    Ok((jobs.len(), 0))
+}
+
+/// The jobs retrying a job's failed recipients (with their `Retry-After`s), each with its
+/// delay. Each recipient waits [`RetryPolicy::redelivery_delay`] with one jitter for the job;
+/// recipients whose waits are within a factor of two share a job, which waits for the longest
+/// of them — so a job makes a few retries (one when the provider gave no hint), never one
+/// per recipient, and none before the provider asked.
+fn retry_jobs(
+    job: &SendJob,
+    failed: &[(SubscriptionId, Option<Duration>)],
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> Vec<(SendJob, Duration)> {
+    let retry = job.retry + 1;
+    let mut waits: Vec<(Duration, SubscriptionId)> =
+        failed.iter().map(|(sub, after)| (policy.redelivery_delay(retry, jitter, *after), *sub)).collect();
+    waits.sort_by_key(|(wait, _)| *wait);
+    let mut jobs: Vec<(SendJob, Duration)> = Vec::new();
+    let mut shortest = Duration::ZERO;
+    for (wait, sub) in waits {
+        match jobs.last_mut() {
+            Some((group, delay)) if wait <= shortest * 2 => {
+                group.subscription_ids.push(sub);
+                *delay = wait;
+            }
+            _ => {
+                shortest = wait;
+                jobs.push((job.retry_of(vec![sub], retry), wait));
+            }
+        }
+    }
+    jobs
 }
 
 enum Outcome {
@@ -188,8 +294,8 @@ enum Outcome {
     Recorded(EventKind),
     /// Nothing to do: unsubscribed, gone, or on the wrong channel.
     Skipped,
-    /// Try again later.
-    Retry,
+    /// Try again later, not before the provider's `Retry-After` if it gave one.
+    Retry { after: Option<Duration> },
 }
 
 async fn send_one<P: Provider>(
@@ -204,7 +310,7 @@ async fn send_one<P: Provider>(
     };
     let now = Instant::now();
     let lease = match deadline {
-        Some(deadline) if deadline <= now + DEADLINE_MARGIN => return Ok(Outcome::Retry),
+        Some(deadline) if deadline <= now + DEADLINE_MARGIN => return Ok(Outcome::Retry { after: None }),
         Some(deadline) => deadline - now,
         None => DEFAULT_LEASE,
     };
@@ -214,7 +320,7 @@ async fn send_one<P: Provider>(
         store.clock().now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
     match retried(|| store.claim_send(&scope, subscription.subscription_id, lease_until)).await? {
         SendClaim::Done(kind) => return Ok(Outcome::Recorded(kind)),
-        SendClaim::InFlight => return Ok(Outcome::Retry),
+        SendClaim::InFlight => return Ok(Outcome::Retry { after: None }),
         SendClaim::Go => {}
     }
     let result = AssertUnwindSafe(deps.provider.send(app, subscription, message)).catch_unwind().await;
@@ -226,10 +332,10 @@ async fn send_one<P: Provider>(
             retried(|| store.complete_send(&scope, subscription.subscription_id, EventKind::Sent)).await?;
             Ok(Outcome::Recorded(EventKind::Sent))
         }
-        Err(SendError::Transient { detail, .. }) => {
-            tracing::info!(subscription_id = %subscription.subscription_id, %detail, "transient provider error");
+        Err(SendError::Transient { detail, retry_after }) => {
+            tracing::info!(subscription_id = %subscription.subscription_id, %detail, ?retry_after, "transient provider error");
             retried(|| store.release_send(&scope, subscription.subscription_id)).await?;
-            Ok(Outcome::Retry)
+            Ok(Outcome::Retry { after: retry_after })
         }
         Err(e) => {
             let dead = matches!(e, SendError::Permanent { dead_address: true, .. });
@@ -253,4 +359,53 @@ where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     RetryPolicy::SENDER_STORE.run(StoreError::is_retryable, call).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AppId, MessageId};
+
+    fn job(retry: u32) -> SendJob {
+        SendJob {
+            app_id: AppId::new(),
+            message_id: MessageId::new(),
+            channel: Channel::Sms,
+            subscription_ids: vec![],
+            retry,
+        }
+    }
+
+    #[test]
+    fn recipients_without_a_hint_are_retried_together_after_the_backoff() {
+        let failed: Vec<_> = (0..300).map(|_| (SubscriptionId::new(), None)).collect();
+        for (retry, jitter) in [(0, 0.0), (0, 1.0), (4, 0.3)] {
+            let jobs = retry_jobs(&job(retry), &failed, &RetryPolicy::SEND, jitter);
+            assert_eq!(jobs.len(), 1);
+            let (again, delay) = &jobs[0];
+            assert_eq!(again.retry, retry + 1);
+            assert_eq!(again.subscription_ids.len(), 300);
+            assert_eq!(*delay, RetryPolicy::SEND.redelivery_delay(retry + 1, jitter, None));
+        }
+        let (first, _) = &retry_jobs(&job(0), &failed, &RetryPolicy::SEND, 0.5)[0];
+        assert_eq!(first.subscription_ids, failed.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn recipients_are_grouped_by_wait_and_none_is_retried_before_its_retry_after() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let hints = [secs(1), None, secs(30), secs(45), secs(60), secs(400), None, secs(3600)];
+        let failed: Vec<_> = hints.iter().map(|h| (SubscriptionId::new(), *h)).collect();
+        let jobs = retry_jobs(&job(0), &failed, &RetryPolicy::SEND, 0.0);
+        let delays: Vec<f64> = jobs.iter().map(|(_, d)| d.as_secs_f64()).collect();
+        let sizes: Vec<usize> = jobs.iter().map(|(j, _)| j.subscription_ids.len()).collect();
+        // 1 s and none wait the 1.5 s backoff; 30 to 60 s together; 400 s; 3600 s capped to 900 s.
+        assert_eq!((delays, sizes), (vec![1.5, 60.0, 400.0, 900.0], vec![3, 3, 1, 1]));
+        for (sub, hint) in &failed {
+            let (_, delay) = jobs.iter().find(|(j, _)| j.subscription_ids.contains(sub)).unwrap();
+            assert!(*delay >= hint.unwrap_or_default().min(RetryPolicy::SEND.max_delay), "{hint:?}");
+        }
+        let all: usize = jobs.iter().map(|(j, _)| j.subscription_ids.len()).sum();
+        assert_eq!(all, failed.len(), "each recipient in exactly one job");
+    }
 }
