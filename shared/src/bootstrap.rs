@@ -28,7 +28,9 @@ use crate::domain::Channel;
 #[cfg(feature = "dispatch")]
 use crate::services::dispatch::{DispatchDeps, TickReport, tick};
 use crate::services::provider::Provider;
-use crate::services::sender::{SenderDeps, handle_batch};
+#[cfg(feature = "sqs")]
+use crate::services::sender::{Retries, SenderDeps, handle_batch};
+use crate::services::stats::{StatsDeps, TimeWindowEvent, TimeWindowEventResponse};
 
 /// What a process failing to start or serve reports (Lambda's own error type).
 pub type Error = lambda_runtime::Error;
@@ -113,6 +115,32 @@ pub trait SqsFunction: FromEnv + Send + Sync {
     ) -> impl Future<Output = SqsBatchResponse> + Send;
 }
 
+/// A DynamoDB Streams consumer (an event source mapping with a tumbling window, so that each
+/// invocation names its shard) reporting partial batch failures.
+pub trait StreamFunction: FromEnv + Send + Sync {
+    fn handle(
+        &self,
+        event: TimeWindowEvent,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = TimeWindowEventResponse> + Send;
+}
+
+impl FromEnv for StatsDeps {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        Ok(Self { store: infra.store(env) })
+    }
+}
+
+impl StreamFunction for StatsDeps {
+    fn handle(
+        &self,
+        event: TimeWindowEvent,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = TimeWindowEventResponse> + Send {
+        crate::services::stats::handle_window(self, event, deadline)
+    }
+}
+
 /// A function invoked by an EventBridge schedule.
 pub trait ScheduleFunction: FromEnv + Send + Sync {
     type Report: serde::Serialize + Send;
@@ -131,13 +159,41 @@ pub trait ProviderFromEnv: Provider + Sized {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
 }
 
-impl<P: ProviderFromEnv> FromEnv for SenderDeps<P> {
-    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        let store = infra.store(env);
-        Ok(Self { store, provider: P::from_env(env, infra)?, channel: P::CHANNEL })
+/// The variable holding the URL of `channel`'s work queue: where its jobs are enqueued, and
+/// where its sender puts back, delayed, the recipients to retry.
+pub const fn queue_url_var(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Push => "PUSH_QUEUE_URL",
+        Channel::Sms => "SMS_QUEUE_URL",
     }
 }
 
+/// The variable holding the URL of `channel`'s dead-letter queue, where its sender puts the
+/// recipients left once the retry budget is spent.
+pub const fn dead_letter_queue_url_var(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Push => "PUSH_DEAD_LETTER_QUEUE_URL",
+        Channel::Sms => "SMS_DEAD_LETTER_QUEUE_URL",
+    }
+}
+
+/// The table, the provider, and the sender's queue and dead-letter queue for its retries
+/// ([`RetryPolicy::SEND`](crate::retry::RetryPolicy::SEND)).
+#[cfg(feature = "sqs")]
+impl<P: ProviderFromEnv> FromEnv for SenderDeps<P> {
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
+        let store = infra.store(env);
+        let retries = Retries {
+            queue: infra.queue(env, queue_url_var(P::CHANNEL)),
+            dead_letters: infra.queue(env, dead_letter_queue_url_var(P::CHANNEL)),
+            policy: crate::retry::RetryPolicy::SEND,
+        };
+        let provider = P::from_env(env, infra)?;
+        Ok(Self { store, provider, channel: P::CHANNEL, retries: Some(retries) })
+    }
+}
+
+#[cfg(feature = "sqs")]
 impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
     fn handle(
         &self,
@@ -153,8 +209,8 @@ impl FromEnv for DispatchDeps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         Ok(Self {
             store: infra.store(env),
-            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
-            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
+            push_queue: infra.queue(env, queue_url_var(Channel::Push)),
+            sms_queue: infra.queue(env, queue_url_var(Channel::Sms)),
             bus: infra.bus(env),
         })
     }
@@ -202,6 +258,17 @@ pub async fn serve_sqs<D: SqsFunction>() -> Result<(), Error> {
     let deps: D = start().await?;
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = deadline_instant(event.context.deadline(), SystemTime::now(), Instant::now());
+        Ok::<_, Error>(deps.handle(event.payload, deadline).await)
+    }))
+    .await
+}
+
+/// Runs a DynamoDB Streams consumer on Lambda.
+pub async fn serve_stream<D: StreamFunction>() -> Result<(), Error> {
+    let deps: D = start().await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<TimeWindowEvent>| async move {
         let deadline = deadline_instant(event.context.deadline(), SystemTime::now(), Instant::now());
         Ok::<_, Error>(deps.handle(event.payload, deadline).await)
     }))

@@ -12,14 +12,15 @@
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; due scheduled messages |
 //! | recipient chunk      | `APP#{app}#MSG#{msg}`                | `RCPT#{nnnn}`       |                                                      | a scheduled message's recipients, 500 per item |
-//! | message stats shard  | `APP#{app}#MSG#{msg}`                | `STATS#{nn}`        |                                                      | per-kind counters, summed on read (same Query as the message) |
-//! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk |
+//! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk; its INSERT on the table's stream is what the stats count |
+//! | stats counter        | `STATS#{msg}`                        | `{stream shard id}` |                                                      | per-kind counts of one stream shard's inserts + the last sequence number applied; summed on read |
+//! | event id             | `APP#{app}#EVT#{sha256(event_id)}`   | `EVT`               |                                                      | an app's `event_id`s, remembered 30 days, with the triple each named |
 //! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
 //! | retarget             | `APP#{app}#RT#{rt}`                  | `RT`                | 1: `APP#{app}#MSG#{source}#RTS` / `{rt}`; 2 while scheduled: `DUE` / `{send_at epoch:010}#{app}#{rt}` | by id; per source; due ones |
 //!
 //! Ids are ULIDs (fixed length, `#`-free), so every key splits unambiguously.
 //! `{nn}` is a two-digit shard number in `0..shards` (the message records its shard count).
-//! Items of a message's interaction data (interactions, stats shards) carry
+//! Items of a message's interaction data (interactions, stats counters) and event ids carry
 //! `expires_at = created_at + 30 days`. The message item itself outlives its data by
 //! [`MESSAGE_TOMBSTONE_DAYS`] so that a late audience request answers 410 `source_expired`
 //! rather than 404.
@@ -56,7 +57,10 @@ pub const SK_KEY: &str = "KEY";
 pub const SK_SUB: &str = "SUB";
 pub const SK_ADDR: &str = "ADDR";
 pub const SK_MSG: &str = "MSG";
-pub const SK_STATS_PREFIX: &str = "STATS#";
+pub const SK_EVENT_ID: &str = "EVT";
+/// The partition-key prefix of interaction items: what the stats aggregator's stream filter
+/// lets through (with `INSERT`), and nothing else the table holds starts with it.
+pub const INTERACTION_PREFIX: &str = "MSG#";
 pub const SK_RT: &str = "RT";
 pub const DUE: &str = "DUE";
 /// The due index partition of scheduled original messages (retargets use [`DUE`]).
@@ -95,8 +99,16 @@ pub fn message(app: AppId, msg: MessageId) -> String {
     format!("APP#{app}#MSG#{msg}")
 }
 
-pub fn stats_shard(shard: u8) -> String {
-    format!("{SK_STATS_PREFIX}{shard:02}")
+/// The partition of a message's stats counters, one item per stream shard that carried its
+/// interactions (sort key: the shard id).
+pub fn stats(msg: MessageId) -> String {
+    format!("STATS#{msg}")
+}
+
+/// The record of an app's `event_id`. Hashed: an event id is the client's string (any length
+/// up to its limit, any characters).
+pub fn event_id(app: AppId, event_id: &str) -> String {
+    format!("APP#{app}#EVT#{}", hex::encode(Sha256::digest(event_id.as_bytes())))
 }
 
 /// The shard of a subscription's interactions: stable per subscription, spread uniformly.
@@ -106,8 +118,30 @@ pub fn shard_of(sub: SubscriptionId, shards: u8) -> u8 {
 }
 
 pub fn interaction_partition(msg: MessageId, shard: u8) -> String {
-    format!("MSG#{msg}#I#{shard:02}")
+    format!("{INTERACTION_PREFIX}{msg}#I#{shard:02}")
 }
+
+/// The message of an interaction partition key (`None` for any other key).
+pub fn parse_interaction_partition(pk: &str) -> Option<MessageId> {
+    let rest = pk.strip_prefix(INTERACTION_PREFIX)?;
+    let (msg, shard) = rest.split_once("#I#")?;
+    if shard.len() != 2 || !shard.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    MessageId::parse(msg).ok()
+}
+
+/// A stream sequence number as a fixed-width string, so that DynamoDB's string comparison in a
+/// condition orders them as numbers (they are decimal strings of up to 40 digits, compared
+/// within one shard only). `None` for anything that is not such a number.
+pub fn stream_sequence(seq: &str) -> Option<String> {
+    if seq.is_empty() || seq.len() > STREAM_SEQUENCE_WIDTH || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!("{seq:0>STREAM_SEQUENCE_WIDTH$}"))
+}
+
+const STREAM_SEQUENCE_WIDTH: usize = 40;
 
 pub fn interaction_sort(sub: SubscriptionId, kind: EventKind) -> String {
     format!("{sub}#{}", kind.code())
@@ -196,6 +230,28 @@ mod tests {
         }
         assert_eq!(parse_interaction_sort("nope#s"), None);
         assert_eq!(parse_interaction_sort(&format!("{sub}#sx")), None);
+    }
+
+    #[test]
+    fn interaction_partitions_round_trip_and_nothing_else_parses() {
+        let msg = MessageId::new();
+        for shard in [0, 7, 15] {
+            assert_eq!(parse_interaction_partition(&interaction_partition(msg, shard)), Some(msg));
+        }
+        assert_eq!(parse_interaction_partition(&stats(msg)), None);
+        assert_eq!(parse_interaction_partition(&format!("MSG#{msg}#I#1")), None);
+        assert_eq!(parse_interaction_partition(&format!("MSG#{msg}#X#01")), None);
+        assert_eq!(parse_interaction_partition("MSG#nope#I#01"), None);
+    }
+
+    #[test]
+    fn stream_sequences_compare_as_numbers() {
+        let (a, b) = (stream_sequence("999").unwrap(), stream_sequence("1000").unwrap());
+        assert!(a < b);
+        assert_eq!(a.len(), 40);
+        assert!(stream_sequence("").is_none());
+        assert!(stream_sequence("12a").is_none());
+        assert!(stream_sequence(&"9".repeat(41)).is_none());
     }
 
     #[test]

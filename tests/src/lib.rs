@@ -9,6 +9,7 @@
 pub mod bad_input;
 pub mod faults;
 pub mod model;
+pub mod push;
 pub mod stack;
 pub mod twilio;
 
@@ -17,8 +18,9 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
+use retarget_local::streams::StreamSource;
 use retarget_shared::adapters::store::Interaction;
-use retarget_shared::bootstrap::Infra;
+use retarget_shared::bootstrap::{FromEnv, Infra, dead_letter_queue_url_var, queue_url_var};
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
     Address, Channel, EventKind, ExternalUserId, Message, PhoneNumber, Platform, Subscription,
@@ -26,6 +28,7 @@ use retarget_shared::domain::{
 };
 use retarget_shared::edge::routes::Function;
 use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::services::stats::StatsDeps;
 use retarget_shared::{Clock, Store, TestClock, adapters::aws, adapters::resources};
 use tokio::sync::OnceCell;
 
@@ -61,6 +64,16 @@ pub struct World {
     pub dynamodb: aws_sdk_dynamodb::Client,
     queues: OnceCell<TestQueues>,
     handlers: OnceCell<retarget_local::Handlers>,
+    /// The stats aggregator and its table's stream, with each shard's position kept across
+    /// [`World::settle`]s, as the event source mapping keeps its checkpoints.
+    aggregator: OnceCell<Aggregator>,
+}
+
+/// The stats aggregator as Lambda runs it on this world's table: the function built through
+/// its `FromEnv`, fed by the local stack's own stand-in for the stream's event source mapping.
+pub struct Aggregator {
+    pub deps: StatsDeps,
+    pub stream: StreamSource,
 }
 
 impl World {
@@ -72,8 +85,8 @@ impl World {
         let clock = Arc::new(TestClock::frozen_at(epoch()));
         let store = Store::new(dynamodb.clone(), table.clone(), clock.clone());
         let infra = Infra::new(sdk.clone(), clock.clone());
-        let (queues, handlers) = (OnceCell::new(), OnceCell::new());
-        Self { store, clock, infra, table, dynamodb, queues, handlers }
+        let (queues, handlers, aggregator) = (OnceCell::new(), OnceCell::new(), OnceCell::new());
+        Self { store, clock, infra, table, dynamodb, queues, handlers, aggregator }
     }
 
     /// A fresh world with one app on `plan`.
@@ -92,8 +105,10 @@ impl World {
     pub fn function_env(&self, queues: &TestQueues) -> EnvReader {
         EnvReader::from_pairs([
             ("TABLE_NAME", self.table.as_str()),
-            ("PUSH_QUEUE_URL", queues.push.url()),
-            ("SMS_QUEUE_URL", queues.sms.url()),
+            (queue_url_var(Channel::Push), queues.push.url()),
+            (queue_url_var(Channel::Sms), queues.sms.url()),
+            (dead_letter_queue_url_var(Channel::Push), queues.push_dlq_url.as_str()),
+            (dead_letter_queue_url_var(Channel::Sms), queues.sms_dlq_url.as_str()),
             ("PUBLIC_BASE_URL", PUBLIC_BASE_URL),
         ])
     }
@@ -155,9 +170,11 @@ impl World {
         items
     }
 
-    /// A sender on `channel` through `provider`, on this world's store.
+    /// A sender on `channel` through `provider`, on this world's store, without a retry route:
+    /// a job with recipients that failed transiently fails whole, for SQS to redeliver (the
+    /// sender's fallback). The senders as deployed are built by their `FromEnv`.
     pub fn sender<P>(&self, channel: Channel, provider: P) -> SenderDeps<P> {
-        SenderDeps { store: self.store.clone(), provider, channel }
+        SenderDeps { store: self.store.clone(), provider, channel, retries: None }
     }
 }
 
@@ -454,6 +471,33 @@ impl World {
             .collect();
         self.store.bulk_load_subscriptions(&subs).await.expect("bulk load subscriptions");
         subs
+    }
+
+    /// The message's stats once every recorded event has been counted ([`World::settle`]).
+    pub async fn stats(&self, message: &Message) -> std::collections::HashMap<EventKind, u64> {
+        self.settle().await;
+        self.store.message_stats(&message.scope()).await.expect("message stats")
+    }
+
+    /// This world's stats aggregator and stream, made on first use.
+    pub async fn aggregator(&self) -> &Aggregator {
+        self.aggregator
+            .get_or_init(|| async {
+                let mut env = EnvReader::from_pairs([("TABLE_NAME", self.table.as_str())]);
+                let deps = StatsDeps::from_env(&mut env, &self.infra).expect("stats aggregator");
+                env.finish().expect("complete aggregator environment");
+                let stream = StreamSource::of_store(&self.infra.sdk, &deps.store);
+                Aggregator { deps, stream }
+            })
+            .await
+    }
+
+    /// Counts everything recorded so far: the table's stream read to its end through the local
+    /// stack's event source mapping into the stats aggregator, as Lambda would (a few seconds
+    /// later) on AWS. Safe to call from concurrent tasks (they take turns).
+    pub async fn settle(&self) {
+        let aggregator = self.aggregator().await;
+        aggregator.stream.drain(&aggregator.deps).await.expect("the table's stream drains");
     }
 
     /// Records these interactions of `message` now (by the test clock), a thousand per call.

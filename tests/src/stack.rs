@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
+use retarget_local::streams::StreamSource;
 use retarget_local::workers;
 use retarget_shared::adapters::queue::Queue;
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
@@ -24,6 +25,7 @@ use retarget_shared::keys::DUE_LEASE_SECONDS;
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::services::stats::StatsDeps;
 use retarget_shared::{Clock, Store, adapters::resources, keys};
 use retarget_sms_sender::TwilioProvider;
 use serde_json::json;
@@ -203,6 +205,11 @@ pub struct Stack {
     pub queues: TestQueues,
     pub dispatch: DispatchDeps,
     pub sender: SenderDeps<Crashable<TwilioProvider>>,
+    /// The stats aggregator, its counter updates through the DynamoDB proxy too, fed by the
+    /// local stack's event source mapping of the table's stream (which reaches the stream
+    /// directly: it is AWS's side of the mapping).
+    pub stats: StatsDeps,
+    pub stream: StreamSource,
     pub twilio: Arc<FaultyTwilio>,
     _twilio_server: MockServer,
     pub bus: TestBus,
@@ -245,7 +252,11 @@ impl Stack {
         let twilio = FaultyTwilio::new(provider, seed + 2);
         let twilio_server = twilio.mount().await;
         let provider = Crashable::new(twilio::provider(twilio_server.uri(), PROVIDER_TIMEOUT));
-        let sender = SenderDeps { store, provider, channel: Channel::Sms };
+        // No retry route: a job with transient failures fails whole and comes back after the
+        // visibility timeout (the sender's fallback), which these tests play step by step.
+        let sender = SenderDeps { store: store.clone(), provider, channel: Channel::Sms, retries: None };
+        let stats = StatsDeps { store };
+        let stream = StreamSource::new(sdk, &world.table);
         let app = world.twilio_app("token", "+15550009999").await;
         Self {
             world,
@@ -255,6 +266,8 @@ impl Stack {
             queues,
             dispatch,
             sender,
+            stats,
+            stream,
             twilio,
             _twilio_server: twilio_server,
             bus,
@@ -408,6 +421,18 @@ impl Stack {
             out = &mut work => Some(out),
             () = settled => None,
         }
+    }
+
+    /// Counts everything recorded so far: the stream read to its end into the aggregator,
+    /// whose failed counter updates (the proxy's faults) are delivered again until they hold.
+    pub async fn settle(&self) {
+        self.stream.drain(&self.stats).await.expect("the table's stream drains");
+    }
+
+    /// `message`'s stats once everything recorded so far is counted.
+    pub async fn stats(&self, message: &Message) -> HashMap<EventKind, u64> {
+        self.settle().await;
+        self.world.store.message_stats(&message.scope()).await.expect("message stats")
     }
 
     /// The state of the sender's send record of (message, subscription), if there is one.

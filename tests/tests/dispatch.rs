@@ -385,5 +385,5 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
         again.body["message_id"].as_str().unwrap().parse().unwrap();
     let message = h.world.store.get_message(t.app.app_id, second).await.unwrap().unwrap();
     assert_eq!(message.retarget_of, Some(first_message));
-    assert_eq!(h.world.store.message_stats(&message.scope()).await.unwrap()[&EventKind::Sent], 3);
+    assert_eq!(h.world.stats(&message).await[&EventKind::Sent], 3);
 }

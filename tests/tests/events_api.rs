@@ -57,7 +57,7 @@ async fn events_are_validated_one_by_one() {
             {"index": 6, "code": "invalid_kind"},
         ])
     );
-    let stats = world.store.message_stats(&push.scope()).await.unwrap();
+    let stats = world.stats(&push).await;
     assert_eq!(
         (
             stats[&retarget_shared::domain::EventKind::Sent],

@@ -41,3 +41,49 @@ async fn poison_messages_reach_the_dlq_after_max_receive_count() {
     let left = sqs.receive_message().queue_url(&urls.queue_url).wait_time_seconds(0).send().await.unwrap();
     assert!(left.messages.unwrap_or_default().is_empty());
 }
+
+/// The local stack's workers include the table stream's event source mapping, on the stack's
+/// table: what is recorded there is counted into the stats within the contract's 5 s.
+#[tokio::test]
+async fn the_local_stacks_workers_count_stats_from_the_table_stream() {
+    let (world, app) = World::with_app(retarget_shared::domain::Plan::Pro).await;
+    let sdk = retarget_tests::sdk().await;
+    let prefix = retarget_tests::unique_name("esm");
+    let mut env = retarget_shared::config::EnvReader::from_pairs([
+        ("TABLE_NAME", world.table.as_str()),
+        ("RESOURCE_PREFIX", prefix.as_str()),
+        ("EVENT_BUS_NAME", prefix.as_str()),
+    ]);
+    let config = retarget_local::LocalConfig::read(&mut env);
+    env.finish().unwrap();
+    // The world's table is the stack's: provisioning leaves it as it is.
+    let resources = retarget_local::provision(sdk, &config).await.expect("provision");
+    let api = retarget_local::LocalApi::new(sdk, config, resources).expect("local api");
+    let workers = api.workers().expect("the local stack's workers");
+    assert_eq!(
+        (workers.stream.table(), workers.stats.store.table()),
+        (world.table.as_str(), world.table.as_str())
+    );
+
+    let message = world.message(&app, Channel::Push).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let polling = retarget_local::streams::run_stream_poller(&workers.stream, &workers.stats, stopped);
+    let watching = async {
+        let subs: Vec<_> = (0..12).map(|_| retarget_shared::domain::SubscriptionId::new()).collect();
+        world.record_each(&message, retarget_shared::domain::EventKind::Sent, &subs).await;
+        let written = std::time::Instant::now();
+        let counted = loop {
+            let stats = world.store.message_stats(&message.scope()).await.unwrap();
+            if stats[&retarget_shared::domain::EventKind::Sent] == 12
+                || written.elapsed() > Duration::from_secs(5)
+            {
+                break stats[&retarget_shared::domain::EventKind::Sent];
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = stop.send(true);
+        (counted, written.elapsed())
+    };
+    let ((), (counted, after)) = tokio::join!(polling, watching);
+    assert_eq!(counted, 12, "not counted within 5 s ({after:?})");
+}

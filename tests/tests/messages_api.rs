@@ -128,6 +128,7 @@ async fn get_returns_the_message_with_stats_and_its_30_day_expiry() {
 
     let message = h.world.store.get_message(t.app.app_id, id.parse().unwrap()).await.unwrap().unwrap();
     h.world.record(&message, &[(a, EventKind::Sent, None), (a, EventKind::Clicked, None)]).await;
+    h.world.settle().await;
 
     let got = h.get(&t, &id).await;
     assert_eq!(got.status, 200);

@@ -431,6 +431,7 @@ async fn check(scenario: Scenario) {
     }
 
     // Stats: distinct subscriptions per kind; nothing of an expired message.
+    world.settle().await;
     for (ti, t) in tenants.iter().enumerate() {
         for (mi, (id, _, old)) in t.messages.iter().enumerate() {
             let r = world.call(t.app.get(&format!("/v1/messages/{id}"))).await;

@@ -68,12 +68,15 @@ async fn a_replay_changes_nothing() {
 
     let first = world.store.record_interactions(&scope, &events).await.unwrap();
     assert_eq!((first.accepted(), first.duplicates()), (120, 0));
+    world.settle().await;
     let items_after_first = world.scan_all().await;
     let stats_after_first = world.store.message_stats(&scope).await.unwrap();
 
     let replay = world.store.record_interactions(&scope, &events).await.unwrap();
     assert_eq!((replay.accepted(), replay.duplicates()), (0, 120));
     assert_eq!(world.scan_all().await, items_after_first, "a replay rewrote items");
+    world.settle().await;
+    assert_eq!(world.scan_all().await, items_after_first, "a replay changed the counters");
     assert_eq!(world.store.message_stats(&scope).await.unwrap(), stats_after_first);
     assert_eq!(stats_after_first[&EventKind::Sent], 60);
     assert_eq!(stats_after_first[&EventKind::Clicked], 60);
@@ -89,6 +92,7 @@ async fn duplicates_within_one_call_count_once() {
         vec![event(sub, EventKind::Delivered), event(sub, EventKind::Delivered), event(sub, EventKind::Sent)];
     let outcome = world.store.record_interactions(&scope, &events).await.unwrap();
     assert_eq!(outcome.newly_recorded, vec![true, false, true]);
+    world.settle().await;
     assert_eq!(world.store.message_stats(&scope).await.unwrap()[&EventKind::Delivered], 1);
 }
 
@@ -128,6 +132,7 @@ async fn any_order_and_any_batching_gives_the_same_state() {
     let b = read_all(&world, &shuffled, None).await;
     assert_eq!(a, b);
     assert_eq!(a.len(), 40 + 20 + 8);
+    world.settle().await;
     assert_eq!(
         world.store.message_stats(&in_order).await.unwrap(),
         world.store.message_stats(&shuffled).await.unwrap()
@@ -176,6 +181,7 @@ async fn expired_data_is_never_returned() {
     let scope = scope(&world);
     let sub = SubscriptionId::new();
     world.store.record_interactions(&scope, &[event(sub, EventKind::Sent)]).await.unwrap();
+    world.settle().await;
 
     // One second before expiry: still there.
     world.clock.advance(Duration::days(keys::RETENTION_DAYS) - Duration::seconds(1));
@@ -192,6 +198,7 @@ async fn expired_data_is_never_returned() {
 #[tokio::test]
 async fn every_item_carries_the_ttl_attribute() {
     let (world, scope) = with_sent(30).await;
+    world.settle().await;
     let items = world.scan_all().await;
     assert!(items.len() > 30, "interaction items plus a stats item");
     for item in items {

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use retarget_shared::adapters::resources::{self, IndexProjection, QueueSpec};
+use retarget_shared::bootstrap::{dead_letter_queue_url_var, queue_url_var};
+use retarget_shared::domain::Channel;
 use retarget_shared::keys;
 use serde_yaml::Value;
 
@@ -318,8 +320,8 @@ fn function_environment_and_outputs_reference_the_resources() {
     let outputs = field(&t, "Outputs", "template");
     for (var, output, target) in [
         ("TABLE_NAME", "TableName", "Table"),
-        ("PUSH_QUEUE_URL", "PushQueueUrl", push.logical_id),
-        ("SMS_QUEUE_URL", "SmsQueueUrl", sms.logical_id),
+        (queue_url_var(Channel::Push), "PushQueueUrl", push.logical_id),
+        (queue_url_var(Channel::Sms), "SmsQueueUrl", sms.logical_id),
         ("EVENT_BUS_NAME", "EventBusName", "EventBus"),
     ] {
         let w = format!("Globals.Function.Environment.Variables.{var}");
@@ -333,4 +335,125 @@ fn function_environment_and_outputs_reference_the_resources() {
         assert_eq!(reference(value, &w), target, "{w} differs");
     }
     resource(&t, "EventBus", "AWS::Events::EventBus");
+}
+
+#[test]
+fn table_stream_feeds_the_stats_aggregator_as_the_local_stack_does() {
+    let t = template();
+    let table = table(&t);
+    let stream = prop(table, "Table", "StreamSpecification");
+    let w = "Table.StreamSpecification.StreamViewType";
+    assert_eq!(as_str(field(stream, "StreamViewType", w), w), resources::STREAM_VIEW_TYPE, "{w} differs");
+
+    let function = resource(&t, "StatsFunction", "AWS::Serverless::Function");
+    let events = prop(function, "StatsFunction", "Events");
+    let source = field(events, "TableStream", "StatsFunction.Events");
+    let w = "StatsFunction.Events.TableStream";
+    assert_eq!(as_str(field(source, "Type", w), w), "DynamoDB");
+    let props = field(source, "Properties", w);
+    let (table_id, attribute) = get_att(field(props, "Stream", w), &format!("{w}.Stream"));
+    assert_eq!((table_id.as_str(), attribute.as_str()), ("Table", "StreamArn"));
+    assert_eq!(as_u64(field(props, "BatchSize", w), w), u64::from(resources::STATS_BATCH_SIZE));
+    assert_eq!(
+        as_u64(field(props, "MaximumBatchingWindowInSeconds", w), w),
+        u64::from(resources::STATS_BATCHING_WINDOW_SECONDS)
+    );
+    // The window is what gives each invocation its shardId, which the counters are keyed by.
+    assert_eq!(
+        as_u64(field(props, "TumblingWindowInSeconds", w), w),
+        u64::from(resources::STATS_TUMBLING_WINDOW_SECONDS)
+    );
+    // One invocation per shard at a time: each counter item has a single writer, in order.
+    assert_eq!(as_u64(field(props, "ParallelizationFactor", w), w), 1);
+    assert_eq!(as_str(field(props, "StartingPosition", w), w), "TRIM_HORIZON");
+    let responses = as_seq(field(props, "FunctionResponseTypes", w), w);
+    assert_eq!(responses.iter().filter_map(Value::as_str).collect::<Vec<_>>(), ["ReportBatchItemFailures"]);
+    let filters = as_seq(field(field(props, "FilterCriteria", w), "Filters", w), w);
+    let pattern: serde_json::Value =
+        serde_json::from_str(as_str(field(&filters[0], "Pattern", w), w)).expect("filter pattern is JSON");
+    assert_eq!(
+        pattern,
+        serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": keys::INTERACTION_PREFIX}]}}}})
+    );
+}
+
+/// A one-or-many field (`Action`, `Resource`) as a list.
+fn one_or_many<'a>(v: &'a Value, what: &str) -> Vec<&'a Value> {
+    match v {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => panic!("{what} is empty"),
+        one => vec![one],
+    }
+}
+
+/// Each sender consumes its channel's queue, is told that queue's and its dead-letter queue's
+/// URLs (where it puts back, delayed, the recipients to retry, and what is left after the retry
+/// budget), and may send to both — and only there.
+#[test]
+fn senders_retry_onto_their_own_queue_and_dead_letter_their_own_dlq() {
+    let t = template();
+    let globals = field(
+        field(
+            field(field(&t, "Globals", "template"), "Function", "Globals"),
+            "Environment",
+            "Globals.Function",
+        ),
+        "Variables",
+        "Globals.Function.Environment",
+    );
+    for (id, channel, spec) in [
+        ("SmsSenderFunction", Channel::Sms, resources::SMS_QUEUE),
+        ("PushSenderFunction", Channel::Push, resources::PUSH_QUEUE),
+    ] {
+        let function = resource(&t, id, "AWS::Serverless::Function");
+        let vars =
+            field(prop(function, id, "Environment"), "Variables", &format!("{id}.Properties.Environment"));
+        let w = format!("{id}.Properties.Environment.Variables");
+        let queue_var = queue_url_var(channel);
+        let queue = opt_field(vars, queue_var).unwrap_or_else(|| field(globals, queue_var, "Globals"));
+        assert_eq!(reference(queue, &format!("{w}.{queue_var}")), spec.logical_id, "{w}.{queue_var} differs");
+        let dlq_var = dead_letter_queue_url_var(channel);
+        let dlq = field(vars, dlq_var, &w);
+        assert_eq!(reference(dlq, &format!("{w}.{dlq_var}")), spec.dlq_logical_id, "{w}.{dlq_var} differs");
+
+        let events = prop(function, id, "Events");
+        let sources: Vec<(String, String)> = events
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{id}.Properties.Events is not a mapping"))
+            .values()
+            .map(|event| {
+                get_att(field(field(event, "Properties", id), "Queue", id), &format!("{id} event Queue"))
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            vec![(spec.logical_id.to_owned(), "Arn".to_owned())],
+            "{id} consumes another queue"
+        );
+
+        let (role_id, _) = get_att(prop(function, id, "Role"), &format!("{id}.Properties.Role"));
+        let role = resource(&t, &role_id, "AWS::IAM::Role");
+        let mut send_targets = BTreeSet::new();
+        for policy in as_seq(prop(role, &role_id, "Policies"), &format!("{role_id}.Policies")) {
+            let document = field(policy, "PolicyDocument", &role_id);
+            for statement in as_seq(field(document, "Statement", &role_id), &format!("{role_id} statements"))
+            {
+                let actions = one_or_many(field(statement, "Action", &role_id), &format!("{role_id} Action"));
+                let actions: Vec<&str> = actions.iter().map(|a| as_str(a, "Action")).collect();
+                if !actions.iter().any(|a| a.starts_with("sqs:SendMessage")) {
+                    continue;
+                }
+                for target in
+                    one_or_many(field(statement, "Resource", &role_id), &format!("{role_id} Resource"))
+                {
+                    send_targets.insert(get_att(target, &format!("{role_id} SendMessage Resource")));
+                }
+            }
+        }
+        let expected: BTreeSet<(String, String)> = [spec.logical_id, spec.dlq_logical_id]
+            .into_iter()
+            .map(|q| (q.to_owned(), "Arn".to_owned()))
+            .collect();
+        assert_eq!(send_targets, expected, "{role_id} may send to exactly its queue and dead-letter queue");
+    }
 }

@@ -79,7 +79,7 @@ async fn twilio_statuses_are_recorded_once_whatever_the_order() {
         assert_eq!(world.call(c.request(PUBLIC, TOKEN)).await.status, 204);
     }
     assert_eq!(world.scan_all().await, state);
-    let stats = world.store.message_stats(&message.scope()).await.unwrap();
+    let stats = world.stats(&message).await;
     assert_eq!((stats[&EventKind::Sent], stats[&EventKind::Delivered]), (2, 2));
 
     let mut stream = world.store.interactions(&message.scope(), None);
@@ -102,7 +102,7 @@ async fn twilio_signatures_with_and_without_the_default_port() {
     let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "undelivered");
     assert_eq!(world.call(c.request("https://hooks.example.com:443", TOKEN)).await.status, 204);
-    let stats = world.store.message_stats(&message.scope()).await.unwrap();
+    let stats = world.stats(&message).await;
     assert_eq!(stats[&EventKind::Undelivered], 1);
 }
 
@@ -163,7 +163,7 @@ async fn push_events_are_signed_fresh_and_deduplicated() {
     assert_eq!(world.call(push_request(&t, &secret, now, &event("e1", "clicked"))).await.status, 204);
     assert_eq!(world.call(push_request(&t, &secret, now - 300, &event("e1", "clicked"))).await.status, 204);
     assert_eq!(world.call(push_request(&t, &secret, now + 300, &event("e2", "delivered"))).await.status, 204);
-    let stats = world.store.message_stats(&message.scope()).await.unwrap();
+    let stats = world.stats(&message).await;
     assert_eq!((stats[&EventKind::Clicked], stats[&EventKind::Delivered]), (1, 1));
 
     // Rotation: an old and a new secret's signatures side by side; one match is enough.

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -38,6 +38,16 @@ pub const INDEXES: [IndexSpec; 2] = [
 /// Every key attribute of the table and its indexes; all are strings.
 pub const KEY_ATTRIBUTES: [&str; 6] =
     [keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK, keys::GSI2_PK, keys::GSI2_SK];
+
+/// The table's stream: new images, which carry an interaction's TTL to its counter.
+pub const STREAM_VIEW_TYPE: &str = "NEW_IMAGE";
+
+/// The stats aggregator's event source mapping (the template's values; the local stack's
+/// poller follows them): records per invocation, the longest wait to fill a batch, and the
+/// tumbling window that makes each invocation name its shard.
+pub const STATS_BATCH_SIZE: u32 = 1000;
+pub const STATS_BATCHING_WINDOW_SECONDS: u32 = 1;
+pub const STATS_TUMBLING_WINDOW_SECONDS: u32 = 60;
 
 /// One SQS work queue with its dead-letter queue.
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +97,13 @@ pub async fn create_table(
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key(keys::PK, KeyType::Hash)?)
-        .key_schema(key(keys::SK, KeyType::Range)?);
+        .key_schema(key(keys::SK, KeyType::Range)?)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(STREAM_VIEW_TYPE))
+                .build()?,
+        );
     for name in KEY_ATTRIBUTES {
         request = request.attribute_definitions(string_key(name)?);
     }

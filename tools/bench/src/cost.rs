@@ -18,6 +18,7 @@ pub const EVENTBRIDGE_EVENT: f64 = 1.00 / 1e6;
 /// Memory of the functions in infra/template.yaml.
 pub const SCHEDULER_GB: f64 = 0.5;
 pub const SENDER_GB: f64 = 0.25;
+pub const STATS_GB: f64 = 0.25;
 /// What one scheduler run may spend dispatching (its timeout less the deadline margin).
 pub const SCHEDULER_RUN_SECONDS: f64 = 270.0;
 /// Lambda's SQS event source mapping hands a sender up to this many messages per invocation.
@@ -38,6 +39,12 @@ pub struct Counted {
     pub sender_write_units_per_recipient: f64,
     pub sender_billed_read_units_per_recipient: f64,
     pub sender_wall_seconds_per_job: f64,
+    /// The stats aggregator counting the senders' `sent` from the table's stream (its reads
+    /// of the stream are not billed), per recipient and per invocation.
+    pub stats_write_units_per_recipient: f64,
+    pub stats_billed_read_units_per_recipient: f64,
+    pub stats_invocations_per_recipient: f64,
+    pub stats_wall_seconds_per_invocation: f64,
 }
 
 pub fn per_million(c: &Counted) -> Value {
@@ -59,6 +66,10 @@ pub fn per_million(c: &Counted) -> Value {
     let sender_reads = c.sender_billed_read_units_per_recipient * 1e6;
     let sender_gb_s = c.sender_wall_seconds_per_job * jobs * SENDER_GB;
     let sender_invocations = (jobs / SENDER_BATCH).ceil();
+    let stats_writes = c.stats_write_units_per_recipient * 1e6;
+    let stats_reads = c.stats_billed_read_units_per_recipient * 1e6;
+    let stats_invocations = (c.stats_invocations_per_recipient * 1e6).ceil();
+    let stats_gb_s = c.stats_wall_seconds_per_invocation * stats_invocations * STATS_GB;
 
     let items = [
         ("dynamodb_dispatch_writes", dispatch_writes, DYNAMODB_WRITE_UNIT),
@@ -72,6 +83,10 @@ pub fn per_million(c: &Counted) -> Value {
         ("lambda_scheduler_requests", scheduler_invocations, LAMBDA_REQUEST),
         ("lambda_sender_gb_s", sender_gb_s, LAMBDA_GB_SECOND),
         ("lambda_sender_requests", sender_invocations, LAMBDA_REQUEST),
+        ("dynamodb_stats_writes", stats_writes, DYNAMODB_WRITE_UNIT),
+        ("dynamodb_stats_reads", stats_reads, DYNAMODB_READ_UNIT),
+        ("lambda_stats_gb_s", stats_gb_s, LAMBDA_GB_SECOND),
+        ("lambda_stats_requests", stats_invocations, LAMBDA_REQUEST),
         ("eventbridge_events", scale, EVENTBRIDGE_EVENT),
     ];
     let mut lines = serde_json::Map::new();
@@ -79,7 +94,12 @@ pub fn per_million(c: &Counted) -> Value {
     for (name, quantity, price) in items {
         let dollars = quantity * price;
         total += dollars;
-        if !name.contains("sender") && name != "sqs_receive" && name != "sqs_delete" {
+        // What follows the dispatch (sends, their queue reads, their stats) is not its cost.
+        if !name.contains("sender")
+            && !name.contains("stats")
+            && name != "sqs_receive"
+            && name != "sqs_delete"
+        {
             dispatch_total += dollars;
         }
         lines.insert(name.into(), json!({"quantity": quantity, "unit_price": price, "dollars": dollars}));

@@ -250,6 +250,7 @@ impl Intercept for Counting {
 
 /// The AWS clients of one bench process, all counted into one tally.
 pub struct Clients {
+    pub sdk: aws_config::SdkConfig,
     pub tally: Arc<Tally>,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -270,6 +271,6 @@ impl Clients {
         let eventbridge = aws_sdk_eventbridge::Client::from_conf(
             aws_sdk_eventbridge::config::Builder::from(&sdk).interceptor(counting).build(),
         );
-        Self { tally, dynamodb, sqs, eventbridge }
+        Self { sdk, tally, dynamodb, sqs, eventbridge }
     }
 }

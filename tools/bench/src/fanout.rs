@@ -1,7 +1,8 @@
 //! Fan-out: a retarget of the seeded audience dispatched into the SQS emulator by the
 //! scheduler's own `dispatch::tick`, requests counted (the emulator is not timed). Then a small
 //! sample of the queued jobs goes through the senders' pipeline with a provider that accepts
-//! at once, to count what the senders ask of DynamoDB per recipient.
+//! at once, to count what the senders ask of DynamoDB per recipient, and what the stats
+//! aggregator then asks to count their `sent` events from the table's stream.
 //!
 //! Peak RSS is reset before the tick and read right after it: it is the scheduler's.
 
@@ -14,7 +15,7 @@ use retarget_shared::adapters::bus::EventBus;
 use retarget_shared::adapters::queue::Queue;
 use retarget_shared::adapters::resources;
 use retarget_shared::domain::{
-    App, AppId, Channel, Contents, Message, MessageId, Predicate, RECIPIENTS_PER_JOB, Retarget,
+    App, AppId, Channel, Contents, EventKind, Message, MessageId, Predicate, RECIPIENTS_PER_JOB, Retarget,
     RetargetStatus, SendJob, Subscription, SubscriptionId,
 };
 use retarget_shared::services::dispatch::{DispatchDeps, tick};
@@ -23,6 +24,7 @@ use retarget_shared::services::sender::{SenderDeps, process_job};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
+use crate::aggregator::{Aggregator, Drained};
 use crate::cost;
 use crate::counting::Clients;
 use crate::sys::{Stopwatch, peak_rss_mib, reset_peak_rss};
@@ -102,6 +104,13 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         .unwrap_or(0);
 
     let sample = sender_sample(clients, store, &push.queue_url, opts.sender_jobs).await?;
+    let counted_sent =
+        store.message_stats(&message.scope()).await?.get(&EventKind::Sent).copied().unwrap_or(0);
+    anyhow::ensure!(
+        counted_sent == sample.sent as u64,
+        "stats count {counted_sent} sent, the senders sent {}",
+        sample.sent
+    );
 
     // The payload of one full SendMessageBatch (ten jobs of 500), for SQS's 64 KiB billing.
     let full_job = SendJob::split(
@@ -123,6 +132,11 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         sender_write_units_per_recipient: per_recipient(sample.dynamodb.write_units()),
         sender_billed_read_units_per_recipient: per_recipient(sample.dynamodb.billed_read_units()),
         sender_wall_seconds_per_job: sample.wall_seconds / sample.jobs.max(1) as f64,
+        stats_write_units_per_recipient: per_recipient(sample.counters.dynamodb.write_units()),
+        stats_billed_read_units_per_recipient: per_recipient(sample.counters.dynamodb.billed_read_units()),
+        stats_invocations_per_recipient: per_recipient(sample.counters.invocations as f64),
+        stats_wall_seconds_per_invocation: sample.counters.wall_seconds
+            / sample.counters.invocations.max(1) as f64,
     });
 
     let sqs = counted.op("SendMessageBatch");
@@ -148,6 +162,8 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
                 "write_units_per_recipient": per_recipient(sample.dynamodb.write_units()),
                 "billed_read_units_per_recipient": per_recipient(sample.dynamodb.billed_read_units()),
                 "dynamodb": sample.dynamodb.json(),
+                "stats_counted_sent": counted_sent,
+                "stats_aggregator": sample.counters.json(sample.recipients as f64),
             },
             "cost": cost,
         })
@@ -162,6 +178,8 @@ struct Sample {
     wall_seconds: f64,
     cpu_seconds: f64,
     dynamodb: crate::counting::Snapshot,
+    /// The stats aggregator counting the sample's `sent` events from the stream.
+    counters: Drained,
 }
 
 /// Takes up to `jobs` jobs off the queue and runs them through the senders' pipeline.
@@ -188,7 +206,10 @@ async fn sender_sample(
             taken.push(serde_json::from_str(m.body().unwrap_or_default())?);
         }
     }
-    let deps = SenderDeps { store: store.clone(), provider: Instant, channel: Channel::Push };
+    let deps = SenderDeps { store: store.clone(), provider: Instant, channel: Channel::Push, retries: None };
+    let aggregator = Aggregator::new(clients, store.table());
+    // The seeded audience's records are not the sample's to count.
+    aggregator.count_from_now_on().await?;
     let before = clients.tally.snapshot();
     let watch = Stopwatch::start();
     let mut sent = 0;
@@ -196,12 +217,15 @@ async fn sender_sample(
         sent += process_job(&deps, job, None).await.map_err(|e| anyhow::anyhow!("send job: {e}"))?.sent;
     }
     let (wall_seconds, cpu_seconds) = watch.stop();
+    let dynamodb = clients.tally.snapshot().since(&before);
+    let counters = aggregator.drain().await?;
     Ok(Sample {
         jobs: taken.len(),
         recipients: taken.iter().map(|j| j.subscription_ids.len()).sum(),
         sent,
         wall_seconds,
         cpu_seconds,
-        dynamodb: clients.tally.snapshot().since(&before),
+        dynamodb,
+        counters,
     })
 }

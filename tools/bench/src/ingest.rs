@@ -1,5 +1,8 @@
 //! Ingest: events through the `POST /v1/events` handler (as API Gateway hands them to Lambda),
-//! side by side with the naive design (one UpdateItem per event) on the same events.
+//! side by side with the naive design (one UpdateItem per event) on the same events. The
+//! stats of what was accepted are then counted from the table's stream by the stats
+//! aggregator, whose requests are reported apart: the handler's figures are the write path's,
+//! the aggregator's what the counters cost on top.
 
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
@@ -8,6 +11,7 @@ use retarget_shared::domain::{EventKind, Message, Subscription, SubscriptionId};
 use retarget_shared::edge::request::AppFunction;
 use serde_json::{Value, json};
 
+use crate::aggregator::Aggregator;
 use crate::counting::Clients;
 use crate::seed;
 use crate::sys::{Stopwatch, peak_rss_mib};
@@ -96,6 +100,11 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     let items_written = items_written - batch_before[1];
     let events = plan.len() as f64;
 
+    // The stats of what was accepted, counted from the stream (in the background on AWS).
+    let counters = Aggregator::new(clients, store.table()).drain().await?;
+    let stats: u64 = store.message_stats(&message.scope()).await?.values().sum();
+    anyhow::ensure!(stats == accepted, "stats count {stats} events, the handler accepted {accepted}");
+
     // Naive, on the same events: one UpdateItem per event on one item per (message,
     // subscription), a few in flight like the store's own batches.
     let naive_before = clients.tally.snapshot();
@@ -121,6 +130,8 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
             "billed_read_units_per_event": ours.billed_read_units() / events,
             "unprocessed_retries": retries - batch_before[3],
             "dynamodb": ours.json(),
+            "stats_counted": stats,
+            "stats_aggregator": counters.json(accepted as f64),
             "naive": {
                 "concurrency": opts.naive_concurrency,
                 "wall_seconds": naive_wall, "cpu_seconds": naive_cpu,

@@ -7,6 +7,7 @@
 //! (ours against the store's raw limit, or against the naive design), or a count of requests
 //! and capacity units — never an absolute time of the emulators.
 
+mod aggregator;
 mod audience;
 mod cold_start;
 mod cost;

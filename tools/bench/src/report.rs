@@ -297,6 +297,9 @@ fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value], cold: &[&V
         let what =
             format!("ingest {n}: write units per event as DynamoDB Local counts them (+ stats counter)");
         row(&mut t, &what, wu, &p3, "(cross-check)", None);
+        let sw = f(l, &["stats_aggregator", "write_units_per_event"]);
+        let what = format!("ingest {n}: stats counters, write units per event (aggregator, from the stream)");
+        row(&mut t, &what, sw, &p3, "(cost)", None);
         let rr = f(l, &["naive_over_ours_requests"]);
         row(&mut t, &format!("ingest {n}: naive UpdateItem/event: requests ×"), rr, &p1, "(ratio)", None);
         let rw = f(l, &["naive_over_ours_wall"]);
@@ -394,6 +397,14 @@ fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value], cold: &[&V
         );
         let d = f(l, &["cost", "dispatch_dollars"]);
         row(&mut t, &format!("fan-out {n}: dispatch cost per 1 M recipients"), d, &money, "(part)", None);
+        let stats_lines =
+            ["dynamodb_stats_writes", "dynamodb_stats_reads", "lambda_stats_gb_s", "lambda_stats_requests"];
+        let s = stats_lines
+            .iter()
+            .map(|line| f(l, &["cost", "per_million_recipients", line, "dollars"]))
+            .sum::<Option<f64>>();
+        let what = format!("fan-out {n}: stats counters of the sends per 1 M recipients (aggregator)");
+        row(&mut t, &what, s, &money, "(part)", None);
         let c = f(l, &["cost", "total_dollars"]);
         row(
             &mut t,

@@ -87,7 +87,7 @@ pub async fn audience(store: &Store, recipients: usize) -> anyhow::Result<()> {
         // Interaction items do not depend on the subscription items: both go at once.
         let scope = message.scope();
         let interactions = stream::iter(events.chunks(1000))
-            .map(|batch| store.record_interactions(&scope, batch))
+            .map(|batch| store.bulk_load_interactions(&scope, batch))
             .buffer_unordered(2)
             .try_collect::<Vec<_>>();
         tokio::try_join!(store.bulk_load_subscriptions(&subs), interactions)?;

@@ -4,9 +4,12 @@
 //!   the same definitions the template is checked against;
 //! - [`LocalApi`] serves the contract's routes by handing API Gateway–shaped requests to the
 //!   Lambda handler functions themselves, plus the local-only test clock `/dev/clock`;
-//! - [`serve`] is the HTTP server in front of it.
+//! - [`serve`] is the HTTP server in front of it;
+//! - [`workers`] and [`streams`] stand in for Lambda's event sources (the schedule, the
+//!   queues' and the table stream's event source mappings), invoking [`Workers`].
 
 pub mod apigw;
+pub mod streams;
 pub mod workers;
 
 use std::convert::Infallible;
@@ -26,14 +29,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_push_sender::PushProvider;
-use retarget_shared::bootstrap::{Error, FromEnv, HttpFunction, Infra};
+use retarget_shared::bootstrap::{
+    Error, FromEnv, HttpFunction, Infra, dead_letter_queue_url_var, queue_url_var,
+};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
+use retarget_shared::domain::Channel;
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
-use retarget_shared::edge::request::AppFunction;
-use retarget_shared::edge::routes::{Function, NoMatch, match_route};
+use retarget_shared::edge::request::{AppFunction, json_content_type};
+use retarget_shared::edge::routes::{Function, match_route};
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::services::stats::StatsDeps;
 use retarget_shared::{Clock, TestClock, adapters::aws, adapters::resources};
 use retarget_sms_sender::TwilioProvider;
 use serde::Deserialize;
@@ -150,8 +157,10 @@ pub fn stack_env(api_url: &str, res: &Resources) -> String {
 pub fn function_env(config: &LocalConfig, resources: &Resources) -> EnvReader {
     EnvReader::from_process()
         .with("TABLE_NAME", &resources.table_name)
-        .with("PUSH_QUEUE_URL", &resources.push_queue_url)
-        .with("SMS_QUEUE_URL", &resources.sms_queue_url)
+        .with(queue_url_var(Channel::Push), &resources.push_queue_url)
+        .with(queue_url_var(Channel::Sms), &resources.sms_queue_url)
+        .with(dead_letter_queue_url_var(Channel::Push), &resources.push_dlq_url)
+        .with(dead_letter_queue_url_var(Channel::Sms), &resources.sms_dlq_url)
         .with("EVENT_BUS_NAME", &resources.event_bus_name)
         .with("PUBLIC_BASE_URL", &config.public_base_url)
 }
@@ -203,28 +212,26 @@ impl Handlers {
     }
 
     /// The handler of the function owning the request's route, as API Gateway routes it: 404 for
-    /// an unknown path, 405 for a known path with another method.
+    /// an unknown path, 405 (with `Allow`) for a known path with another method.
     pub async fn route(&self, request: Request) -> Response<Body> {
         match match_route(request.method(), request.raw_http_path()) {
             Ok(matched) => {
                 let function = matched.function;
                 self.handle(function, request).await
             }
-            Err(NoMatch::NotFound) => ApiError::not_found().to_response(),
-            Err(NoMatch::MethodNotAllowed) => ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                format!("{} is not allowed here", request.method()),
-            )
-            .to_response(),
+            Err(no) => ApiError::unrouted(request.method(), no).to_response(),
         }
     }
 }
 
-/// The functions Lambda's event sources invoke: the schedule and the two queues.
+/// The functions Lambda's event sources invoke: the schedule, the two queues and the table's
+/// stream (with the stream itself, which [`streams::run_stream_poller`] reads for `stats`).
 pub struct Workers {
     pub scheduler: DispatchDeps,
     pub sms_sender: SenderDeps<TwilioProvider>,
     pub push_sender: SenderDeps<PushProvider>,
+    pub stats: StatsDeps,
+    pub stream: streams::StreamSource,
 }
 
 /// The local API: the Lambda handlers behind one router, and the test clock.
@@ -253,15 +260,20 @@ impl LocalApi {
         Ok(Self { clock, infra, resources, config, handlers })
     }
 
-    /// The scheduler and the two senders, built as their Lambda `main`s build them.
+    /// The scheduler, the two senders and the stats aggregator, built as their Lambda `main`s
+    /// build them, and the stream the aggregator's event source mapping reads.
     pub fn workers(&self) -> anyhow::Result<Workers> {
         let mut env = function_env(&self.config, &self.resources);
         let infra = &self.infra;
         let workers = (|| -> Result<Workers, Error> {
+            let stats = StatsDeps::from_env(&mut env, infra)?;
+            let stream = streams::StreamSource::of_store(&infra.sdk, &stats.store);
             Ok(Workers {
                 scheduler: FromEnv::from_env(&mut env, infra)?,
                 sms_sender: FromEnv::from_env(&mut env, infra)?,
                 push_sender: FromEnv::from_env(&mut env, infra)?,
+                stats,
+                stream,
             })
         })()
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -280,6 +292,7 @@ impl LocalApi {
         match *request.method() {
             Method::GET => {}
             Method::POST => {
+                json_content_type(request)?;
                 let body: AdvanceClock = serde_json::from_slice(request.body().as_ref())
                     .map_err(|e| ApiError::invalid_request(format!("body: {e}")))?;
                 if !(0..=10 * 366 * 86_400).contains(&body.advance_seconds) {
@@ -290,7 +303,7 @@ impl LocalApi {
                 self.clock.advance(Duration::seconds(body.advance_seconds));
                 tracing::info!(advance_seconds = body.advance_seconds, now = %rfc3339(self.clock.now()), "test clock advanced");
             }
-            _ => return Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET or POST")),
+            _ => return Err(ApiError::method_not_allowed(request.method(), &[Method::GET, Method::POST])),
         }
         Ok(json_response(StatusCode::OK, &serde_json::json!({ "now": rfc3339(self.clock.now()) })))
     }

@@ -181,6 +181,9 @@ pub async fn poll_queue<D: SqsFunction>(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Short long-polls, one after the other: a sender's retry, put back with a delay of a
+        // second or more (`DelaySeconds`), is received within about a second of its delay
+        // passing, as Lambda's pollers would (the emulator looks again once a second).
         let output = tokio::select! {
             _ = stop.changed() => return,
             output = receive(sqs, queue_url, 1) => output,

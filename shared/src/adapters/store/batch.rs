@@ -31,6 +31,8 @@ pub struct BatchStats {
     pub items_written: AtomicU64,
     pub get_requests: AtomicU64,
     pub unprocessed_retries: AtomicU64,
+    /// Single-item conditional puts (interactions, event ids).
+    pub put_requests: AtomicU64,
 }
 
 impl BatchStats {

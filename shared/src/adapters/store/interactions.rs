@@ -1,17 +1,19 @@
 //! Interaction events: one item per (message, subscription, kind), spread over the message's
-//! shards, written in batches, read back as one stream merged across shards.
+//! shards, each written by a conditional put, read back as one stream merged across shards.
 //!
-//! Why one item per kind: a write is then a blind, idempotent put (BatchWriteItem, 25 per
-//! request, no read-modify-write), replays and any order leave the same items, and a
-//! subscription's kinds sit next to each other in its shard (sort key `{sub}#{kind code}`),
-//! so an audience is decided one subscription at a time while streaming.
+//! Why one item per kind: a write is then one put that exists or not (no read-modify-write),
+//! its condition is the exact answer to "is this event new" under any concurrency, replays and
+//! any order leave the same items, and a subscription's kinds sit next to each other in its
+//! shard (sort key `{sub}#{kind code}`), so an audience is decided one subscription at a time
+//! while streaming.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use tokio::sync::{Notify, mpsc};
 
 use super::batch::{Item, key, n, put_request, s};
@@ -73,6 +75,10 @@ impl InteractionRow {
 const ATTR_EXTERNAL_USER: &str = "ext";
 const ATTR_EVENT_ID: &str = "eid";
 const ATTR_OCCURRED_AT: &str = "at";
+/// On an event-id record: the triple it named (`{msg}#{sub}#{kind code}`).
+const ATTR_EVENT_TRIPLE: &str = "names";
+/// Conditional puts in flight for one call.
+const PUTS_IN_FLIGHT: usize = 32;
 /// Items per Query page of a full read at first; each next page of a shard doubles, up to
 /// [`PAGE_ITEMS_MAX`]: small pages keep each shard's prefetch buffer small, larger ones save
 /// requests on a long read.
@@ -87,21 +93,30 @@ fn interaction_key(scope: &MessageScope, sub: SubscriptionId, kind: EventKind) -
 }
 
 impl Store {
-    /// Records events of one message. Idempotent and order-independent: an event whose
-    /// (subscription, kind) is already stored — earlier, or earlier in this same call — is a
-    /// duplicate and changes nothing. Newly recorded events are counted in the message's stats.
+    /// Records events of one message. Idempotent, order-independent and exact under any
+    /// concurrency: an event whose (subscription, kind) is already stored — by anyone, earlier
+    /// or at this same moment, or earlier in this call — is a duplicate and changes nothing, and
+    /// so is an event whose `event_id` the app has used before (for whatever triple). Exactly
+    /// one of concurrent writers of a new triple gets `true`: the conditional put decides.
     ///
-    /// Requests: one BatchGetItem per 100 events, one BatchWriteItem per 25 new ones, one
-    /// UpdateItem for the counters.
+    /// The stats are not touched here: they count the stream's inserts (see `stats.rs`), so a
+    /// crash after any write leaves nothing to repair.
+    ///
+    /// Requests: one BatchGetItem per 100 events (eventually consistent: it only spares the
+    /// writes of known duplicates, the conditional put is what decides), then one conditional
+    /// PutItem per remaining event, several in flight; events with an `event_id` add one
+    /// conditional PutItem for it.
     pub async fn record_interactions(
         &self,
         scope: &MessageScope,
         events: &[Interaction],
     ) -> Result<RecordOutcome, StoreError> {
         let mut seen = HashSet::with_capacity(events.len());
+        let mut seen_event_ids = HashSet::new();
         let mut candidates = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
-            if seen.insert((e.subscription_id, e.kind)) {
+            let fresh_id = e.event_id.as_ref().is_none_or(|id| seen_event_ids.insert(id.as_str()));
+            if fresh_id && seen.insert((e.subscription_id, e.kind)) {
                 candidates.push(i);
             }
         }
@@ -111,109 +126,141 @@ impl Store {
             .map(|&i| interaction_key(scope, events[i].subscription_id, events[i].kind))
             .collect();
         let existing: HashSet<(String, String)> = self
-            // Strongly consistent: a retry right after a write must see it, or the counters would
-            // count the event twice.
-            .batch_get(lookup, Some("pk, sk"), true)
+            .batch_get(lookup, Some("pk, sk"), false)
             .await?
             .into_iter()
             .filter_map(|item| Some((string_attr(&item, keys::PK)?, string_attr(&item, keys::SK)?)))
             .collect();
-
-        let mut newly_recorded = vec![false; events.len()];
-        let mut writes = Vec::new();
-        let mut counts: HashMap<EventKind, u64> = HashMap::new();
-        for i in candidates {
-            let e = &events[i];
-            let mut item = interaction_key(scope, e.subscription_id, e.kind);
+        let (to_write, known): (Vec<usize>, Vec<usize>) = candidates.into_iter().partition(|&i| {
+            let item = interaction_key(scope, events[i].subscription_id, events[i].kind);
             let pk_sk = (
                 string_attr(&item, keys::PK).unwrap_or_default(),
                 string_attr(&item, keys::SK).unwrap_or_default(),
             );
-            if existing.contains(&pk_sk) {
-                continue;
+            !existing.contains(&pk_sk)
+        });
+        // A known triple is a duplicate, but its `event_id` is still seen: claimed, so that the
+        // same id again is a duplicate whatever it names then.
+        let claims = known.into_iter().filter(|&i| events[i].event_id.is_some()).map(|i| async move {
+            match &events[i].event_id {
+                Some(id) => self.claim_event_id(scope, &events[i], id).await.map(|_| ()),
+                None => Ok(()),
             }
-            newly_recorded[i] = true;
-            *counts.entry(e.kind).or_default() += 1;
-            item.insert(keys::EXPIRES_AT.into(), n(scope.expires_at));
-            item.insert(ATTR_OCCURRED_AT.into(), n(e.occurred_at.timestamp()));
-            if let Some(user) = &e.external_user_id {
-                item.insert(ATTR_EXTERNAL_USER.into(), s(user.as_str()));
-            }
-            if let Some(event_id) = &e.event_id {
-                item.insert(ATTR_EVENT_ID.into(), s(event_id.as_str()));
-            }
-            writes.push(put_request(item)?);
-        }
+        });
+        let claims = stream::iter(claims).buffer_unordered(PUTS_IN_FLIGHT).try_collect::<Vec<()>>();
 
-        // Items first, counters after: a crash in between under-counts by what this call
-        // added (the retry sees duplicates), but never counts an event twice.
-        self.batch_write(writes).await?;
-        self.add_to_stats(scope, &counts).await?;
+        let written = stream::iter(to_write)
+            .map(|i| async move { self.record_one(scope, &events[i]).await.map(|new| (i, new)) })
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect::<Vec<(usize, bool)>>();
+        let (written, _) = tokio::try_join!(written, claims)?;
+        let mut newly_recorded = vec![false; events.len()];
+        for (i, new) in written {
+            newly_recorded[i] = new;
+        }
         Ok(RecordOutcome { newly_recorded })
     }
 
-    /// Adds to the message's counters, on one randomly chosen stats shard so that a hot
-    /// campaign's counter updates spread like its items.
-    pub async fn add_to_stats(
+    /// Writes interactions nobody else is writing (a bulk import, a benchmark's seed) with blind
+    /// BatchWriteItem, 25 per request: no duplicate answers, no event ids. The stats still count
+    /// each new item exactly once (from the stream); an item already there is rewritten and not
+    /// counted again. Never for live events: use [`Store::record_interactions`].
+    pub async fn bulk_load_interactions(
         &self,
         scope: &MessageScope,
-        counts: &HashMap<EventKind, u64>,
+        events: &[Interaction],
     ) -> Result<(), StoreError> {
-        if counts.values().all(|c| *c == 0) {
-            return Ok(());
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut writes = Vec::with_capacity(events.len());
+        for e in events.iter().filter(|e| seen.insert((e.subscription_id, e.kind))) {
+            writes.push(put_request(interaction_item(scope, e))?);
         }
-        let shard = rand::random::<u8>() % scope.shards.max(1);
-        let mut adds = Vec::new();
-        let mut update = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::message(scope.app_id, scope.message_id), keys::stats_shard(shard))))
-            .expression_attribute_names("#exp", keys::EXPIRES_AT)
-            .expression_attribute_values(":exp", n(scope.expires_at));
-        for (kind, count) in counts.iter().filter(|(_, c)| **c > 0) {
-            adds.push(format!("#{k} :{k}", k = kind.as_str()));
-            update = update
-                .expression_attribute_names(format!("#{}", kind.as_str()), kind.as_str())
-                .expression_attribute_values(format!(":{}", kind.as_str()), n(count));
-        }
-        update
-            .update_expression(format!("SET #exp = :exp ADD {}", adds.join(", ")))
-            .send()
-            .await
-            .map_err(StoreError::dynamo("UpdateItem stats"))?;
-        Ok(())
+        self.batch_write(writes).await
     }
 
-    /// Per-kind counts of distinct subscriptions, summed over the stats shards; zero once the
-    /// message's data has expired.
+    /// One event: its `event_id` claimed first (if any), then its item put unless it exists.
+    /// A crash between the two is healed by the retry: the claim names this same triple, so the
+    /// retry goes on to the put.
+    async fn record_one(&self, scope: &MessageScope, e: &Interaction) -> Result<bool, StoreError> {
+        if let Some(event_id) = &e.event_id
+            && !self.claim_event_id(scope, e, event_id).await?
+        {
+            return Ok(false);
+        }
+        self.stats().put_requests.fetch_add(1, Ordering::Relaxed);
+        let put = self.put_new(interaction_item(scope, e), "PutItem interaction").await;
+        Ok(super::unless_condition_failed(put)?.is_some())
+    }
+
+    /// Claims `event_id` for this event's triple: `true` when it is new to the app, or was
+    /// claimed before for this very triple (a retry after a crash); `false` when it named
+    /// another triple (the event is a duplicate).
+    async fn claim_event_id(
+        &self,
+        scope: &MessageScope,
+        e: &Interaction,
+        event_id: &EventId,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(keys::event_id(scope.app_id, event_id.as_str()), keys::SK_EVENT_ID);
+        let names = event_id_triple(scope, e);
+        item.insert(ATTR_EVENT_TRIPLE.into(), s(&names));
+        // The event id is remembered as long as the data it could duplicate.
+        let remember_until = self.clock().now_epoch() + keys::RETENTION_DAYS * 24 * 3600;
+        item.insert(keys::EXPIRES_AT.into(), n(remember_until.max(scope.expires_at)));
+        self.stats().put_requests.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #exp <= :now")
+            .expression_attribute_names("#exp", keys::EXPIRES_AT)
+            .expression_attribute_values(":now", n(self.clock().now_epoch()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match aws_sdk_dynamodb::Error::from(e) {
+                aws_sdk_dynamodb::Error::ConditionalCheckFailedException(c) => {
+                    let existing = match c.item() {
+                        Some(item) => string_attr(item, ATTR_EVENT_TRIPLE),
+                        None => self.event_id_claim(scope, event_id).await?,
+                    };
+                    Ok(existing.as_deref() == Some(names.as_str()))
+                }
+                other => Err(StoreError::Dynamo { operation: "PutItem event id", source: Box::new(other) }),
+            },
+        }
+    }
+
+    async fn event_id_claim(
+        &self,
+        scope: &MessageScope,
+        event_id: &EventId,
+    ) -> Result<Option<String>, StoreError> {
+        let item = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::event_id(scope.app_id, event_id.as_str()), keys::SK_EVENT_ID)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem event id"))?
+            .item;
+        Ok(item.and_then(|item| string_attr(&item, ATTR_EVENT_TRIPLE)))
+    }
+
+    /// Per-kind counts of distinct subscriptions (see `stats.rs`); zero once the message's data
+    /// has expired.
     pub async fn message_stats(&self, scope: &MessageScope) -> Result<HashMap<EventKind, u64>, StoreError> {
         let mut totals: HashMap<EventKind, u64> = EventKind::ALL.into_iter().map(|k| (k, 0)).collect();
-        let now = self.clock().now_epoch();
-        if now >= scope.expires_at {
+        if self.clock().now_epoch() >= scope.expires_at {
             return Ok(totals);
         }
-        let mut pages = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :stats)")
-            .filter_expression("#exp > :now")
-            .expression_attribute_names("#exp", keys::EXPIRES_AT)
-            .expression_attribute_values(":pk", s(keys::message(scope.app_id, scope.message_id)))
-            .expression_attribute_values(":stats", s(keys::SK_STATS_PREFIX))
-            .expression_attribute_values(":now", n(now))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(StoreError::dynamo("Query stats"))?;
-            for item in page.items.unwrap_or_default() {
-                for kind in EventKind::ALL {
-                    if let Some(AttributeValue::N(v)) = item.get(kind.as_str()) {
-                        *totals.entry(kind).or_default() += v.parse::<u64>().unwrap_or(0);
-                    }
-                }
-            }
+        for (kind, count) in self.read_stats(scope.message_id).await?.iter() {
+            totals.insert(kind, count);
         }
         Ok(totals)
     }
@@ -299,6 +346,23 @@ impl Store {
         }
         InteractionStream { shards }
     }
+}
+
+fn interaction_item(scope: &MessageScope, e: &Interaction) -> Item {
+    let mut item = interaction_key(scope, e.subscription_id, e.kind);
+    item.insert(keys::EXPIRES_AT.into(), n(scope.expires_at));
+    item.insert(ATTR_OCCURRED_AT.into(), n(e.occurred_at.timestamp()));
+    if let Some(user) = &e.external_user_id {
+        item.insert(ATTR_EXTERNAL_USER.into(), s(user.as_str()));
+    }
+    if let Some(event_id) = &e.event_id {
+        item.insert(ATTR_EVENT_ID.into(), s(event_id.as_str()));
+    }
+    item
+}
+
+fn event_id_triple(scope: &MessageScope, e: &Interaction) -> String {
+    format!("{}#{}", scope.message_id, keys::interaction_sort(e.subscription_id, e.kind))
 }
 
 fn string_attr(item: &Item, name: &str) -> Option<String> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{Item, key, s};
 use super::{Store, StoreError};
-use crate::domain::{AppId, EventKind, KindCounts, Message, MessageId, MessageStatus};
+use crate::domain::{AppId, KindCounts, Message, MessageId, MessageStatus};
 use crate::keys;
 
 #[derive(Serialize, Deserialize)]
@@ -58,41 +58,14 @@ impl Store {
         }
     }
 
-    /// A message and its per-kind stats, read in one Query (the message item and its stats
-    /// shards share a partition). Stats are zero once the data has expired.
+    /// A message and its per-kind stats (the message item and its counters are read in
+    /// parallel). Stats are zero once the data has expired.
     pub async fn get_message_with_stats(
         &self,
         app_id: AppId,
         id: MessageId,
     ) -> Result<Option<(Message, KindCounts)>, StoreError> {
-        let mut pages = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::message(app_id, id)))
-            .into_paginator()
-            .send();
-        let mut message = None;
-        let mut stats = KindCounts::default();
-        while let Some(page) = pages.next().await {
-            for item in page.map_err(StoreError::dynamo("Query message"))?.items.unwrap_or_default() {
-                match item.get(keys::SK) {
-                    Some(AttributeValue::S(sk)) if sk == keys::SK_MSG => {
-                        message =
-                            live(serde_dynamo::from_item::<_, MessageItem>(item)?, self.clock().now_epoch());
-                    }
-                    Some(AttributeValue::S(sk)) if sk.starts_with(keys::SK_STATS_PREFIX) => {
-                        for kind in EventKind::ALL {
-                            if let Some(AttributeValue::N(v)) = item.get(kind.as_str()) {
-                                stats.add(kind, v.parse::<u64>().unwrap_or(0));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let (message, mut stats) = tokio::try_join!(self.get_message(app_id, id), self.read_stats(id))?;
         let Some(message) = message else { return Ok(None) };
         if message.is_expired_at(self.clock().now()) {
             stats = KindCounts::default();

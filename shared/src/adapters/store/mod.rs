@@ -8,6 +8,7 @@ mod messages;
 mod retargets;
 mod scheduled;
 mod sends;
+mod stats;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::retry::RetryPolicy;
 pub use batch::BatchStats;
 pub use interactions::{Interaction, InteractionRow, InteractionStream, RecordOutcome, Start};
 pub use sends::SendClaim;
+pub use stats::{Applied, CountedInsert, by_message};
 pub use subscriptions::Upserted;
 
 #[derive(Debug, thiserror::Error)]
