@@ -1,6 +1,7 @@
 //! The composition root: how every function's dependencies are built from the environment and
 //! the AWS SDK configuration, and how each kind of function is served. A function's `main.rs`
-//! names its dependencies type and one of [`serve_http`], [`serve_sqs`], [`serve_schedule`];
+//! names its dependencies type and one of [`serve_http`], [`serve_sqs`], [`serve_schedule`],
+//! [`serve_stream`];
 //! the local stack builds the very same types through the same [`FromEnv`] constructors, so
 //! what runs on a laptop cannot drift from what runs on Lambda.
 

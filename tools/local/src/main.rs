@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = Arc::new(LocalApi::new(&sdk, config.clone(), resources.clone())?);
 
-    // The event sources: the scheduler's schedule and the two queues' pollers.
+    // The event sources: the scheduler's schedule, the two queues' pollers and the table stream's.
     let sqs = aws::sqs(&sdk);
     let workers = api.workers()?;
     let clock: SharedClock = api.clock.clone();
