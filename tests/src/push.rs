@@ -3,7 +3,9 @@
 //! by a seeded RNG with what the providers give under load — 429 (FCM with `Retry-After`), 500
 //! and 503, requests that hang past the sender's timeout, and for FCM a failing token endpoint —
 //! and count, per device token, the requests that reached their success path: what a real
-//! provider would have delivered.
+//! provider would have delivered. Each configured kind is also forced once early (a 429, a 503
+//! and a hang among the first sends, a failure of the first token request), so the test's
+//! "every kind happened" holds whatever the dice and the interleaving give.
 //!
 //! The stand-ins speak plain HTTP, so the sender's client talks HTTP/1.1 to them (over
 //! `https://` it negotiates HTTP/2, which APNs requires: `functions/push-sender/tests/http_versions.rs`).
@@ -98,7 +100,8 @@ pub struct PushFaults {
     pub server_error: f64,
     /// Hangs past the client's timeout ([`HANG`]), then 503: nothing delivered.
     pub hang: f64,
-    /// Of FCM token requests: 500, 503, 429 or a hang, a quarter each.
+    /// Of FCM token requests: 500, 503, 429 or a hang, a quarter each (the first token request
+    /// always fails when this is above 0).
     pub token_failure: f64,
 }
 
@@ -120,12 +123,21 @@ impl Tally {
     }
 }
 
-/// One stand-in's state: its faults, its RNG and its tally.
+/// One stand-in's state: its faults, its RNG, its request counters and its tally.
 struct Faulty {
     faults: PushFaults,
     rng: Mutex<StdRng>,
+    /// Send requests so far: the rare faults are also forced once at fixed early numbers
+    /// ([`FORCED`]), so a run too short for the dice still sees every configured kind.
+    sends: AtomicU64,
+    /// Token requests so far: the first one fails when `token_failure` is configured.
+    tokens: AtomicU64,
     tally: Tally,
 }
+
+/// Send request numbers (1-based) that are forced to a 429, a server error and a hang, in that
+/// order, when the fault is configured at all.
+const FORCED: [u64; 3] = [3, 7, 11];
 
 /// What a roll of the dice gave.
 enum Fault {
@@ -137,7 +149,13 @@ enum Fault {
 
 impl Faulty {
     fn new(faults: PushFaults, seed: u64) -> Self {
-        Self { faults, rng: Mutex::new(StdRng::seed_from_u64(seed)), tally: Tally::default() }
+        Self {
+            faults,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            sends: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            tally: Tally::default(),
+        }
     }
 
     fn roll(&self) -> f64 {
@@ -146,6 +164,16 @@ impl Faulty {
 
     fn fault(&self) -> Fault {
         let (roll, f) = (self.roll(), self.faults);
+        let n = self.sends.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == FORCED[0] && f.too_many_requests > 0.0 {
+            return Fault::TooManyRequests;
+        }
+        if n == FORCED[1] && f.server_error > 0.0 {
+            return Fault::ServerError(503);
+        }
+        if n == FORCED[2] && f.hang > 0.0 {
+            return Fault::Hang;
+        }
         if roll < f.too_many_requests {
             Fault::TooManyRequests
         } else if roll < f.too_many_requests + f.server_error {
@@ -226,7 +254,9 @@ impl Respond for FcmToken {
                 ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
             );
         }
-        if fcm.state.roll() < fcm.state.faults.token_failure {
+        let first = fcm.state.tokens.fetch_add(1, Ordering::SeqCst) == 0;
+        let token_failure = fcm.state.faults.token_failure;
+        if token_failure > 0.0 && (first || fcm.state.roll() < token_failure) {
             let oauth_error = |status: u16| {
                 ResponseTemplate::new(status)
                     .set_body_json(json!({"error": "internal_failure", "error_description": "injected"}))
