@@ -261,3 +261,81 @@ async fn concurrent_writers_of_one_event_id_accept_it_once() {
     let stats = world.stats(&message).await;
     assert_eq!(stats[&EventKind::Delivered] + stats[&EventKind::Clicked], 10);
 }
+
+/// Issue 13: a write DynamoDB applied but whose answer was lost (the proxy forwards it, then
+/// answers 500) is retried by the SDK, and the retry fails its own condition on the item the
+/// first attempt wrote. Before, creating a message then failed (500 to the client, although
+/// the message existed) and the event was reported a duplicate with no writer accepting it.
+/// Now the writer recognises its own item: created, accepted, counted once; a second writer of
+/// the same fields in the same second still gets a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_whose_answer_was_lost_is_still_its_writers() {
+    use retarget_shared::Store;
+    use retarget_tests::faults::{FaultProxy, FaultRates, Service, test_retry};
+
+    let (world, app) = World::with_app(Plan::Pro).await;
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("set by the services");
+    let rates = FaultRates { dynamo_lost_answer: 1.0, ..FaultRates::default() };
+    let proxy = FaultProxy::start(Service::DynamoDb, &upstream, rates, 7).await;
+    let sdk = retarget_tests::sdk().await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .endpoint_url(&proxy.url)
+            .retry_config(test_retry())
+            .build(),
+    );
+    let losing = Store::new(client, world.table.clone(), world.clock.clone());
+
+    // A message created through the losing store exists once and the create succeeded.
+    let now = world.clock.now();
+    let contents = retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None };
+    let mut message = Message::new(app.app.app_id, Channel::Push, contents, now);
+    message.retargetable = app.app.retargetable_at(now);
+    losing.create_message(&message).await.expect("created although the answer was lost");
+    let stored = world.store.get_message(app.app.app_id, message.message_id).await.unwrap();
+    assert_eq!(stored.map(|m| m.message_id), Some(message.message_id));
+
+    // Each event's put is applied, its answer lost, its retry fails the condition: accepted.
+    let subs = world.subscriptions(&app, Channel::Push, 5).await;
+    let interaction = |s: &SubscriptionId, event_id: Option<&str>| Interaction {
+        subscription_id: *s,
+        kind: EventKind::Delivered,
+        external_user_id: None,
+        event_id: event_id.map(|id| retarget_shared::domain::EventId::parse(id).unwrap()),
+        occurred_at: now,
+    };
+    let events: Vec<_> = subs[..4].iter().map(|s| interaction(s, None)).collect();
+    let outcome = losing.record_interactions(&message.scope(), &events).await.unwrap();
+    assert_eq!(outcome.accepted(), 4, "every lost answer was the writer's own write");
+    // With an event id: the claim's answer is lost too.
+    let with_id = [interaction(&subs[4], Some("lost-1"))];
+    let outcome = losing.record_interactions(&message.scope(), &with_id).await.unwrap();
+    assert_eq!(outcome.accepted(), 1);
+    assert!(proxy.counts.dynamo_lost_answers.load(std::sync::atomic::Ordering::Relaxed) >= 7);
+
+    // Racing writers of the same fields in the same second, half through the losing store:
+    // exactly one accepted per triple (equal items alone would let a losing writer take a
+    // rival's item for its own).
+    let losing = Arc::new(losing);
+    let direct = Arc::new(world.store.clone());
+    let subs = Arc::new(world.subscriptions(&app, Channel::Push, 6).await);
+    for round in 0..4 {
+        let round_message = world.message(&app, Channel::Push).await;
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let tasks = (0..WRITERS).map(|w| {
+            let store = if w % 2 == 0 { losing.clone() } else { direct.clone() };
+            let (barrier, scope) = (barrier.clone(), round_message.scope());
+            let events: Vec<_> = subs.iter().map(|s| interaction(s, None)).collect();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.record_interactions(&scope, &events).await.unwrap().accepted()
+            })
+        });
+        let accepted: usize = join_all(tasks).await.into_iter().map(|r| r.unwrap()).sum();
+        assert_eq!(accepted, 6, "round {round}: one writer accepted per triple");
+        assert_eq!(world.stats(&round_message).await[&EventKind::Delivered], 6, "round {round}");
+    }
+    let again = world.store.record_interactions(&message.scope(), &events).await.unwrap();
+    assert_eq!(again.accepted(), 0, "replays are duplicates");
+    assert_eq!(world.stats(&message).await[&EventKind::Delivered], 5, "counted once each");
+}

@@ -75,6 +75,8 @@ impl InteractionRow {
 const ATTR_EXTERNAL_USER: &str = "ext";
 const ATTR_EVENT_ID: &str = "eid";
 const ATTR_OCCURRED_AT: &str = "at";
+/// A token unique to the write that put the item ([`super::new_write_token`]).
+const ATTR_WRITE_TOKEN: &str = "w";
 /// On an event-id record: the triple it named (`{msg}#{sub}#{kind code}`).
 const ATTR_EVENT_TRIPLE: &str = "names";
 /// Conditional puts in flight for one call.
@@ -188,7 +190,11 @@ impl Store {
             return Ok(false);
         }
         self.stats().put_requests.fetch_add(1, Ordering::Relaxed);
-        let put = self.put_new(interaction_item(scope, e), "PutItem interaction").await;
+        let mut item = interaction_item(scope, e);
+        // Racing writers of one triple can write equal items (same second, same fields): the
+        // token lets only the writer whose put landed recognise it after a lost answer.
+        item.insert(ATTR_WRITE_TOKEN.into(), s(super::new_write_token()));
+        let put = self.put_new(item, "PutItem interaction").await;
         Ok(super::unless_condition_failed(put)?.is_some())
     }
 

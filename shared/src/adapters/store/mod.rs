@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 use crate::clock::SharedClock;
 use crate::domain::RetargetStatus;
+use crate::keys;
 use crate::retry::RetryPolicy;
 
 pub use batch::BatchStats;
@@ -155,17 +156,65 @@ impl Store {
         &self.inner.clock
     }
 
-    /// Puts an item that must not exist yet (a conditional PutItem on `pk`).
+    /// Puts an item that must not exist yet (a conditional PutItem on `pk`); a condition failure
+    /// ([`StoreError::is_condition_failed`]) when it does.
+    ///
+    /// A write that was applied but whose answer was lost is retried by the SDK with the same
+    /// request, and the retry fails its condition on the item the first attempt wrote. So on a
+    /// condition failure the stored item is compared with this one: equal means it is this
+    /// writer's own item, and the put succeeded. Items that two writers could both write
+    /// identically (interactions) carry a per-write token ([`new_write_token`]) so only the
+    /// writer that put it recognises it.
     pub(crate) async fn put_new(&self, item: batch::Item, operation: &'static str) -> Result<(), StoreError> {
-        self.client()
+        let result = self
+            .client()
             .put_item()
             .table_name(self.table())
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await
+            .map_err(StoreError::dynamo(operation));
+        let Err(error) = result else { return Ok(()) };
+        if !error.is_condition_failed() {
+            return Err(error);
+        }
+        let stored = match &error {
+            StoreError::Dynamo { source, .. } => match &**source {
+                aws_sdk_dynamodb::Error::ConditionalCheckFailedException(c) => c.item().cloned(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let stored = match stored {
+            Some(stored) => Some(stored),
+            None => self.get_consistent(&item, operation).await?,
+        };
+        if stored.as_ref() == Some(&item) { Ok(()) } else { Err(error) }
+    }
+
+    /// The item stored under `item`'s key, read consistently.
+    async fn get_consistent(
+        &self,
+        item: &batch::Item,
+        operation: &'static str,
+    ) -> Result<Option<batch::Item>, StoreError> {
+        let key: batch::Item = item
+            .iter()
+            .filter(|(name, _)| *name == keys::PK || *name == keys::SK)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .consistent_read(true)
             .send()
             .await
             .map_err(StoreError::dynamo(operation))?;
-        Ok(())
+        Ok(output.item)
     }
 
     /// A transaction's Put of an item that must not exist yet.
@@ -184,4 +233,10 @@ impl Store {
     pub fn stats(&self) -> &BatchStats {
         &self.inner.stats
     }
+}
+
+/// A token unique to one write, stored with an item that another writer could write
+/// identically, so that [`Store::put_new`] tells its own lost-answer retry from a rival's item.
+pub(crate) fn new_write_token() -> String {
+    ulid::Ulid::new().to_string()
 }
