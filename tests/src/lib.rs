@@ -242,6 +242,59 @@ impl TestQueues {
     pub async fn bodies(&self, queue: &retarget_shared::adapters::queue::Queue) -> Vec<String> {
         take_all(&self.sqs, queue.url()).await
     }
+
+    /// Up to ten send jobs on the dead-letter queue at `dlq_url`, left there (received with a
+    /// visibility timeout of 0). Bodies that are not send jobs are skipped.
+    pub async fn dead_letters(&self, dlq_url: &str) -> Vec<retarget_shared::domain::SendJob> {
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("receive the DLQ");
+        let messages = output.messages.unwrap_or_default();
+        messages.iter().filter_map(|m| serde_json::from_str(m.body()?).ok()).collect()
+    }
+
+    /// Messages on the queue at `url`: visible, in flight and delayed (a sender's retry job
+    /// waits as a delayed message).
+    pub async fn queued(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        self.count(
+            url,
+            &[
+                A::ApproximateNumberOfMessages,
+                A::ApproximateNumberOfMessagesNotVisible,
+                A::ApproximateNumberOfMessagesDelayed,
+            ],
+        )
+        .await
+    }
+
+    /// Visible messages on the queue at `url`.
+    pub async fn visible(&self, url: &str) -> u64 {
+        self.count(url, &[aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]).await
+    }
+
+    /// Delayed messages on the queue at `url` (retry jobs not yet due).
+    pub async fn delayed(&self, url: &str) -> u64 {
+        self.count(url, &[aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed]).await
+    }
+
+    async fn count(&self, url: &str, names: &[aws_sdk_sqs::types::QueueAttributeName]) -> u64 {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .expect("queue attributes");
+        output.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum()
+    }
 }
 
 /// Receives and deletes every message on the queue at `url` until it is empty; their bodies.

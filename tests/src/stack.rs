@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::QueueAttributeName;
 use retarget_local::streams::StreamSource;
 use retarget_local::workers;
 use retarget_shared::adapters::queue::Queue;
@@ -22,9 +21,10 @@ use retarget_shared::domain::{
     App, Channel, EventKind, Message, MessageId, PhoneNumber, Retarget, SendJob, Subscription, SubscriptionId,
 };
 use retarget_shared::keys::DUE_LEASE_SECONDS;
+use retarget_shared::retry::RetryPolicy;
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
-use retarget_shared::services::sender::SenderDeps;
+use retarget_shared::services::sender::{Retries, SenderDeps};
 use retarget_shared::services::stats::StatsDeps;
 use retarget_shared::{Clock, Store, adapters::resources, keys};
 use retarget_sms_sender::TwilioProvider;
@@ -245,16 +245,24 @@ impl Stack {
         let dispatch = DispatchDeps {
             store: store.clone(),
             push_queue: Arc::new(Queue::new(faulty_sqs.clone(), queues.push.url())),
-            sms_queue: Arc::new(Queue::new(faulty_sqs, queues.sms.url())),
+            sms_queue: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms.url())),
             bus: bus.bus.clone(),
         };
 
         let twilio = FaultyTwilio::new(provider, seed + 2);
         let twilio_server = twilio.mount().await;
         let provider = Crashable::new(twilio::provider(twilio_server.uri(), PROVIDER_TIMEOUT));
-        // No retry route: a job with transient failures fails whole and comes back after the
-        // visibility timeout (the sender's fallback), which these tests play step by step.
-        let sender = SenderDeps { store: store.clone(), provider, channel: Channel::Sms, retries: None };
+        // Retries as deployed: the recipients that failed transiently go back onto the queue as
+        // a delayed job (through the faulty SQS too, so a lost or failed enqueue takes the
+        // fallback: the whole job fails and comes back after the visibility timeout, which
+        // these tests play step by step).
+        let retries = Retries {
+            queue: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms.url())),
+            dead_letters: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms_dlq_url.clone())),
+            policy: RetryPolicy::SEND,
+        };
+        let sender =
+            SenderDeps { store: store.clone(), provider, channel: Channel::Sms, retries: Some(retries) };
         let stats = StatsDeps { store };
         let stream = StreamSource::new(sdk, &world.table);
         let app = world.twilio_app("token", "+15550009999").await;
@@ -336,41 +344,14 @@ impl Stack {
         }
     }
 
-    /// The jobs on the dead-letter queue (left there).
+    /// The jobs on the SMS dead-letter queue (left there).
     pub async fn dead_letters(&self) -> Vec<SendJob> {
-        let output = self
-            .queues
-            .sqs
-            .receive_message()
-            .queue_url(&self.queues.sms_dlq_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .expect("receive dlq");
-        output
-            .messages
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|m| serde_json::from_str(m.body()?).ok())
-            .collect()
+        self.queues.dead_letters(&self.queues.sms_dlq_url).await
     }
 
-    /// Messages on the queue at `url`, visible or not.
+    /// Messages on the queue at `url`: visible, in flight or delayed.
     pub async fn queued(&self, url: &str) -> u64 {
-        let attributes = self
-            .queues
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .unwrap_or_default();
-        attributes.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+        self.queues.queued(url).await
     }
 
     /// Runs `work` until it finishes or the sender's provider dies. A death lets the process

@@ -376,35 +376,12 @@ impl Deployed {
 
     /// The jobs on the dead-letter queue (left there).
     async fn dead_letters(&self) -> Vec<SendJob> {
-        let output = self
-            .queues
-            .sqs
-            .receive_message()
-            .queue_url(&self.queues.sms_dlq_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .expect("receive the DLQ");
-        let bodies = output.messages.unwrap_or_default().into_iter().filter_map(|m| m.body);
-        bodies.map(|body| serde_json::from_str(&body).expect("a send job")).collect()
+        self.queues.dead_letters(&self.queues.sms_dlq_url).await
     }
 
     /// Messages on the sender's queue, visible, in flight or delayed.
     async fn queued(&self) -> u64 {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let output = self
-            .queues
-            .sqs
-            .get_queue_attributes()
-            .queue_url(self.queues.sms.url())
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .expect("queue attributes");
-        output.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum()
+        self.queues.queued(self.queues.sms.url()).await
     }
 }
 
