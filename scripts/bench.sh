@@ -5,11 +5,11 @@
 #   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about a minute after the build
 #   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M
 #
-# Both also time the cold start of the nine functions' x86_64 release binaries (built here)
+# Both also time the cold start of the ten functions' x86_64 release binaries (built here)
 # against a local Runtime API stub, 20 starts each.
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
-#          --sizes "N N ...", --events N, --rounds N, --no-build.
+#          --sizes "N N ...", --events N, --rounds N, --writers N (default 16), --no-build.
 # Exit status: non-zero only when something crashed; a figure missing its target is reported
 # in the table ("**short**"), not an error.
 #
@@ -28,6 +28,7 @@ OUT=""
 SIZES=""
 EVENTS=""
 ROUNDS=""
+WRITERS=16
 BUILD=1
 while (($#)); do
   case "$1" in
@@ -36,6 +37,7 @@ while (($#)); do
     --sizes) SIZES=$2; shift ;;
     --events) EVENTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
+    --writers) WRITERS=$2; shift ;;
     --no-build) BUILD=0 ;;
     -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -64,7 +66,7 @@ case "$PROFILE" in
   *) PROFILE_DIR=$PROFILE ;;
 esac
 BIN="$ROOT/target/$PROFILE_DIR/retarget-bench"
-FUNCTIONS=(audiences events messages push-sender retargets scheduler sms-sender subscriptions webhooks)
+FUNCTIONS=(audiences events messages push-sender retargets scheduler sms-sender stats subscriptions webhooks)
 
 trap stop_services_on_exit EXIT
 
@@ -78,7 +80,7 @@ fi
 [[ -x "$BIN" ]] || die "$BIN not built"
 
 # Before the services start, so the emulators' JVM and Python do not share the cores.
-log "cold start: the nine functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
+log "cold start: the ten functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
 "$BIN" cold-start --bin-dir "$ROOT/target/$PROFILE_DIR" --zip-dir "$ROOT/target/lambda" --starts 20 |
   tee -a "$RESULTS"
 
@@ -86,14 +88,21 @@ STARTED=$SECONDS
 # Progress lines carry the seconds since the services started.
 step() { log "[$((SECONDS - STARTED)) s] $*"; }
 JAVA_OPTS="${BENCH_JAVA_OPTS-$JAVA_OPTS_DEFAULT}"
-if [[ -n $JAVA_OPTS ]]; then
-  log "DynamoDB Local JVM options: $JAVA_OPTS"
-  JAVA_TOOL_OPTIONS="$JAVA_OPTS" bash scripts/services.sh start
-else
-  bash scripts/services.sh start
-fi
-# shellcheck source=/dev/null
-. "$SERVICES_DIR/services.env"
+[[ -z $JAVA_OPTS ]] || log "DynamoDB Local JVM options: $JAVA_OPTS"
+# fresh_services: DynamoDB Local + moto started afresh. DynamoDB Local slows down as the
+# stream records of its tables pile up (the table streams to the stats function): seeding
+# 2,000 recipients after an ingest of 10,000 events took 143 s instead of a few, so each
+# ingest and each audience size gets a fresh instance.
+fresh_services() {
+  bash scripts/services.sh stop >/dev/null 2>&1 || true
+  if [[ -n $JAVA_OPTS ]]; then
+    JAVA_TOOL_OPTIONS="$JAVA_OPTS" bash scripts/services.sh start
+  else
+    bash scripts/services.sh start
+  fi
+  # shellcheck source=/dev/null
+  . "$SERVICES_DIR/services.env"
+}
 
 # bench TABLE ARGS...: one measuring process; its JSON line goes to the results and stdout.
 bench() {
@@ -108,12 +117,18 @@ field() {
   python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
+fresh_services
 step "ingest: $EVENTS events through the events handler, then one UpdateItem per event"
 bench bench-ingest ingest --events "$EVENTS"
 TABLE_NAME=bench-ingest "$BIN" drop-table
+fresh_services
+step "ingest: $EVENTS events of one message through $WRITERS concurrent writers"
+bench bench-ingest-writers ingest --events "$EVENTS" --writers "$WRITERS" --naive-concurrency 0
+TABLE_NAME=bench-ingest-writers "$BIN" drop-table
 
 for size in $SIZES; do
   table="bench-audience-$size"
+  fresh_services
   step "audience of $size: seeding (its own process)"
   seeded=$(TABLE_NAME="$table" "$BIN" seed-audience --recipients "$size") || die "seeding $size failed"
   printf '%s\n' "$seeded" >>"$RESULTS"

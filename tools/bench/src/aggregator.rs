@@ -58,6 +58,11 @@ impl Aggregator {
         Ok(self.stream.skip_to_latest().await?)
     }
 
+    /// The aggregator's most written item since the last call.
+    pub fn take_hottest(&self) -> crate::counting::Hottest {
+        self.tally.take_hottest()
+    }
+
     /// Reads the stream to its end into the aggregator.
     pub async fn drain(&self) -> anyhow::Result<Drained> {
         let before = self.tally.snapshot();

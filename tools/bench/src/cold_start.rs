@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-/// The nine functions (directories under `functions/`, packages `retarget-<name>`).
-pub const FUNCTIONS: [&str; 9] = [
+/// The ten functions (directories under `functions/`, packages `retarget-<name>`).
+pub const FUNCTIONS: [&str; 10] = [
     "audiences",
     "events",
     "messages",
@@ -32,6 +32,7 @@ pub const FUNCTIONS: [&str; 9] = [
     "retargets",
     "scheduler",
     "sms-sender",
+    "stats",
     "subscriptions",
     "webhooks",
 ];
@@ -146,7 +147,16 @@ fn environment(function: &str, runtime_api: &str, closed: &str, home: &Path) -> 
             env.push(("SMS_QUEUE_URL", queue("sms")));
             env.push(("EVENT_BUS_NAME", "retarget".into()));
         }
-        "webhooks" | "sms-sender" => env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into())),
+        "webhooks" => env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into())),
+        "sms-sender" => {
+            env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into()));
+            env.push(("SMS_QUEUE_URL", queue("sms")));
+            env.push(("SMS_DEAD_LETTER_QUEUE_URL", queue("sms-dlq")));
+        }
+        "push-sender" => {
+            env.push(("PUSH_QUEUE_URL", queue("push")));
+            env.push(("PUSH_DEAD_LETTER_QUEUE_URL", queue("push-dlq")));
+        }
         _ => {}
     }
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()

@@ -6,7 +6,7 @@
 //! charges a read of a missing item like a read of a small one. Those keys are counted apart
 //! (`missing_key_units`) so the cost can be stated both ways.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
 use aws_sdk_dynamodb::operation::scan::{ScanInput, ScanOutput};
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsInput, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -43,15 +43,57 @@ pub struct OpTally {
     pub items: u64,
 }
 
-/// Tallies per operation name, shared by the clients of one process.
+/// Tallies per operation name, shared by the clients of one process; and the writes asked of
+/// each item (every PutItem, UpdateItem, DeleteItem, and each request of a BatchWriteItem or a
+/// TransactWriteItems, counted once per call whatever its outcome: a write whose condition
+/// fails consumes a write unit too), to find the hottest.
 #[derive(Debug, Default)]
 pub struct Tally {
     ops: Mutex<BTreeMap<String, OpTally>>,
+    item_writes: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// The most written item and partition key of a phase.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Hottest {
+    /// Items written at least once.
+    pub items: usize,
+    /// `pk` / `sk` of the most written item, and its writes.
+    pub item: String,
+    pub item_writes: u64,
+    /// The partition key with the most writes over all its items, and those writes.
+    pub partition_key: String,
+    pub partition_key_writes: u64,
 }
 
 impl Tally {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot { ops: self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() }
+    }
+
+    /// The hottest item and partition key since the last call (the item counts start afresh).
+    pub fn take_hottest(&self) -> Hottest {
+        let writes =
+            std::mem::take(&mut *self.item_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut per_pk: HashMap<&str, u64> = HashMap::new();
+        for ((pk, _), n) in &writes {
+            *per_pk.entry(pk.as_str()).or_default() += n;
+        }
+        let mut hottest = Hottest { items: writes.len(), ..Hottest::default() };
+        if let Some(((pk, sk), n)) = writes.iter().max_by_key(|(key, n)| (**n, std::cmp::Reverse(*key))) {
+            (hottest.item, hottest.item_writes) = (format!("{pk} / {sk}"), *n);
+        }
+        if let Some((pk, n)) = per_pk.iter().max_by_key(|(pk, n)| (**n, std::cmp::Reverse(**pk))) {
+            (hottest.partition_key, hottest.partition_key_writes) = ((*pk).to_owned(), *n);
+        }
+        hottest
+    }
+
+    fn wrote(&self, keys: impl IntoIterator<Item = Option<(String, String)>>) {
+        let mut writes = self.item_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in keys.into_iter().flatten() {
+            *writes.entry(key).or_default() += 1;
+        }
     }
 
     fn add(&self, op: &str, f: impl FnOnce(&mut OpTally)) {
@@ -142,6 +184,17 @@ impl Storable for AskedKeys {
 #[derive(Debug, Clone)]
 pub struct Counting(pub Arc<Tally>);
 
+/// An item's (`pk`, `sk`) as text, from its key or the whole item.
+fn item_key(item: Option<&HashMap<String, AttributeValue>>) -> Option<(String, String)> {
+    let text = |v: &AttributeValue| match v {
+        AttributeValue::S(s) => s.clone(),
+        AttributeValue::N(n) => n.clone(),
+        other => format!("{other:?}"),
+    };
+    let item = item?;
+    Some((text(item.get("pk")?), item.get("sk").map(text).unwrap_or_default()))
+}
+
 fn total(capacity: Option<&ConsumedCapacity>) -> f64 {
     capacity.and_then(ConsumedCapacity::capacity_units).unwrap_or(0.0)
 }
@@ -171,14 +224,34 @@ impl Intercept for Counting {
             i.return_consumed_capacity = total;
         } else if let Some(i) = input.downcast_mut::<PutItemInput>() {
             i.return_consumed_capacity = total;
+            self.0.wrote([item_key(i.item.as_ref())]);
         } else if let Some(i) = input.downcast_mut::<UpdateItemInput>() {
             i.return_consumed_capacity = total;
+            self.0.wrote([item_key(i.key.as_ref())]);
         } else if let Some(i) = input.downcast_mut::<DeleteItemInput>() {
             i.return_consumed_capacity = total;
+            self.0.wrote([item_key(i.key.as_ref())]);
         } else if let Some(i) = input.downcast_mut::<BatchWriteItemInput>() {
             i.return_consumed_capacity = total;
+            let requests = i.request_items.iter().flat_map(|m| m.values()).flatten();
+            self.0.wrote(requests.map(|r| match (&r.put_request, &r.delete_request) {
+                (Some(put), _) => item_key(Some(&put.item)),
+                (None, Some(delete)) => item_key(Some(&delete.key)),
+                (None, None) => None,
+            }));
         } else if let Some(i) = input.downcast_mut::<TransactWriteItemsInput>() {
             i.return_consumed_capacity = total;
+            self.0.wrote(i.transact_items.iter().flatten().map(|t| {
+                if let Some(put) = &t.put {
+                    item_key(Some(&put.item))
+                } else if let Some(update) = &t.update {
+                    item_key(Some(&update.key))
+                } else if let Some(delete) = &t.delete {
+                    item_key(Some(&delete.key))
+                } else {
+                    t.condition_check.as_ref().and_then(|c| item_key(Some(&c.key)))
+                }
+            }));
         } else if let Some(i) = input.downcast_mut::<BatchGetItemInput>() {
             i.return_consumed_capacity = total;
             let (mut keys, mut unit) = (0u64, 0.5);

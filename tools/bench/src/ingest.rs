@@ -12,7 +12,7 @@ use retarget_shared::edge::request::AppFunction;
 use serde_json::{Value, json};
 
 use crate::aggregator::Aggregator;
-use crate::counting::Clients;
+use crate::counting::{Clients, Hottest};
 use crate::seed;
 use crate::sys::{Stopwatch, peak_rss_mib};
 
@@ -52,7 +52,13 @@ pub struct Options {
     pub events: usize,
     pub per_request: usize,
     pub naive_concurrency: usize,
+    /// Concurrent writers (Lambda instances) taking the requests, each one at a time; 1 is one
+    /// instance taking them all in turn.
+    pub writers: usize,
 }
+
+/// The event rate of a large campaign's burst at which the hottest item's write rate is stated.
+const BURST_EVENTS_PER_SECOND: f64 = 16_000.0;
 
 pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Result<()> {
     // Setup (not measured): an app and key, a message, its recipients' subscriptions.
@@ -80,45 +86,71 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         })
         .collect::<Result<_, _>>()?;
 
-    // Ours: one request at a time, as one Lambda instance takes them.
+    // Ours: `writers` lanes of requests taken concurrently, each one request at a time, as
+    // that many Lambda instances take them (one lane: one instance taking them all).
     let events = AppFunction::<retarget_events::Events>::new(store.clone());
-    let (batch_before, tally_before) = (store.stats().snapshot(), clients.tally.snapshot());
-    let watch = Stopwatch::start();
-    let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
-    for body in &bodies {
-        let request = lambda_http::request::from_str(body)?;
-        let response = events.handle(request).await;
-        anyhow::ensure!(response.status() == 200, "events handler answered {}", response.status());
-        let outcome: Value = serde_json::from_slice(response.body().as_ref())?;
-        accepted += outcome["accepted"].as_u64().unwrap_or(0);
-        duplicates += outcome["duplicates"].as_u64().unwrap_or(0);
-        rejected += outcome["rejected"].as_array().map_or(0, |r| r.len() as u64);
+    let writers = opts.writers.max(1);
+    let mut lanes: Vec<Vec<&String>> = vec![Vec::new(); writers];
+    for (i, body) in bodies.iter().enumerate() {
+        lanes[i % writers].push(body);
     }
+    let (batch_before, tally_before) = (store.stats().snapshot(), clients.tally.snapshot());
+    let puts_before = store.stats().put_requests.load(std::sync::atomic::Ordering::Relaxed);
+    clients.tally.take_hottest();
+    let watch = Stopwatch::start();
+    let counted: Vec<(u64, u64, u64)> = stream::iter(lanes)
+        .map(|lane| take_lane(&events, lane))
+        .buffer_unordered(writers)
+        .try_collect()
+        .await?;
+    let (accepted, duplicates, rejected) =
+        counted.iter().fold((0, 0, 0), |(a, d, r), (a2, d2, r2)| (a + a2, d + d2, r + r2));
     let (wall, cpu) = watch.stop();
     let ours = clients.tally.snapshot().since(&tally_before);
+    let hottest = clients.tally.take_hottest();
     let [_, items_written, _, retries] = store.stats().snapshot();
-    let items_written = items_written - batch_before[1];
+    // Items written: by batch writes, and by conditional puts (each one item, written or not).
+    let puts = store.stats().put_requests.load(std::sync::atomic::Ordering::Relaxed) - puts_before;
+    let items_written = items_written - batch_before[1] + puts;
     let events = plan.len() as f64;
 
     // The stats of what was accepted, counted from the stream (in the background on AWS).
-    let counters = Aggregator::new(clients, store.table()).drain().await?;
+    let aggregator = Aggregator::new(clients, store.table());
+    let counters = aggregator.drain().await?;
+    let counters_hottest = aggregator.take_hottest();
     let stats: u64 = store.message_stats(&message.scope()).await?.values().sum();
     anyhow::ensure!(stats == accepted, "stats count {stats} events, the handler accepted {accepted}");
 
     // Naive, on the same events: one UpdateItem per event on one item per (message,
-    // subscription), a few in flight like the store's own batches.
-    let naive_before = clients.tally.snapshot();
-    let naive_watch = Stopwatch::start();
-    naive_ingest(clients, store, &message, &ids, &plan, opts.naive_concurrency).await?;
-    let (naive_wall, naive_cpu) = naive_watch.stop();
-    let naive = clients.tally.snapshot().since(&naive_before);
-
+    // subscription), a few in flight like the store's own batches (skipped at concurrency 0).
     let requests = ours.dynamodb_requests() as f64;
+    let naive = if opts.naive_concurrency == 0 {
+        Value::Null
+    } else {
+        let naive_before = clients.tally.snapshot();
+        let naive_watch = Stopwatch::start();
+        naive_ingest(clients, store, &message, &ids, &plan, opts.naive_concurrency).await?;
+        let (naive_wall, naive_cpu) = naive_watch.stop();
+        let naive = clients.tally.snapshot().since(&naive_before);
+        json!({
+            "concurrency": opts.naive_concurrency,
+            "wall_seconds": naive_wall, "cpu_seconds": naive_cpu,
+            "dynamodb_requests": naive.dynamodb_requests(),
+            "events_per_dynamodb_request": events / naive.dynamodb_requests() as f64,
+            "cpu_over_wall": naive_cpu / naive_wall,
+            "cpu_us_per_dynamodb_request": naive_cpu / naive.dynamodb_requests() as f64 * 1e6,
+            "write_units_per_event": naive.write_units() / events,
+            "over_ours_requests": naive.dynamodb_requests() as f64 / requests,
+            "over_ours_wall": naive_wall / wall,
+        })
+    };
+
     println!(
         "{}",
         json!({
             "bench": "ingest",
             "events": plan.len(), "recipients": recipients, "events_per_request": opts.per_request,
+            "writers": writers, "events_per_second": events / wall,
             "http_requests": bodies.len(), "accepted": accepted, "duplicates": duplicates, "rejected": rejected,
             "wall_seconds": wall, "cpu_seconds": cpu,
             "wall_us_per_event": wall / events * 1e6, "cpu_us_per_event": cpu / events * 1e6,
@@ -132,21 +164,57 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
             "dynamodb": ours.json(),
             "stats_counted": stats,
             "stats_aggregator": counters.json(accepted as f64),
-            "naive": {
-                "concurrency": opts.naive_concurrency,
-                "wall_seconds": naive_wall, "cpu_seconds": naive_cpu,
-                "dynamodb_requests": naive.dynamodb_requests(),
-                "events_per_dynamodb_request": events / naive.dynamodb_requests() as f64,
-                "cpu_over_wall": naive_cpu / naive_wall,
-                "cpu_us_per_dynamodb_request": naive_cpu / naive.dynamodb_requests() as f64 * 1e6,
-                "write_units_per_event": naive.write_units() / events,
-            },
-            "naive_over_ours_requests": naive.dynamodb_requests() as f64 / requests,
-            "naive_over_ours_wall": naive_wall / wall,
+            "hottest": hot_json(&hottest, events, &counters_hottest, counters.invocations),
+            "naive_over_ours_requests": naive["over_ours_requests"],
+            "naive_over_ours_wall": naive["over_ours_wall"],
+            "naive": naive,
             "peak_rss_mib": peak_rss_mib(),
         })
     );
     Ok(())
+}
+
+/// One writer: its requests through the handler in turn; (accepted, duplicates, rejected).
+async fn take_lane(
+    events: &AppFunction<retarget_events::Events>,
+    lane: Vec<&String>,
+) -> anyhow::Result<(u64, u64, u64)> {
+    let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
+    for body in lane {
+        let request = lambda_http::request::from_str(body)?;
+        let response = events.handle(request).await;
+        anyhow::ensure!(response.status() == 200, "events handler answered {}", response.status());
+        let outcome: Value = serde_json::from_slice(response.body().as_ref())?;
+        accepted += outcome["accepted"].as_u64().unwrap_or(0);
+        duplicates += outcome["duplicates"].as_u64().unwrap_or(0);
+        rejected += outcome["rejected"].as_array().map_or(0, |r| r.len() as u64);
+    }
+    Ok((accepted, duplicates, rejected))
+}
+
+/// The hottest item and partition key of the write path, and of the counters, with the write
+/// rate each would take at [`BURST_EVENTS_PER_SECOND`] — on paper: its share of the run's
+/// writes times that rate (every write here is of an item under 1 KB: one write unit).
+///
+/// A counter item is written at most once per aggregator invocation of its stream shard, and
+/// Lambda runs one invocation per shard at a time, each after its batch fills (1,000 records)
+/// or its 1 s window closes: its rate is the invocations per second of one shard, not a share
+/// of the events.
+fn hot_json(hottest: &Hottest, events: f64, counters: &Hottest, invocations: usize) -> Value {
+    let at_burst = |writes: u64| writes as f64 / events * BURST_EVENTS_PER_SECOND;
+    json!({
+        "items_written": hottest.items,
+        "item": hottest.item,
+        "item_writes": hottest.item_writes,
+        "item_wcu_per_s_at_16k_events_per_s": at_burst(hottest.item_writes),
+        "partition_key": hottest.partition_key,
+        "partition_key_writes": hottest.partition_key_writes,
+        "partition_key_wcu_per_s_at_16k_events_per_s": at_burst(hottest.partition_key_writes),
+        "counter_items": counters.items,
+        "counter_item": counters.item,
+        "counter_item_writes": counters.item_writes,
+        "counter_item_writes_per_invocation": counters.item_writes as f64 / invocations.max(1) as f64,
+    })
 }
 
 async fn naive_ingest(

@@ -46,9 +46,13 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = retarget_events::MAX_EVENTS)]
         per_request: usize,
-        /// UpdateItem calls in flight for the naive ingest (the store's own batch concurrency).
+        /// UpdateItem calls in flight for the naive ingest (the store's own batch concurrency);
+        /// 0 skips it.
         #[arg(long, default_value_t = 8)]
         naive_concurrency: usize,
+        /// Concurrent writers (Lambda instances), each taking one request at a time.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
     },
     /// Counts and exports an audience against a raw parallel Query and a naive Scan.
     Audience {
@@ -93,7 +97,7 @@ enum Command {
         zip_dir: PathBuf,
         #[arg(long, default_value_t = 20)]
         starts: usize,
-        /// Functions (directory names under functions/); all nine by default.
+        /// Functions (directory names under functions/); all ten by default.
         #[arg(long, value_delimiter = ',')]
         functions: Vec<String>,
     },
@@ -138,9 +142,10 @@ async fn main() -> anyhow::Result<()> {
             ensure_table.await?;
             seed::audience(&store, recipients).await?;
         }
-        Command::Ingest { events, per_request, naive_concurrency } => {
+        Command::Ingest { events, per_request, naive_concurrency, writers } => {
             ensure_table.await?;
-            ingest::run(&clients, &store, ingest::Options { events, per_request, naive_concurrency }).await?;
+            let options = ingest::Options { events, per_request, naive_concurrency, writers };
+            ingest::run(&clients, &store, options).await?;
         }
         Command::Audience {
             app_id,
