@@ -1,7 +1,7 @@
 //! Configuration from the environment, read once at cold start. A missing or malformed
 //! variable stops the process with a message naming every problem at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {}", .problems.join("; "))]
@@ -14,19 +14,22 @@ pub struct ConfigError {
 pub struct EnvReader {
     vars: BTreeMap<String, String>,
     problems: Vec<String>,
+    /// Every name asked for, set or not: what a function reads (the template gives each
+    /// function exactly these; `tests/tests/template_matches.rs`).
+    read: BTreeSet<String>,
 }
 
 impl EnvReader {
     /// Reads the process environment.
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars().collect(), problems: Vec::new() }
+        Self { vars: std::env::vars().collect(), ..Self::default() }
     }
 
     /// Reads a given map (tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
             vars: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            problems: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -37,8 +40,18 @@ impl EnvReader {
         self
     }
 
+    /// The names asked for so far, whether set or not.
+    pub fn names_read(&self) -> &BTreeSet<String> {
+        &self.read
+    }
+
+    fn get(&mut self, name: &str) -> Option<&str> {
+        self.read.insert(name.to_owned());
+        self.vars.get(name).map(|v| v.trim())
+    }
+
     pub fn required(&mut self, name: &str) -> String {
-        match self.vars.get(name).map(|v| v.trim()) {
+        match self.get(name) {
             Some(v) if !v.is_empty() => v.to_owned(),
             _ => {
                 self.problems.push(format!("{name} is required"));
@@ -48,7 +61,7 @@ impl EnvReader {
     }
 
     pub fn optional(&mut self, name: &str, default: &str) -> String {
-        match self.vars.get(name).map(|v| v.trim()) {
+        match self.get(name) {
             Some(v) if !v.is_empty() => v.to_owned(),
             _ => default.to_owned(),
         }
@@ -68,12 +81,13 @@ impl EnvReader {
     }
 
     pub fn number<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T {
-        match self.vars.get(name) {
+        match self.get(name).map(str::parse) {
             None => default,
-            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
                 self.problems.push(format!("{name} must be a number"));
                 default
-            }),
+            }
         }
     }
 
@@ -105,6 +119,8 @@ mod tests {
         assert_eq!(env.required("TABLE_NAME"), "t");
         assert_eq!(env.url("TWILIO_API_BASE", Some("https://api.twilio.com")), "https://api.twilio.com");
         assert_eq!(env.url("FCM_API_BASE", None), "http://127.0.0.1:9");
+        let read: Vec<&str> = env.names_read().iter().map(String::as_str).collect();
+        assert_eq!(read, ["FCM_API_BASE", "TABLE_NAME", "TWILIO_API_BASE"], "every name asked, set or not");
         env.finish().unwrap();
     }
 }

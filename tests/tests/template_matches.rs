@@ -302,39 +302,148 @@ fn visibility_timeout_covers_six_sender_timeouts() {
     }
 }
 
-#[test]
-fn function_environment_and_outputs_reference_the_resources() {
-    let t = template();
-    let [push, sms] = resources::QUEUES;
-    assert_eq!(push.logical_id, resources::PUSH_QUEUE.logical_id);
-    assert_eq!(sms.logical_id, resources::SMS_QUEUE.logical_id);
-    let vars = field(
+/// The environment variables of `logical_id` on AWS: the Globals' and its own, with what each
+/// refers to (`!Ref X` → `X`; a plain value or another intrinsic as its Debug form).
+fn function_env(t: &Value, logical_id: &str) -> std::collections::BTreeMap<String, String> {
+    let globals = field(
         field(
-            field(field(&t, "Globals", "template"), "Function", "Globals"),
+            field(field(t, "Globals", "template"), "Function", "Globals"),
             "Environment",
             "Globals.Function",
         ),
         "Variables",
         "Globals.Function.Environment",
     );
+    let function = resource(t, logical_id, "AWS::Serverless::Function");
+    let own = opt_field(field(function, "Properties", logical_id), "Environment")
+        .map(|e| field(e, "Variables", &format!("{logical_id}.Properties.Environment")));
+    let mut vars = std::collections::BTreeMap::new();
+    for map in [Some(globals), own].into_iter().flatten() {
+        for (name, value) in
+            map.as_mapping().unwrap_or_else(|| panic!("{logical_id}: Variables not a mapping"))
+        {
+            let name = as_str(name, "a variable name").to_owned();
+            let target = match intrinsic(value) {
+                Some((tag, target)) if tag == "Ref" => as_str(target, &name).to_owned(),
+                _ => format!("{value:?}"),
+            };
+            vars.insert(name, target);
+        }
+    }
+    vars
+}
+
+#[test]
+fn function_environment_and_outputs_reference_the_resources() {
+    let t = template();
+    let [push, sms] = resources::QUEUES;
+    assert_eq!(push.logical_id, resources::PUSH_QUEUE.logical_id);
+    assert_eq!(sms.logical_id, resources::SMS_QUEUE.logical_id);
     let outputs = field(&t, "Outputs", "template");
-    for (var, output, target) in [
-        ("TABLE_NAME", "TableName", "Table"),
-        (queue_url_var(Channel::Push), "PushQueueUrl", push.logical_id),
-        (queue_url_var(Channel::Sms), "SmsQueueUrl", sms.logical_id),
-        ("EVENT_BUS_NAME", "EventBusName", "EventBus"),
+    for (var, output, target, function) in [
+        ("TABLE_NAME", "TableName", "Table", "SubscriptionsFunction"),
+        (queue_url_var(Channel::Push), "PushQueueUrl", push.logical_id, "SchedulerFunction"),
+        (queue_url_var(Channel::Sms), "SmsQueueUrl", sms.logical_id, "SchedulerFunction"),
+        ("EVENT_BUS_NAME", "EventBusName", "EventBus", "SchedulerFunction"),
     ] {
-        let w = format!("Globals.Function.Environment.Variables.{var}");
-        assert_eq!(
-            reference(field(vars, var, "Globals.Function.Environment.Variables"), &w),
-            target,
-            "{w} differs"
-        );
+        let vars = function_env(&t, function);
+        let w = format!("{function}'s {var}");
+        assert_eq!(vars.get(var).map(String::as_str), Some(target), "{w} differs");
         let w = format!("Outputs.{output}.Value");
         let value = field(field(outputs, output, "Outputs"), "Value", &format!("Outputs.{output}"));
         assert_eq!(reference(value, &w), target, "{w} differs");
     }
     resource(&t, "EventBus", "AWS::Events::EventBus");
+}
+
+/// Builds `D` from an environment holding every name the template gives the function (dummy
+/// values), through the `FromEnv` its `main` uses; the names it read, set or not.
+fn names_read<D: retarget_shared::bootstrap::FromEnv>(
+    declared: &std::collections::BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    use retarget_shared::config::EnvReader;
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let infra =
+        retarget_shared::bootstrap::Infra::new(sdk, std::sync::Arc::new(retarget_shared::SystemClock));
+    let values: Vec<(String, String)> = declared
+        .keys()
+        .map(|name| (name.clone(), format!("https://{}.example.com", name.to_lowercase())))
+        .collect();
+    let mut env = EnvReader::from_pairs(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Err(e) = D::from_env(&mut env, &infra) {
+        panic!("cannot be built from its template environment: {e}");
+    }
+    let read = env.names_read().clone();
+    if let Err(e) = env.finish() {
+        panic!("its template environment is refused: {e}");
+    }
+    read
+}
+
+/// Issue 14: each function is given exactly the variables it reads — none missing (it would
+/// not start), none extra (queue URLs and the bus name went to every function through Globals).
+#[tokio::test]
+async fn each_function_is_given_exactly_the_environment_it_reads() {
+    use retarget_shared::edge::request::AppFunction;
+    use retarget_shared::services::{dispatch::DispatchDeps, sender::SenderDeps, stats::StatsDeps};
+    type Reader = fn(&std::collections::BTreeMap<String, String>) -> BTreeSet<String>;
+    let functions: [(&str, Reader); 10] = [
+        ("SubscriptionsFunction", names_read::<AppFunction<retarget_subscriptions::Subscriptions>>),
+        ("MessagesFunction", names_read::<AppFunction<retarget_messages::Messages>>),
+        ("EventsFunction", names_read::<AppFunction<retarget_events::Events>>),
+        ("WebhooksFunction", names_read::<retarget_webhooks::Deps>),
+        ("AudiencesFunction", names_read::<AppFunction<retarget_audiences::Audiences>>),
+        ("RetargetsFunction", names_read::<AppFunction<retarget_retargets::Retargets>>),
+        ("SchedulerFunction", names_read::<DispatchDeps>),
+        ("StatsFunction", names_read::<StatsDeps>),
+        ("SmsSenderFunction", names_read::<SenderDeps<retarget_sms_sender::TwilioProvider>>),
+        ("PushSenderFunction", names_read::<SenderDeps<retarget_push_sender::PushProvider>>),
+    ];
+    let t = template();
+    let all: BTreeSet<String> = field(&t, "Resources", "template")
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(id, _)| as_str(id, "a logical id").to_owned())
+        .collect();
+    let checked: BTreeSet<String> = functions.iter().map(|(id, _)| (*id).to_owned()).collect();
+    assert_eq!(all, checked, "every function of the template is checked");
+    for (id, read) in functions {
+        let declared = function_env(&t, id);
+        let declared_names: BTreeSet<String> = declared.keys().cloned().collect();
+        assert_eq!(read(&declared), declared_names, "{id}: what it reads vs what the template gives it");
+    }
+}
+
+/// Issue 14: every function logs into a log group of the stack's, with the retention parameter
+/// (30 days by default), deleted with the stack; the table alone is retained.
+#[test]
+fn every_function_logs_into_its_own_group_with_a_retention() {
+    let t = template();
+    let parameter = field(field(&t, "Parameters", "template"), "LogRetentionDays", "Parameters");
+    assert_eq!(as_u64(field(parameter, "Default", "LogRetentionDays"), "LogRetentionDays.Default"), 30);
+    let resources = field(&t, "Resources", "template").as_mapping().expect("Resources");
+    let mut groups = BTreeSet::new();
+    for (id, r) in resources {
+        let id = as_str(id, "a logical id");
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let logging = prop(r, id, "LoggingConfig");
+        assert_eq!(as_str(field(logging, "LogFormat", id), id), "JSON", "{id} logs JSON");
+        let group =
+            reference(field(logging, "LogGroup", id), &format!("{id}.LoggingConfig.LogGroup")).to_owned();
+        let g = resource(&t, &group, "AWS::Logs::LogGroup");
+        assert_eq!(reference(prop(g, &group, "RetentionInDays"), &group), "LogRetentionDays");
+        assert_eq!(as_str(field(g, "DeletionPolicy", &group), &group), "Delete");
+        assert!(groups.insert(group.clone()), "{group} is shared");
+    }
+    assert_eq!(groups.len(), 10);
+    assert_eq!(as_str(field(table(&t), "DeletionPolicy", "Table"), "Table"), "Retain");
 }
 
 #[test]
