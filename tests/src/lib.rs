@@ -440,6 +440,8 @@ pub struct ApiResponse {
     pub status: u16,
     pub content_type: String,
     pub body: serde_json::Value,
+    /// The `Allow` header (405 answers).
+    pub allow: Option<String>,
 }
 
 impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
@@ -447,7 +449,8 @@ impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
         let content_type =
             r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = serde_json::from_slice(r.body().as_ref()).unwrap_or(serde_json::Value::Null);
-        Self { status: r.status().as_u16(), content_type, body }
+        let allow = r.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Self { status: r.status().as_u16(), content_type, body, allow }
     }
 }
 

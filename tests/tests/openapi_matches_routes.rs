@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use retarget_shared::edge::problem::ErrorCode;
-use retarget_shared::edge::routes::{Function, ROUTES};
+use retarget_shared::edge::routes::{Function, ROUTES, UNROUTED};
 use serde_yaml::Value;
 
 fn repo_file(relative: &str) -> PathBuf {
@@ -306,6 +306,7 @@ fn template_maps_every_route_to_its_function() {
 
     // (METHOD, path) -> binary of the function whose HttpApi event serves it.
     let mut served: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut unrouted: Option<String> = None;
     for (id, (binary, function)) in &functions {
         let Some(events) = get(field(function, "Properties", id), "Events") else { continue };
         for (name, event) in events.as_mapping().unwrap_or_else(|| panic!("{id}.Events is not a mapping")) {
@@ -319,6 +320,11 @@ fn template_maps_every_route_to_its_function() {
                 .unwrap_or_else(|| panic!("{what}.Properties.ApiId must be a Ref to the HttpApi"));
             let api_type = get(resources, api).and_then(|r| get(r, "Type")).and_then(Value::as_str);
             assert_eq!(api_type, Some("AWS::Serverless::HttpApi"), "{what}: ApiId {api} is not an HttpApi");
+            if get(props, "Method").is_none() && get(props, "Path").is_none() {
+                // SAM's $default route: what no route matched.
+                assert!(unrouted.replace(binary.clone()).is_none(), "{what}: a second $default route");
+                continue;
+            }
             let method =
                 as_str(field(props, "Method", &what), &format!("{what}.Method")).to_ascii_uppercase();
             let path = as_str(field(props, "Path", &what), &format!("{what}.Path")).to_owned();
@@ -340,6 +346,9 @@ fn template_maps_every_route_to_its_function() {
     }
     for ((method, path), binary) in served {
         problems.push(format!("{method} {path} is an HttpApi event of {binary} but not in routes::ROUTES"));
+    }
+    if unrouted.as_deref() != Some(binary(UNROUTED)) {
+        problems.push(format!("the $default route is served by {unrouted:?}, not {}", binary(UNROUTED)));
     }
     assert!(
         problems.is_empty(),

@@ -58,6 +58,12 @@ impl Route {
     }
 }
 
+/// The function API Gateway's `$default` route invokes: whatever no route of [`ROUTES`] matched
+/// (an unknown path, or a known path with another method). Every HTTP function re-matches the
+/// raw path before anything else and answers those itself — 404 `not_found`, or 405
+/// `method_not_allowed` with `Allow` — as the local API's router does, without reading the table.
+pub const UNROUTED: Function = Function::Subscriptions;
+
 /// (method, path template, route, owner). `{x}` matches one non-empty path segment.
 pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::POST, "/v1/subscriptions", Route::CreateSubscription, Function::Subscriptions),
