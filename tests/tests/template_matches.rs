@@ -566,3 +566,27 @@ fn senders_retry_onto_their_own_queue_and_dead_letter_their_own_dlq() {
         assert_eq!(send_targets, expected, "{role_id} may send to exactly its queue and dead-letter queue");
     }
 }
+
+/// Issue 14: one deploy is enough. `PublicBaseUrl` defaults to empty; the SMS sender's
+/// StatusCallback prefix is then the API's own URL — the same value as the `ApiUrl` output —
+/// and the webhooks function gets the parameter as given (empty: it verifies over the origin
+/// API Gateway was called at, `retarget_webhooks::request_origin`).
+#[test]
+fn one_deploy_points_twilio_at_the_api_itself() {
+    let t = template();
+    let parameter = field(field(&t, "Parameters", "template"), "PublicBaseUrl", "Parameters");
+    assert_eq!(as_str(field(parameter, "Default", "PublicBaseUrl"), "PublicBaseUrl.Default"), "");
+    let api_url = field(field(field(&t, "Outputs", "template"), "ApiUrl", "Outputs"), "Value", "ApiUrl");
+    let sms = resource(&t, "SmsSenderFunction", "AWS::Serverless::Function");
+    let vars = field(prop(sms, "SmsSenderFunction", "Environment"), "Variables", "SmsSenderFunction");
+    let (tag, args) = intrinsic(field(vars, "PUBLIC_BASE_URL", "SmsSenderFunction")).expect("an !If");
+    assert_eq!(tag, "If");
+    let args = as_seq(args, "the !If");
+    assert_eq!(as_str(&args[0], "its condition"), "HasPublicBaseUrl");
+    assert_eq!(reference(&args[1], "its custom-domain branch"), "PublicBaseUrl");
+    assert_eq!(&args[2], api_url, "without a custom domain: the ApiUrl output's value");
+    let condition = field(field(&t, "Conditions", "template"), "HasPublicBaseUrl", "Conditions");
+    assert!(format!("{condition:?}").contains("PublicBaseUrl"), "{condition:?}");
+    let webhooks = function_env(&t, "WebhooksFunction");
+    assert_eq!(webhooks.get("PUBLIC_BASE_URL").map(String::as_str), Some("PublicBaseUrl"));
+}

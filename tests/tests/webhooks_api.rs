@@ -142,6 +142,43 @@ async fn forged_twilio_callbacks_are_refused_and_record_nothing() {
     world.call(missing_app.request(PUBLIC, TOKEN)).await.assert_problem(404, "not_found");
 }
 
+/// Issue 14: deployed without a custom domain (`PUBLIC_BASE_URL` empty), the webhooks function
+/// checks Twilio's signature over the origin API Gateway reports the callback came to (its
+/// request context's `domainName`, where the SMS sender's StatusCallbacks point by default) —
+/// as strictly as over a configured URL: any other origin, port or token is refused.
+#[tokio::test]
+async fn without_a_public_base_url_twilio_signs_the_origin_api_gateway_was_called_at() {
+    use retarget_shared::bootstrap::HttpFunction;
+    // The domain in the recorded API Gateway event (tests/fixtures/apigw-http-api-request.json).
+    const ORIGIN: &str = "https://aaaaaaaaaa.execute-api.us-west-2.amazonaws.com";
+    let world = World::new().await;
+    let t = world.twilio_app(TOKEN, "+15550009999").await;
+    let message = world.message(&t, Channel::Sms).await;
+    let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
+    let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "delivered");
+    let webhooks = retarget_webhooks::Deps { store: world.store.clone(), public_base_url: None };
+    let call =
+        async |request: ApiRequest| retarget_tests::ApiResponse::from(webhooks.handle(request.build()).await);
+    let before = world.scan_all().await.len();
+    for refused in [
+        c.request(PUBLIC, TOKEN),
+        c.request("https://aaaaaaaaaa.execute-api.us-west-2.amazonaws.com:8443", TOKEN),
+        c.request(ORIGIN, "wrong-token"),
+    ] {
+        call(refused).await.assert_problem(403, "invalid_signature");
+    }
+    assert_eq!(world.scan_all().await.len(), before, "nothing recorded");
+    assert_eq!(call(c.request(ORIGIN, TOKEN)).await.status, 204);
+    assert_eq!(world.stats(&message).await[&EventKind::Delivered], 1);
+
+    // With a configured URL, the request's own origin is not trusted instead.
+    let configured =
+        retarget_webhooks::Deps { store: world.store.clone(), public_base_url: Some(PUBLIC.to_owned()) };
+    let c2 = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "undelivered");
+    let r = retarget_tests::ApiResponse::from(configured.handle(c2.request(ORIGIN, TOKEN).build()).await);
+    r.assert_problem(403, "invalid_signature");
+}
+
 fn push_request(app: &TestApp, secret: &str, t: i64, body: &serde_json::Value) -> ApiRequest {
     let raw = body.to_string();
     let signature = format!("t={t},v1={}", push_signature(secret, t, raw.as_bytes()));

@@ -20,8 +20,10 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct Deps {
     pub store: Store,
-    /// The public URL prefix Twilio was given (`PUBLIC_BASE_URL`), part of what it signs.
-    pub public_base_url: String,
+    /// The public URL prefix Twilio was given (`PUBLIC_BASE_URL`), part of what it signs; `None`
+    /// when the deploy gives none: then the origin API Gateway was called at
+    /// ([`request_origin`]), which is where the SMS sender's callbacks point by default.
+    pub public_base_url: Option<String>,
 }
 
 pub const TWILIO_SIGNATURE: &str = "x-twilio-signature";
@@ -29,7 +31,8 @@ pub const PUSH_SIGNATURE: &str = "retarget-signature";
 
 impl FromEnv for Deps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self { store: infra.store(env), public_base_url: env.url("PUBLIC_BASE_URL", None) })
+        let public_base_url = Some(env.url("PUBLIC_BASE_URL", Some(""))).filter(|url| !url.is_empty());
+        Ok(Self { store: infra.store(env), public_base_url })
     }
 }
 
@@ -74,7 +77,11 @@ async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
         request.headers().get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok()).ok_or_else(twilio_forbidden)?;
     let auth_token = app.twilio.as_ref().map(|t| t.auth_token.as_str()).ok_or_else(twilio_forbidden)?;
     let query = request.uri().query().unwrap_or("");
-    let url = twilio_url(&deps.public_base_url, request.raw_http_path(), query);
+    let base = match &deps.public_base_url {
+        Some(base) => base.clone(),
+        None => request_origin(request).ok_or_else(twilio_forbidden)?,
+    };
+    let url = twilio_url(&base, request.raw_http_path(), query);
     let params = url_decode_pairs(raw);
     if !verify_twilio(auth_token, &url, &params, signature) {
         tracing::warn!(app_id = %app.app_id, "Twilio callback with a bad signature");
@@ -83,6 +90,20 @@ async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     match twilio_event(&params, query)? {
         Some(event) => record_one(deps, app, event).await,
         None => Ok(no_content()),
+    }
+}
+
+/// `https://{domain}` of the API Gateway request: the domain the caller used (the API's
+/// `execute-api` domain, or a custom domain mapped to it), as API Gateway reports it in the
+/// request context — not the `Host` header. `None` outside API Gateway. The HTTP API's
+/// `$default` stage adds no path prefix.
+pub fn request_origin(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => {
+            let domain = context.domain_name.as_deref().filter(|d| !d.is_empty())?;
+            Some(format!("https://{domain}"))
+        }
+        _ => None,
     }
 }
 
