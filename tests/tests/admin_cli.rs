@@ -7,9 +7,14 @@ use retarget_tests::World;
 use serde_json::Value;
 
 async fn admin(world: &World, args: &[&str]) -> Result<Value, AdminError> {
+    admin_with_stdin(world, args, "").await
+}
+
+/// As the binary runs with `stdin` on its standard input.
+async fn admin_with_stdin(world: &World, args: &[&str], stdin: &str) -> Result<Value, AdminError> {
     let cli = Cli::try_parse_from(std::iter::once("retarget-admin").chain(args.iter().copied()))
         .map_err(|e| AdminError::Invalid(e.to_string()))?;
-    run(&world.store, cli).await
+    run(&world.store, cli, &mut stdin.as_bytes()).await
 }
 
 #[tokio::test]
@@ -95,4 +100,120 @@ async fn bad_arguments_are_refused_before_anything_is_written() {
         admin(&world, &["key", "create", "--app-id", &missing]).await,
         Err(AdminError::UnknownApp)
     ));
+}
+
+/// Issue 14: `app set-credentials` adds or replaces only the providers it is given; secrets come
+/// from a flag, a file or standard input (out of shell history); bad input writes nothing.
+#[tokio::test]
+async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
+    let world = World::new().await;
+    let created = admin(&world, &["app", "create", "--name", "Later Co", "--plan", "pro"]).await.unwrap();
+    let app_id = created["app_id"].as_str().unwrap().to_owned();
+    let id = AppId::parse(&app_id).unwrap();
+    let app = || async { world.store.get_app(id).await.unwrap().unwrap() };
+    assert!(app().await.twilio.is_none() && app().await.fcm.is_none());
+
+    // Twilio, its token on standard input.
+    let set = ["app", "set-credentials", "--app-id", &app_id];
+    let twilio = [
+        &set[..],
+        &["--twilio-account-sid", "AC9", "--twilio-auth-token-file", "-", "--twilio-from", "+15550002222"],
+    ]
+    .concat();
+    let out = admin_with_stdin(&world, &twilio, "token-from-stdin\n").await.unwrap();
+    assert_eq!(out, serde_json::json!({ "app_id": app_id }));
+    let t = app().await.twilio.unwrap();
+    assert_eq!((t.account_sid.as_str(), t.auth_token.as_str()), ("AC9", "token-from-stdin"));
+
+    // FCM from a file: Twilio is kept.
+    let dir = std::env::temp_dir().join(format!("admin-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sa = dir.join("sa.json");
+    let key = serde_json::json!({"project_id": "p1", "client_email": "a@p1.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n", "token_uri": "https://oauth2.googleapis.com/token"});
+    std::fs::write(&sa, key.to_string()).unwrap();
+    admin(&world, &[&set[..], &["--fcm-service-account", sa.to_str().unwrap()]].concat()).await.unwrap();
+    let now = app().await;
+    assert_eq!(now.fcm.as_ref().map(|f| f.project_id.as_str()), Some("p1"));
+    assert_eq!(now.twilio.as_ref().map(|t| t.auth_token.as_str()), Some("token-from-stdin"), "kept");
+
+    // Rotating the Twilio token replaces Twilio only; FCM is kept.
+    let rotate = [
+        &set[..],
+        &[
+            "--twilio-account-sid",
+            "AC9",
+            "--twilio-auth-token",
+            "rotated",
+            "--twilio-messaging-service-sid",
+            "MG1",
+        ],
+    ]
+    .concat();
+    admin(&world, &rotate).await.unwrap();
+    let now = app().await;
+    let t = now.twilio.unwrap();
+    assert_eq!(
+        (t.auth_token.as_str(), t.from, t.messaging_service_sid.as_deref()),
+        ("rotated", None, Some("MG1"))
+    );
+    assert!(now.fcm.is_some(), "kept");
+
+    // Refused, nothing written.
+    let before = world.snapshot().await;
+    let missing = AppId::new().to_string();
+    let unknown = [
+        "app",
+        "set-credentials",
+        "--app-id",
+        &missing,
+        "--twilio-account-sid",
+        "AC1",
+        "--twilio-auth-token",
+        "t",
+        "--twilio-from",
+        "+15550001111",
+    ];
+    assert!(matches!(admin(&world, &unknown).await, Err(AdminError::UnknownApp)));
+    for (args, stdin) in [
+        (set.to_vec(), ""),
+        ([&set[..], &["--twilio-account-sid", "AC1", "--twilio-from", "+15550001111"]].concat(), ""),
+        (
+            [
+                &set[..],
+                &[
+                    "--twilio-account-sid",
+                    "AC1",
+                    "--twilio-auth-token-file",
+                    "-",
+                    "--twilio-from",
+                    "+15550001111",
+                ],
+            ]
+            .concat(),
+            "  \n",
+        ),
+        (
+            [
+                &set[..],
+                &[
+                    "--twilio-account-sid",
+                    "AC1",
+                    "--twilio-auth-token-file",
+                    "-",
+                    "--twilio-from",
+                    "+15550001111",
+                    "--fcm-service-account",
+                    "-",
+                ],
+            ]
+            .concat(),
+            "x",
+        ),
+        ([&set[..], &["--fcm-service-account", "-"]].concat(), "{not json"),
+    ] {
+        assert!(admin_with_stdin(&world, &args, stdin).await.is_err(), "{args:?} was accepted");
+    }
+    assert_eq!(world.snapshot().await, before, "nothing written");
+    std::fs::remove_dir_all(&dir).ok();
 }

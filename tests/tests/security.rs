@@ -45,7 +45,7 @@ fn pem_lines(pem: &str) -> Vec<String> {
 async fn admin(world: &World, args: &[&str]) -> Value {
     let cli = Cli::try_parse_from(std::iter::once("retarget-admin").chain(args.iter().copied()))
         .expect("admin arguments");
-    run(&world.store, cli).await.expect("admin command")
+    run(&world.store, cli, &mut std::io::empty()).await.expect("admin command")
 }
 
 /// An app with Twilio, FCM and APNs credentials, created through the admin library.

@@ -30,6 +30,8 @@ pub enum Command {
 pub enum AppCommand {
     /// Create an app and its first API key.
     Create(Box<CreateApp>),
+    /// Add or replace an app's provider credentials (only the providers given; prints {"app_id"}).
+    SetCredentials(Box<SetCredentials>),
     /// Change an app's plan (free → paid stamps retargeting_enabled_at).
     SetPlan {
         #[arg(long)]
@@ -59,18 +61,37 @@ pub struct CreateApp {
     pub name: String,
     #[arg(long)]
     pub plan: Plan,
-    #[arg(long, requires = "twilio_auth_token")]
+    #[command(flatten)]
+    pub providers: Providers,
+}
+
+#[derive(Debug, Args)]
+pub struct SetCredentials {
+    #[arg(long)]
+    pub app_id: AppId,
+    #[command(flatten)]
+    pub providers: Providers,
+}
+
+/// The provider flags of `app create` and `app set-credentials`. A secret is given inline, or,
+/// to keep it out of shell history and `ps`, read from a file (`-`: standard input).
+#[derive(Debug, Args)]
+pub struct Providers {
+    #[arg(long)]
     pub twilio_account_sid: Option<String>,
-    #[arg(long, requires = "twilio_account_sid")]
+    #[arg(long, requires = "twilio_account_sid", conflicts_with = "twilio_auth_token_file")]
     pub twilio_auth_token: Option<String>,
+    /// A file holding the Twilio auth token (`-`: read it from standard input).
+    #[arg(long, requires = "twilio_account_sid")]
+    pub twilio_auth_token_file: Option<PathBuf>,
     #[arg(long, requires = "twilio_account_sid", conflicts_with = "twilio_messaging_service_sid")]
     pub twilio_from: Option<String>,
     #[arg(long, requires = "twilio_account_sid")]
     pub twilio_messaging_service_sid: Option<String>,
-    /// Google's service-account JSON key file.
+    /// Google's service-account JSON key file (`-`: standard input).
     #[arg(long)]
     pub fcm_service_account: Option<PathBuf>,
-    /// The APNs token-auth key (.p8).
+    /// The APNs token-auth key (.p8; `-`: standard input).
     #[arg(long, requires_all = ["apns_key_id", "apns_team_id", "apns_topic"])]
     pub apns_key: Option<PathBuf>,
     #[arg(long, requires = "apns_key")]
@@ -79,6 +100,100 @@ pub struct CreateApp {
     pub apns_team_id: Option<String>,
     #[arg(long, requires = "apns_key")]
     pub apns_topic: Option<String>,
+}
+
+/// The credentials the flags give, checked; `None` for each provider not given.
+pub struct Credentials {
+    pub twilio: Option<TwilioConfig>,
+    pub fcm: Option<FcmConfig>,
+    pub apns: Option<ApnsConfig>,
+}
+
+impl Providers {
+    /// Reads and checks what was given; at most one of the secrets may come from stdin.
+    pub fn read(self, stdin: &mut dyn std::io::Read) -> Result<Credentials, AdminError> {
+        let from_stdin = [&self.twilio_auth_token_file, &self.fcm_service_account, &self.apns_key]
+            .iter()
+            .filter(|p| p.as_deref().is_some_and(is_stdin))
+            .count();
+        if from_stdin > 1 {
+            return Err(AdminError::Invalid("only one secret can be read from standard input".into()));
+        }
+        let twilio = match self.twilio_account_sid {
+            None => None,
+            Some(account_sid) => {
+                let auth_token = match (self.twilio_auth_token, self.twilio_auth_token_file) {
+                    (Some(token), None) => token,
+                    (None, Some(path)) => {
+                        read_secret(&path, "--twilio-auth-token-file", stdin)?.trim().to_owned()
+                    }
+                    _ => {
+                        return Err(AdminError::Invalid(
+                            "Twilio needs --twilio-auth-token or --twilio-auth-token-file".into(),
+                        ));
+                    }
+                };
+                if auth_token.is_empty() {
+                    return Err(AdminError::Invalid("the Twilio auth token is empty".into()));
+                }
+                if self.twilio_from.is_none() && self.twilio_messaging_service_sid.is_none() {
+                    return Err(AdminError::Invalid(
+                        "Twilio needs --twilio-from or --twilio-messaging-service-sid".into(),
+                    ));
+                }
+                if let Some(from) = &self.twilio_from {
+                    retarget_shared::domain::PhoneNumber::parse(from)
+                        .map_err(|e| AdminError::Invalid(format!("--twilio-from: {e}")))?;
+                }
+                Some(TwilioConfig {
+                    account_sid,
+                    auth_token,
+                    from: self.twilio_from,
+                    messaging_service_sid: self.twilio_messaging_service_sid,
+                })
+            }
+        };
+        let fcm = match self.fcm_service_account {
+            Some(path) => {
+                Some(parse_service_account(&read_secret(&path, "--fcm-service-account", stdin)?, &path)?)
+            }
+            None => None,
+        };
+        let apns = match (self.apns_key, self.apns_key_id, self.apns_team_id, self.apns_topic) {
+            (Some(path), Some(key_id), Some(team_id), Some(topic)) => {
+                let private_key_pem = read_secret(&path, "--apns-key", stdin)?;
+                if !private_key_pem.contains("BEGIN PRIVATE KEY") {
+                    return Err(AdminError::Invalid(format!(
+                        "--apns-key {}: not a PEM .p8 key",
+                        path.display()
+                    )));
+                }
+                Some(ApnsConfig { private_key_pem, key_id, team_id, topic })
+            }
+            _ => None,
+        };
+        Ok(Credentials { twilio, fcm, apns })
+    }
+}
+
+fn is_stdin(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// A secret's text from `path`, or from `stdin` when `path` is `-`.
+fn read_secret(
+    path: &std::path::Path,
+    flag: &str,
+    stdin: &mut dyn std::io::Read,
+) -> Result<String, AdminError> {
+    let mut text = String::new();
+    let read = if is_stdin(path) {
+        stdin.read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    read.map_err(|e| AdminError::Invalid(format!("{flag} {}: {e}", path.display())))?;
+    Ok(text)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +214,23 @@ impl From<StoreError> for AdminError {
     }
 }
 
-pub async fn run(store: &Store, cli: Cli) -> Result<Value, AdminError> {
+/// Runs a command; secrets named `-` are read from `stdin`.
+pub async fn run(store: &Store, cli: Cli, stdin: &mut dyn std::io::Read) -> Result<Value, AdminError> {
     match cli.command {
-        Command::App(AppCommand::Create(args)) => create_app(store, *args).await,
+        Command::App(AppCommand::Create(args)) => create_app(store, *args, stdin).await,
+        Command::App(AppCommand::SetCredentials(args)) => {
+            let Credentials { twilio, fcm, apns } = args.providers.read(stdin)?;
+            if twilio.is_none() && fcm.is_none() && apns.is_none() {
+                return Err(AdminError::Invalid(
+                    "give the credentials to set: --twilio-…, --fcm-service-account or --apns-…".into(),
+                ));
+            }
+            let app = store
+                .set_credentials(args.app_id, twilio, fcm, apns)
+                .await
+                .map_err(not_found_as(AdminError::UnknownApp))?;
+            Ok(json!({ "app_id": app.app_id }))
+        }
         Command::App(AppCommand::SetPlan { app_id, plan }) => {
             let app = store.set_plan(app_id, plan).await.map_err(not_found_as(AdminError::UnknownApp))?;
             Ok(json!({
@@ -131,42 +260,12 @@ fn not_found_as(replacement: AdminError) -> impl FnOnce(StoreError) -> AdminErro
     }
 }
 
-async fn create_app(store: &Store, args: CreateApp) -> Result<Value, AdminError> {
-    let twilio = match (args.twilio_account_sid, args.twilio_auth_token) {
-        (Some(account_sid), Some(auth_token)) => {
-            if args.twilio_from.is_none() && args.twilio_messaging_service_sid.is_none() {
-                return Err(AdminError::Invalid(
-                    "Twilio needs --twilio-from or --twilio-messaging-service-sid".into(),
-                ));
-            }
-            if let Some(from) = &args.twilio_from {
-                retarget_shared::domain::PhoneNumber::parse(from)
-                    .map_err(|e| AdminError::Invalid(format!("--twilio-from: {e}")))?;
-            }
-            Some(TwilioConfig {
-                account_sid,
-                auth_token,
-                from: args.twilio_from,
-                messaging_service_sid: args.twilio_messaging_service_sid,
-            })
-        }
-        _ => None,
-    };
-    let fcm = match args.fcm_service_account {
-        Some(path) => Some(read_service_account(&path)?),
-        None => None,
-    };
-    let apns = match (args.apns_key, args.apns_key_id, args.apns_team_id, args.apns_topic) {
-        (Some(path), Some(key_id), Some(team_id), Some(topic)) => {
-            let private_key_pem = std::fs::read_to_string(&path)
-                .map_err(|e| AdminError::Invalid(format!("--apns-key {}: {e}", path.display())))?;
-            if !private_key_pem.contains("BEGIN PRIVATE KEY") {
-                return Err(AdminError::Invalid(format!("--apns-key {}: not a PEM .p8 key", path.display())));
-            }
-            Some(ApnsConfig { private_key_pem, key_id, team_id, topic })
-        }
-        _ => None,
-    };
+async fn create_app(
+    store: &Store,
+    args: CreateApp,
+    stdin: &mut dyn std::io::Read,
+) -> Result<Value, AdminError> {
+    let Credentials { twilio, fcm, apns } = args.providers.read(stdin)?;
     let app = store.create_app(NewApp { name: args.name, plan: args.plan, twilio, fcm, apns }).await?;
     let key = store.create_api_key(app.app_id).await?;
     Ok(json!({
@@ -177,10 +276,8 @@ async fn create_app(store: &Store, args: CreateApp) -> Result<Value, AdminError>
     }))
 }
 
-fn read_service_account(path: &std::path::Path) -> Result<FcmConfig, AdminError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AdminError::Invalid(format!("--fcm-service-account {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
+fn parse_service_account(text: &str, path: &std::path::Path) -> Result<FcmConfig, AdminError> {
+    serde_json::from_str(text).map_err(|e| {
         AdminError::Invalid(format!(
             "--fcm-service-account {}: not a service-account key (project_id, client_email, private_key, token_uri): {e}",
             path.display()

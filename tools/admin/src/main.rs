@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
         eprintln!("retarget-admin: {e}");
         return ExitCode::from(2);
     }
-    match retarget_admin::run(&store, cli).await {
+    match retarget_admin::run(&store, cli, &mut std::io::stdin()).await {
         Ok(output) => {
             println!("{output}");
             ExitCode::SUCCESS

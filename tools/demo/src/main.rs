@@ -187,7 +187,9 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
         "--apns-topic",
         "shop.example.app",
     ];
-    let created = retarget_admin::run(&demo.store, retarget_admin::Cli::try_parse_from(args)?).await?;
+    let created =
+        retarget_admin::run(&demo.store, retarget_admin::Cli::try_parse_from(args)?, &mut std::io::empty())
+            .await?;
     let _ = std::fs::remove_file(&account_file);
     let app_id = created["app_id"].as_str().context("no app_id")?.to_owned();
     demo.api_key = created["api_key"].as_str().context("no api_key")?.to_owned();

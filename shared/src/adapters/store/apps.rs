@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{key, s};
 use super::{Store, StoreError};
-use crate::domain::{ApiKey, ApiKeyHash, App, AppId, NewApp, Plan};
+use crate::domain::{ApiKey, ApiKeyHash, ApnsConfig, App, AppId, FcmConfig, NewApp, Plan, TwilioConfig};
 use crate::keys;
 
 #[derive(Serialize, Deserialize)]
@@ -88,6 +88,51 @@ impl Store {
             update.update_expression("SET #plan = :new")
         };
         let output = update.send().await.map_err(StoreError::dynamo("UpdateItem plan"))?;
+        let item = output.attributes.ok_or(StoreError::NotFound)?;
+        Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
+    }
+
+    /// Adds or replaces the given providers' credentials of an app (the others are kept), in one
+    /// conditional update: `NotFound` for an unknown app, nothing written then.
+    pub async fn set_credentials(
+        &self,
+        app_id: AppId,
+        twilio: Option<TwilioConfig>,
+        fcm: Option<FcmConfig>,
+        apns: Option<ApnsConfig>,
+    ) -> Result<App, StoreError> {
+        let mut sets = Vec::new();
+        let mut update = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(ReturnValue::AllNew);
+        if let Some(twilio) = &twilio {
+            sets.push("twilio = :twilio");
+            update = update.expression_attribute_values(":twilio", serde_dynamo::to_attribute_value(twilio)?);
+        }
+        if let Some(fcm) = &fcm {
+            sets.push("fcm = :fcm");
+            update = update.expression_attribute_values(":fcm", serde_dynamo::to_attribute_value(fcm)?);
+        }
+        if let Some(apns) = &apns {
+            sets.push("apns = :apns");
+            update = update.expression_attribute_values(":apns", serde_dynamo::to_attribute_value(apns)?);
+        }
+        if sets.is_empty() {
+            return self.get_app(app_id).await?.ok_or(StoreError::NotFound);
+        }
+        let result = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem app credentials"));
+        let output = match result {
+            Err(e) if e.is_condition_failed() => return Err(StoreError::NotFound),
+            other => other?,
+        };
         let item = output.attributes.ok_or(StoreError::NotFound)?;
         Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
     }
