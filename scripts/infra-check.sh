@@ -2,11 +2,14 @@
 # Checks the deployable bundle, offline once the tools are installed:
 #   1. installs cargo-lambda, zig, the AWS SAM CLI and cfn-lint into .local/venv (one venv:
 #      cargo-lambda finds zig through the first python3 on PATH); skipped when present;
-#   2. cfn-lint infra/template.yaml, then sam validate --lint;
+#   2. cfn-lint infra/template.yaml, sam validate --lint, and a deploy rehearsal on SAM's own
+#      transform of the template, the stack created in moto's CloudFormation
+#      (scripts/deploy-rehearsal.py; its own DynamoDB Local + moto in .local/infra-services);
 #   3. checks that every crate under functions/ is a function of the template and vice versa;
-#   4. cargo lambda build --release --arm64 of every function package, one at a time (as sam build),
-#      zipped under target/lambda/<package>/bootstrap.zip;
-#   5. prints every function's binary and zip size.
+#   4. `sam build`, exactly the README's command (samconfig.toml: BuildMethod rust-cargolambda,
+#      a SAM beta feature turned on there, so it asks nothing): every function built by
+#      cargo-lambda for arm64 into .aws-sam/build/<LogicalId>/bootstrap, and the built template;
+#   5. prints every function's binary and zipped size (what Lambda is given).
 # Exits non-zero on the first failure. Usage: bash scripts/infra-check.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -17,14 +20,15 @@ LOCAL="$ROOT/.local"
 VENV="$LOCAL/venv"
 TEMPLATE="infra/template.yaml"
 TARGET_TRIPLE="aarch64-unknown-linux-gnu"
-LAMBDA_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/lambda"
 
 STARTED=$SECONDS
 STEP_STARTED=$SECONDS
 step() { STEP_STARTED=$SECONDS; log "== $*"; }
 done_step() { log "   done in $((SECONDS - STEP_STARTED))s"; }
+STARTED_SERVICES=0
 on_exit() {
   local rc=$?
+  ((STARTED_SERVICES == 0)) || bash scripts/services.sh stop || true
   ((rc == 0)) || log "FAILED (exit $rc) after $((SECONDS - STARTED))s"
 }
 trap on_exit EXIT
@@ -85,6 +89,18 @@ step "sam validate --lint"
 sam validate --lint --region us-east-1 -t "$TEMPLATE"
 done_step
 
+step "deploy rehearsal: SAM's transform; references, defaults, routes, roles; the stack in moto's CloudFormation"
+export SERVICES_DIR=.local/infra-services
+bash scripts/services.sh install
+bash scripts/services.sh start
+STARTED_SERVICES=1
+# shellcheck source=/dev/null
+. "$SERVICES_DIR/services.env"
+python3 scripts/deploy-rehearsal.py --moto "$AWS_ENDPOINT_URL_SQS" "$TEMPLATE"
+bash scripts/services.sh stop
+STARTED_SERVICES=0
+done_step
+
 # --- 3. function packages = template functions ---------------------------------------------
 step "function packages"
 packages=()
@@ -103,32 +119,38 @@ log "   ${#packages[@]} functions: ${packages[*]}"
 done_step
 
 # --- 4. build ---------------------------------------------------------------------------------
-# One package at a time, as `sam build` builds each function: cargo unifies the features of the
-# packages it builds together, and each function must link only the clients it enables.
-step "cargo lambda build --release --arm64 (${#packages[@]} packages, one at a time)"
-for name in "${packages[@]}"; do
-  cargo lambda build --release --arm64 --output-format zip -p "$name"
-done
+# The README's command, from the repository root, with nothing on stdin: a question would abort.
+step "sam build (${#packages[@]} functions)"
+rm -rf .aws-sam/build
+sam build </dev/null
 BUILD_SECONDS=$((SECONDS - STEP_STARTED))
+[[ -f .aws-sam/build/template.yaml ]] || die "sam build wrote no .aws-sam/build/template.yaml"
 done_step
 
 # --- 5. sizes ---------------------------------------------------------------------------------
-size_of() { stat -c %s "$1"; }
-human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
-printf '\n%-24s %12s %12s\n' "function" "bootstrap" "zip"
-total_zip=0
-for name in "${packages[@]}"; do
-  dir="$LAMBDA_DIR/$name"
-  [[ -f "$dir/bootstrap.zip" ]] || die "$dir/bootstrap.zip was not produced"
-  zip_size=$(size_of "$dir/bootstrap.zip")
-  # The zip holds the binary; unzip -l tells its size even when no bootstrap was left beside it.
-  if [[ -f "$dir/bootstrap" ]]; then
-    bin_size=$(size_of "$dir/bootstrap")
-  else
-    bin_size=$(python3 -c 'import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).getinfo("bootstrap").file_size)' "$dir/bootstrap.zip")
-  fi
-  total_zip=$((total_zip + zip_size))
-  printf '%-24s %12s %12s\n' "$name" "$(human "$bin_size")" "$(human "$zip_size")"
-done
-printf '%-24s %12s %12s\n\n' "total" "" "$(human "$total_zip")"
+# Each function's bootstrap as sam build left it, and its size zipped (deflate), as `sam deploy`
+# uploads it.
+mapfile -t functions < <(sed -n 's/^  \([A-Z][A-Za-z]*Function\):$/\1/p' "$TEMPLATE")
+((${#functions[@]} == ${#packages[@]})) || die "${#functions[@]} template functions for ${#packages[@]} packages"
+python3 - "${functions[@]}" <<'PY'
+import io, os, sys, zipfile
+def human(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{n}B"
+        n /= 1024
+print(f"\n{'function':<24} {'bootstrap':>12} {'zip':>12}")
+total = 0
+for name in sys.argv[1:]:
+    path = os.path.join(".aws-sam", "build", name, "bootstrap")
+    if not os.path.isfile(path):
+        sys.exit(f"{path} was not built")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, "bootstrap")
+    size, zipped = os.path.getsize(path), len(buf.getvalue())
+    total += zipped
+    print(f"{name:<24} {human(size):>12} {human(zipped):>12}")
+print(f"{'total':<24} {'':>12} {human(total):>12}\n")
+PY
 log "all checks passed in $((SECONDS - STARTED))s (build ${BUILD_SECONDS}s)"
