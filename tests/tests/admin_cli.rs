@@ -175,41 +175,16 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
         "+15550001111",
     ];
     assert!(matches!(admin(&world, &unknown).await, Err(AdminError::UnknownApp)));
+    let token_on_stdin = [
+        &set[..],
+        &["--twilio-account-sid", "AC1", "--twilio-auth-token-file", "-", "--twilio-from", "+15550001111"],
+    ]
+    .concat();
     for (args, stdin) in [
         (set.to_vec(), ""),
         ([&set[..], &["--twilio-account-sid", "AC1", "--twilio-from", "+15550001111"]].concat(), ""),
-        (
-            [
-                &set[..],
-                &[
-                    "--twilio-account-sid",
-                    "AC1",
-                    "--twilio-auth-token-file",
-                    "-",
-                    "--twilio-from",
-                    "+15550001111",
-                ],
-            ]
-            .concat(),
-            "  \n",
-        ),
-        (
-            [
-                &set[..],
-                &[
-                    "--twilio-account-sid",
-                    "AC1",
-                    "--twilio-auth-token-file",
-                    "-",
-                    "--twilio-from",
-                    "+15550001111",
-                    "--fcm-service-account",
-                    "-",
-                ],
-            ]
-            .concat(),
-            "x",
-        ),
+        (token_on_stdin.clone(), "  \n"),
+        ([&token_on_stdin[..], &["--fcm-service-account", "-"]].concat(), "x"),
         ([&set[..], &["--fcm-service-account", "-"]].concat(), "{not json"),
     ] {
         assert!(admin_with_stdin(&world, &args, stdin).await.is_err(), "{args:?} was accepted");
