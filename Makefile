@@ -1,7 +1,7 @@
 # Entry points. The scripts install what they need into the git-ignored .local/ folder.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help run test test-fast dev fmt lint ci bench fuzz load schemathesis clean-local
+.PHONY: help run test test-fast dev dev-app fmt lint ci bench fuzz load schemathesis clean-local
 
 # Extra arguments for cargo test, e.g. make test TEST_ARGS='-p retarget-shared'
 TEST_ARGS ?=
@@ -10,7 +10,8 @@ help:
 	@echo "make run          end-to-end demo against a fresh local stack (exit 0 = every step passed)"
 	@echo "make test         every test: the fast tier, then the integration tier against a private DynamoDB Local + moto (TEST_ARGS=... for one cargo test)"
 	@echo "make test-fast    the fast tier only: unit and handler tests, no emulators"
-	@echo "make dev          local stack in the foreground on 127.0.0.1:\$${API_PORT:-3000} (Ctrl-C stops it)"
+	@echo "make dev          local stack in the foreground on 127.0.0.1:\$${API_PORT:-3000}, with Twilio/FCM/APNs stand-ins (Ctrl-C stops it)"
+	@echo "make dev-app      (while make dev runs) create an app wired to its stand-ins; prints its JSON (APP_NAME=...)"
 	@echo "make fmt          cargo fmt --all"
 	@echo "make lint         rustfmt check + clippy -D warnings"
 	@echo "make ci           what CI runs (.ci/run)"
@@ -31,6 +32,10 @@ test-fast:
 
 dev:
 	bash scripts/dev.sh
+
+# @: stdout is only the app's JSON, so APP=$$(make dev-app) keeps it.
+dev-app:
+	@bash scripts/dev-app.sh
 
 fmt:
 	cargo fmt --all

@@ -1,8 +1,6 @@
 //! The main job (`make run`): the whole story, offline, against the running local stack and
 //! local provider stand-ins, every step checked. Exits 0 only if all of them pass.
 
-mod standin;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -12,6 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser as _;
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_shared::{Store, SystemClock, adapters::aws};
+use retarget_standin::{Options, Provider, StandIn, credentials};
 use serde_json::{Value, json};
 
 struct Demo {
@@ -19,7 +18,7 @@ struct Demo {
     api_key: String,
     http: reqwest::Client,
     store: Store,
-    standin: standin::StandIn,
+    standin: StandIn,
     step: usize,
 }
 
@@ -130,6 +129,13 @@ impl Demo {
         Ok(response.status().as_u16())
     }
 
+    /// Every request the stand-ins got so far was one they accept (right credentials, well formed).
+    fn none_refused(&self) -> anyhow::Result<()> {
+        let refused: Vec<_> = self.standin.received().into_iter().filter(|r| r.refused.is_some()).collect();
+        ensure!(refused.is_empty(), "the provider stand-ins refused {refused:?}");
+        Ok(())
+    }
+
     /// Polls until `check` holds (the stack's pollers and scheduler run on their own).
     async fn wait_for<F: Fn(&Demo) -> bool>(&self, what: &str, check: F) -> anyhow::Result<()> {
         let started = Instant::now();
@@ -149,48 +155,21 @@ fn ok(line: impl std::fmt::Display) {
 
 async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     let standin_base = std::env::var("STANDIN_URL").context("STANDIN_URL")?;
-    let twilio_token = "demo-twilio-auth-token";
-    *demo.standin.twilio_basic.lock().map_err(|_| anyhow::anyhow!("lock"))? =
-        Some(format!("ACdemo:{twilio_token}"));
+    let twilio_token = credentials::TWILIO_AUTH_TOKEN;
 
     demo.heading("Create an app on the pro plan, with Twilio, FCM and APNs credentials");
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-    let mut account: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/fcm-demo-service-account.json"))?)?;
-    account["token_uri"] = format!("{standin_base}/token").into();
-    let account_file = std::env::temp_dir().join(format!("retarget-demo-fcm-{}.json", std::process::id()));
-    std::fs::write(&account_file, account.to_string())?;
-    let apns_key = format!("{fixtures}/apns-demo-key.p8");
-    let account_path = account_file.display().to_string();
-    let args = [
-        "retarget-admin",
-        "app",
-        "create",
-        "--name",
-        "Demo Shop",
-        "--plan",
-        "pro",
-        "--twilio-account-sid",
-        "ACdemo",
-        "--twilio-auth-token",
-        twilio_token,
-        "--twilio-from",
-        "+15550009999",
-        "--fcm-service-account",
-        &account_path,
-        "--apns-key",
-        &apns_key,
-        "--apns-key-id",
-        "DEMOKEY123",
-        "--apns-team-id",
-        "DEMOTEAM12",
-        "--apns-topic",
-        "shop.example.app",
-    ];
+    // The stand-ins' credentials, as `make dev-app` gives them: the service account's token_uri
+    // is the stand-in's.
+    let credentials_dir = std::env::temp_dir().join(format!("retarget-demo-{}", std::process::id()));
+    let flags = credentials::write_app_flags(&credentials_dir, &standin_base)?;
+    let args = ["retarget-admin", "app", "create", "--name", "Demo Shop", "--plan", "pro"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(flags);
     let created =
         retarget_admin::run(&demo.store, retarget_admin::Cli::try_parse_from(args)?, &mut std::io::empty())
             .await?;
-    let _ = std::fs::remove_file(&account_file);
+    let _ = std::fs::remove_dir_all(&credentials_dir);
     let app_id = created["app_id"].as_str().context("no app_id")?.to_owned();
     demo.api_key = created["api_key"].as_str().context("no api_key")?.to_owned();
     let secret = created["push_webhook_secret"].as_str().context("no secret")?.to_owned();
@@ -237,15 +216,16 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     let message_id = body["message_id"].as_str().context("no message id")?.to_owned();
     ok(format!("message {message_id} queued for {} recipients", body["recipients"]));
     demo.wait_for("6 push requests at the stand-ins", |d| {
-        d.standin.of("fcm").len() + d.standin.of("apns").len() >= 6
+        d.standin.of(Provider::Fcm).len() + d.standin.of(Provider::Apns).len() >= 6
     })
     .await?;
     ok(format!(
         "{} FCM sends (after {} OAuth token fetch), {} APNs sends",
-        demo.standin.of("fcm").len(),
-        demo.standin.of("oauth").len(),
-        demo.standin.of("apns").len()
+        demo.standin.of(Provider::Fcm).len(),
+        demo.standin.of(Provider::FcmToken).len(),
+        demo.standin.of(Provider::Apns).len()
     ));
+    demo.none_refused()?;
     demo.message_when(&message_id, StdDuration::from_secs(30), |stats| stats["sent"] == 6).await?;
     ok("the sender recorded a `sent` event for each of the six");
 
@@ -355,24 +335,18 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
         "dispatched: audience_size {}, enqueued {}, unreachable {}",
         view["audience_size"], view["enqueued"], view["unreachable"]
     ));
-    demo.wait_for("2 SMS at the Twilio stand-in", |d| d.standin.of("twilio").len() >= 2).await?;
-    let texts = demo.standin.of("twilio");
+    demo.wait_for("2 SMS at the Twilio stand-in", |d| d.standin.of(Provider::Twilio).len() >= 2).await?;
+    let texts = demo.standin.of(Provider::Twilio);
     for text in &texts {
-        let field = |name: &str| {
-            text.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
-        };
-        ok(format!("Twilio got To {} Body {:?}", field("To"), field("Body")));
+        let (to, body) = (text.to.as_deref().unwrap_or_default(), text.body.as_deref().unwrap_or_default());
+        ok(format!("Twilio got To {to} Body {body:?}"));
     }
     ensure!(texts.len() == 2, "{} SMS reached Twilio", texts.len());
+    demo.none_refused()?;
 
     demo.heading("Twilio's status callbacks come back (signed, duplicated, out of order)");
     for (i, text) in texts.iter().enumerate() {
-        let callback = text
-            .form
-            .iter()
-            .find(|(k, _)| k == "StatusCallback")
-            .map(|(_, v)| v.clone())
-            .context("no StatusCallback")?;
+        let callback = text.status_callback.clone().context("no StatusCallback")?;
         let sid = format!("SMdemo{i}");
         let statuses: &[&str] = if i == 0 {
             &["delivered", "sent", "queued", "delivered"]
@@ -384,7 +358,11 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
                 .twilio_callback(
                     &callback,
                     twilio_token,
-                    &[("MessageSid", &sid), ("MessageStatus", status), ("AccountSid", "ACdemo")],
+                    &[
+                        ("MessageSid", &sid),
+                        ("MessageStatus", status),
+                        ("AccountSid", credentials::TWILIO_ACCOUNT_SID),
+                    ],
                 )
                 .await?;
             ensure!(code == 204, "callback answered {code}");
@@ -423,7 +401,13 @@ async fn main() -> ExitCode {
         eprintln!("retarget-demo: TABLE_NAME and STANDIN_PORT are required (make run sets them)");
         return ExitCode::from(2);
     };
-    let standin = standin::StandIn::default();
+    let standin = match StandIn::new(Options::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("retarget-demo: the provider stand-ins: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(format!("127.0.0.1:{standin_port}")).await {
         Ok(l) => l,
         Err(e) => {

@@ -148,6 +148,10 @@ pub fn stack_env(api_url: &str, res: &Resources) -> String {
         };
         vars.push((name.to_owned(), std::env::var(name).unwrap_or_else(|_| fallback.to_owned())));
     }
+    // The provider stand-ins' address, when the caller runs them (`make dev`, `make run`).
+    if let Ok(url) = std::env::var("STANDIN_URL") {
+        vars.push(("STANDIN_URL".to_owned(), url));
+    }
     vars.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''"))).collect()
 }
 
