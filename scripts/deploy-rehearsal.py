@@ -24,6 +24,7 @@ scripts/infra-check.sh) and, for --moto, boto3 (moto's own dependency).
 """
 
 import copy
+import json
 import os
 import re
 import sys
@@ -230,6 +231,32 @@ def main():
             )
             if not allowed:
                 problems.append(f"{fid}: {var} names {target}, but its role may not {action} on it")
+
+    # 5. Secrets (docs/security.md): SAM adds managed policies to the roles it generates (for
+    #    a DynamoDB stream event, AWSLambdaDynamoDBExecutionRole). The template test evaluates
+    #    our own statements; here, on SAM's output, no role may carry a managed policy that reads
+    #    table items, nor a statement allowing dynamodb:* or Scan, and every function's role keeps
+    #    its explicit Deny on secret keys.
+    stream_only = {"AWSLambdaDynamoDBExecutionRole"}  # DescribeStream, GetRecords, GetShardIterator, ListStreams
+    harmless = {"AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"} | stream_only
+    view = resources.get("Table", {}).get("Properties", {}).get("StreamSpecification", {}).get("StreamViewType")
+    for fid in sorted(functions):
+        role = resources[fid]["Properties"].get("Role", {}).get("Fn::GetAtt", [None])[0]
+        for arn in resources.get(role, {}).get("Properties", {}).get("ManagedPolicyArns", []):
+            name = json.dumps(arn).rsplit("/", 1)[-1].strip('"}]')
+            if name not in harmless:
+                problems.append(f"{fid}: managed policy {name} may read the table's secret items")
+            if name in stream_only and view != "KEYS_ONLY":
+                problems.append(f"{fid}: reads the table's stream, whose {view} images carry secrets")
+        denies = False
+        for st in statements(role):
+            actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+            if st.get("Effect") == "Allow" and any(a in ("dynamodb:*", "*", "dynamodb:Scan") for a in actions):
+                problems.append(f"{fid}: allows {actions}: a Scan escapes every LeadingKeys condition")
+            keys = st.get("Condition", {}).get("ForAnyValue:StringLike", {}).get("dynamodb:LeadingKeys", [])
+            denies |= st.get("Effect") == "Deny" and any(str(k).startswith("SECRET#") for k in keys)
+        if not denies:
+            problems.append(f"{fid}: no Deny on the secret items (dynamodb:LeadingKeys SECRET#…)")
 
     if moto:
         moto_stack(out, moto, problems)

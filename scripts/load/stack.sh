@@ -72,11 +72,20 @@ stack_start() {
 # shellcheck disable=SC2034 # read by the scripts that source this file
 STACK_TWILIO_AUTH_TOKEN=load-twilio-auth-token
 
-# stack_create_app FILE: a pro app with Twilio credentials; writes retarget-admin's JSON to FILE.
+# stack_create_app FILE: a pro app with Twilio, FCM and APNs credentials (the demo's test-only
+# keys: push and SMS messages are accepted, not 422 channel_not_configured); writes
+# retarget-admin's JSON to FILE.
 stack_create_app() {
+  local fixtures="$ROOT/tools/demo/fixtures" account
+  account="$(dirname "$1")/fcm-service-account.json"
+  sed "s|REPLACED_AT_RUNTIME|${FCM_API_BASE:-http://127.0.0.1:9}/token|" \
+    "$fixtures/fcm-demo-service-account.json" >"$account"
   "$BIN_DIR/retarget-admin" app create --name "load and schema checks" --plan pro \
     --twilio-account-sid ACload --twilio-auth-token "$STACK_TWILIO_AUTH_TOKEN" \
-    --twilio-from +15550001111 >"$1"
+    --twilio-from +15550001111 \
+    --fcm-service-account "$account" \
+    --apns-key "$fixtures/apns-demo-key.p8" --apns-key-id KEYID12345 --apns-team-id TEAMID1234 \
+    --apns-topic com.example.app >"$1"
 }
 
 # stack_start_app DIR: stack_start, then DIR emptied and DIR/app.json from stack_create_app.

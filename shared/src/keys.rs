@@ -8,6 +8,7 @@
 //! |----------------------|--------------------------------------|---------------------|------------------------------------------------------|--------|
 //! | app                  | `APP#{app}`                          | `APP`               |                                                      | app by id (admin, webhooks) |
 //! | API key              | `KEY#{sha256(key) hex}`              | `KEY`               |                                                      | auth: one GetItem by hash |
+//! | app secret           | `SECRET#{app}#{scope}` (`SMS`, `PUSH`, `HOOKS`) | `SECRET` |                                               | the senders' and webhooks' provider secrets; IAM (`dynamodb:LeadingKeys`) lets only them read their scope |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; due scheduled messages |
@@ -31,7 +32,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{AppId, Channel, EventKind, ExternalUserId, MessageId, RetargetId, SubscriptionId};
+use crate::domain::{
+    AppId, Channel, EventKind, ExternalUserId, MessageId, RetargetId, SecretScope, SubscriptionId,
+};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -52,8 +55,17 @@ pub const MESSAGE_TOMBSTONE_DAYS: i64 = 90;
 /// burst of `sent` events far from any single partition's limit.
 pub const DEFAULT_SHARDS: u8 = 16;
 
+/// When the interaction data of a message created at `created_at` expires.
+pub fn data_expires_at(created_at: DateTime<Utc>) -> DateTime<Utc> {
+    created_at + chrono::Duration::days(RETENTION_DAYS)
+}
+
 pub const SK_APP: &str = "APP";
 pub const SK_KEY: &str = "KEY";
+pub const SK_SECRET: &str = "SECRET";
+/// The partition-key prefix of every secret item and of nothing else: the IAM policies'
+/// `dynamodb:LeadingKeys` patterns (`SECRET#*`, `SECRET#*#SMS`, …) are built on it.
+pub const SECRET_PREFIX: &str = "SECRET#";
 pub const SK_SUB: &str = "SUB";
 pub const SK_ADDR: &str = "ADDR";
 pub const SK_MSG: &str = "MSG";
@@ -70,6 +82,16 @@ pub const SK_RECIPIENTS_PREFIX: &str = "RCPT#";
 
 pub fn app(app: AppId) -> String {
     format!("APP#{app}")
+}
+
+/// The item holding one scope of an app's secrets.
+pub fn secret(app: AppId, scope: SecretScope) -> String {
+    format!("{SECRET_PREFIX}{app}#{}", scope.as_str())
+}
+
+/// The IAM `dynamodb:LeadingKeys` pattern matching one scope's secret items of every app.
+pub fn secret_pattern(scope: SecretScope) -> String {
+    format!("{SECRET_PREFIX}*#{}", scope.as_str())
 }
 
 pub fn api_key(hash_hex: &str) -> String {

@@ -203,7 +203,7 @@ impl Fixture {
     }
 
     pub fn push_header(&self, app: &TestApp, t: i64, body: &[u8]) -> String {
-        format!("t={t},v1={}", push_signature(&app.app.push_webhook_secret, t, body))
+        format!("t={t},v1={}", push_signature(&app.push_webhook_secret, t, body))
     }
 
     pub fn now(&self) -> i64 {

@@ -7,6 +7,10 @@
 //!
 //! Requests are forwarded unchanged (the local stand-ins do not check signatures, so a batch
 //! cut down by the proxy is still accepted).
+//!
+//! The DynamoDB proxy can also stand in for IAM's `dynamodb:LeadingKeys` deny conditions, which
+//! DynamoDB Local does not evaluate: [`FaultProxy::deny_leading_keys`] refuses, as AWS would with
+//! `AccessDeniedException`, every request naming a key that matches one of the patterns.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,6 +72,8 @@ pub struct FaultCounts {
     pub sqs_errors: AtomicU64,
     pub sqs_failed_entries: AtomicU64,
     pub sqs_lost_responses: AtomicU64,
+    /// Requests refused by [`FaultProxy::deny_leading_keys`].
+    pub access_denied: AtomicU64,
 }
 
 impl FaultCounts {
@@ -82,6 +88,7 @@ impl FaultCounts {
             "sqs_500": get(&self.sqs_errors),
             "sqs_failed_entries": get(&self.sqs_failed_entries),
             "sqs_lost_responses": get(&self.sqs_lost_responses),
+            "access_denied": get(&self.access_denied),
         })
     }
 }
@@ -95,6 +102,10 @@ struct State {
     counts: Arc<FaultCounts>,
     client: reqwest::Client,
     batches_seen: AtomicU64,
+    /// IAM `StringLike` patterns of partition keys this caller may not name, and what was
+    /// refused: (operation, the key).
+    denied_keys: Mutex<Vec<String>>,
+    refused: Mutex<Vec<(String, String)>>,
 }
 
 /// A running fault-injecting proxy; it stops when dropped.
@@ -128,6 +139,8 @@ impl FaultProxy {
             counts: counts.clone(),
             client: reqwest::Client::builder().no_proxy().build().expect("proxy http client"),
             batches_seen: AtomicU64::new(0),
+            denied_keys: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -151,6 +164,42 @@ impl FaultProxy {
     /// Turns faults on or off (requests are forwarded either way).
     pub fn set_enabled(&self, on: bool) {
         self.state.enabled.store(on, Ordering::SeqCst);
+    }
+
+    /// From now on, refuses every DynamoDB request that names a key (anywhere in its body: a
+    /// key, an item, a Query's values) matching one of these IAM `StringLike` patterns, with the
+    /// `AccessDeniedException` an explicit `Deny` on `dynamodb:LeadingKeys` gives on AWS. An
+    /// empty list denies nothing.
+    pub fn deny_leading_keys(&self, patterns: &[String]) {
+        *self.state.denied_keys.lock().expect("denied keys") = patterns.to_vec();
+    }
+
+    /// What was refused so far: (operation, the key that matched).
+    pub fn refused(&self) -> Vec<(String, String)> {
+        self.state.refused.lock().expect("refused").clone()
+    }
+}
+
+/// IAM's `StringLike`: `*` matches any run of characters, `?` any one; case-sensitive.
+pub fn string_like(pattern: &str, value: &str) -> bool {
+    fn go(p: &[u8], v: &[u8]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some((b'*', rest)) => (0..=v.len()).any(|i| go(rest, &v[i..])),
+            Some((b'?', rest)) => !v.is_empty() && go(rest, &v[1..]),
+            Some((c, rest)) => v.first() == Some(c) && go(rest, &v[1..]),
+        }
+    }
+    go(pattern.as_bytes(), value.as_bytes())
+}
+
+/// The first string of `value` (at any depth) matching one of `patterns`.
+fn first_denied<'a>(value: &'a Value, patterns: &[String]) -> Option<&'a str> {
+    match value {
+        Value::String(s) => patterns.iter().any(|p| string_like(p, s)).then_some(s.as_str()),
+        Value::Array(items) => items.iter().find_map(|v| first_denied(v, patterns)),
+        Value::Object(map) => map.values().find_map(|v| first_denied(v, patterns)),
+        _ => None,
     }
 }
 
@@ -194,6 +243,23 @@ async fn handle(state: &State, request: Request<Incoming>) -> Reply {
 }
 
 async fn dynamodb(state: &State, parts: &Parts, target: &str, body: Bytes) -> Reply {
+    let patterns = state.denied_keys.lock().expect("denied keys").clone();
+    if !patterns.is_empty() {
+        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some(key) = first_denied(&request, &patterns) {
+            state.counts.access_denied.fetch_add(1, Ordering::Relaxed);
+            state.refused.lock().expect("refused").push((target.to_owned(), key.to_owned()));
+            let error = json!({
+                "__type": "com.amazon.coral.service#AccessDeniedException",
+                "message": format!("not authorized to perform: dynamodb:{target} with an explicit deny in an identity-based policy (leading key {key})")
+            });
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "application/x-amz-json-1.0",
+                error.to_string().into_bytes(),
+            );
+        }
+    }
     if state.roll(state.rates.throttle) {
         state.counts.throttled.fetch_add(1, Ordering::Relaxed);
         let error = json!({

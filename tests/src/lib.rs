@@ -11,6 +11,7 @@ pub mod faults;
 pub mod model;
 pub mod push;
 pub mod stack;
+pub mod template;
 pub mod twilio;
 
 use std::future::Future;
@@ -325,6 +326,9 @@ async fn take_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
 pub struct TestApp {
     pub app: retarget_shared::domain::App,
     pub api_key: String,
+    pub push_webhook_secret: String,
+    /// The credentials it was created with.
+    pub credentials: retarget_shared::domain::Credentials,
 }
 
 impl TestApp {
@@ -345,32 +349,79 @@ impl TestApp {
 }
 
 impl World {
+    /// An app that can send on every channel ([`placeholder_credentials`]: nothing here
+    /// reaches a provider with them).
     pub async fn app(&self, plan: retarget_shared::domain::Plan) -> TestApp {
-        self.create_app("Test App", plan, None).await
+        self.create_app("Test App", plan, placeholder_credentials()).await
+    }
+
+    /// An app without any provider credentials: it can send on no channel.
+    pub async fn bare_app(&self, plan: retarget_shared::domain::Plan) -> TestApp {
+        self.create_app("Bare App", plan, retarget_shared::domain::Credentials::default()).await
     }
 
     /// A pro app with Twilio credentials: account [`twilio::ACCOUNT`], this auth token and From
-    /// number.
+    /// number (and placeholder push credentials: push messages are accepted, and fail to send).
     pub async fn twilio_app(&self, auth_token: &str, from: &str) -> TestApp {
-        let twilio = retarget_shared::domain::TwilioConfig {
-            account_sid: twilio::ACCOUNT.into(),
-            auth_token: auth_token.into(),
-            from: Some(from.into()),
-            messaging_service_sid: None,
+        let credentials = retarget_shared::domain::Credentials {
+            twilio: Some(twilio_config(auth_token, from)),
+            ..placeholder_credentials()
         };
-        self.create_app("Twilio App", retarget_shared::domain::Plan::Pro, Some(twilio)).await
+        self.create_app("Twilio App", retarget_shared::domain::Plan::Pro, credentials).await
     }
 
-    async fn create_app(
+    pub async fn create_app(
         &self,
         name: &str,
         plan: retarget_shared::domain::Plan,
-        twilio: Option<retarget_shared::domain::TwilioConfig>,
+        credentials: retarget_shared::domain::Credentials,
     ) -> TestApp {
-        let new = retarget_shared::domain::NewApp { name: name.into(), plan, twilio, fcm: None, apns: None };
-        let app = self.store.create_app(new).await.expect("create app");
-        let api_key = self.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
-        TestApp { app, api_key }
+        let new =
+            retarget_shared::domain::NewApp { name: name.into(), plan, credentials: credentials.clone() };
+        let created = self.store.create_app(new).await.expect("create app");
+        let api_key =
+            self.store.create_api_key(created.app.app_id).await.expect("create key").reveal().to_owned();
+        TestApp { app: created.app, api_key, push_webhook_secret: created.push_webhook_secret, credentials }
+    }
+}
+
+/// Twilio credentials: account [`twilio::ACCOUNT`], this auth token and From number.
+pub fn twilio_config(auth_token: &str, from: &str) -> retarget_shared::domain::TwilioConfig {
+    retarget_shared::domain::TwilioConfig {
+        account: retarget_shared::domain::TwilioAccount {
+            account_sid: twilio::ACCOUNT.into(),
+            from: Some(from.into()),
+            messaging_service_sid: None,
+        },
+        auth_token: auth_token.into(),
+    }
+}
+
+/// Credentials for every provider, present (the app may create messages on every channel) but
+/// unusable: each sender finds them unusable before any provider call (a Twilio account SID
+/// that is no SID, keys that are no keys) and records `failed`, as for an app without any.
+pub fn placeholder_credentials() -> retarget_shared::domain::Credentials {
+    use retarget_shared::domain::{ApnsAccount, ApnsConfig, FcmAccount, FcmConfig};
+    let mut twilio = twilio_config("placeholder-auth-token", "+15550009999");
+    twilio.account.account_sid = "AC-placeholder".into();
+    retarget_shared::domain::Credentials {
+        twilio: Some(twilio),
+        fcm: Some(FcmConfig {
+            account: FcmAccount {
+                project_id: "placeholder".into(),
+                client_email: "placeholder@placeholder.iam.gserviceaccount.com".into(),
+                token_uri: "http://127.0.0.1:9/token".into(),
+            },
+            private_key: "placeholder-fcm-private-key".into(),
+        }),
+        apns: Some(ApnsConfig {
+            account: ApnsAccount {
+                key_id: "PLACEHOLD1".into(),
+                team_id: "PLACEHOLD2".into(),
+                topic: "placeholder".into(),
+            },
+            private_key_pem: "placeholder-apns-private-key".into(),
+        }),
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use retarget_shared::domain::{ApnsConfig, FcmConfig, NewApp, Plan};
+use retarget_shared::domain::{ApnsAccount, ApnsConfig, Credentials, FcmAccount, FcmConfig, Plan};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -50,35 +50,36 @@ pub fn fcm_config(fcm: &MockServer) -> FcmConfig {
     let account: Value = serde_json::from_str(&fixture("fcm-demo-service-account.json")).expect("json");
     let text = |name: &str| account[name].as_str().expect("service account field").to_owned();
     FcmConfig {
-        project_id: text("project_id"),
-        client_email: text("client_email"),
+        account: FcmAccount {
+            project_id: text("project_id"),
+            client_email: text("client_email"),
+            token_uri: format!("{}/token", fcm.uri()),
+        },
         private_key: text("private_key"),
-        token_uri: format!("{}/token", fcm.uri()),
     }
 }
 
 /// The demo's APNs .p8 key.
 pub fn apns_config() -> ApnsConfig {
     ApnsConfig {
+        account: ApnsAccount {
+            key_id: APNS_KEY_ID.into(),
+            team_id: APNS_TEAM_ID.into(),
+            topic: APNS_TOPIC.into(),
+        },
         private_key_pem: fixture("apns-demo-key.p8"),
-        key_id: APNS_KEY_ID.into(),
-        team_id: APNS_TEAM_ID.into(),
-        topic: APNS_TOPIC.into(),
     }
 }
 
-/// A pro app (retargetable, so sends are recorded) with FCM on `fcm` and an APNs key.
+/// A pro app (retargetable, so sends are recorded) with FCM on `fcm` and an APNs key (and a
+/// placeholder Twilio account: SMS messages are accepted, and fail to send).
 pub async fn push_app(world: &World, fcm: &MockServer) -> TestApp {
-    let new = NewApp {
-        name: "Push App".into(),
-        plan: Plan::Pro,
-        twilio: None,
+    let credentials = Credentials {
         fcm: Some(fcm_config(fcm)),
         apns: Some(apns_config()),
+        ..crate::placeholder_credentials()
     };
-    let app = world.store.create_app(new).await.expect("create app");
-    let api_key = world.store.create_api_key(app.app_id).await.expect("create key").reveal().to_owned();
-    TestApp { app, api_key }
+    world.create_app("Push App", Plan::Pro, credentials).await
 }
 
 /// The FCM registration token of the `i`th android recipient.

@@ -125,9 +125,17 @@ impl<P> Crashable<P> {
 }
 
 impl<P: Provider> Provider for Crashable<P> {
+    type Secret = P::Secret;
+    type Credentials = P::Credentials;
+
+    fn credentials(app: &App, secret: &P::Secret) -> P::Credentials {
+        P::credentials(app, secret)
+    }
+
     async fn send(
         &self,
         app: &App,
+        credentials: &P::Credentials,
         subscription: &Subscription,
         message: &Message,
     ) -> Result<Accepted, SendError> {
@@ -147,7 +155,7 @@ impl<P: Provider> Provider for Crashable<P> {
         }
         self.sends.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self.inner.send(app, subscription, message).await;
+        let result = self.inner.send(app, credentials, subscription, message).await;
         let kind = match &result {
             Ok(_) => {
                 let mut slowest = self.slowest_accepted.lock().expect("slowest");

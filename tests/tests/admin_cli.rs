@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use retarget_admin::{AdminError, Cli, run};
-use retarget_shared::domain::{ApiKey, AppId};
+use retarget_shared::domain::{ApiKey, AppId, HookSecret, PushSecret, SmsSecret};
 use retarget_tests::World;
 use serde_json::Value;
 
@@ -48,8 +48,11 @@ async fn app_create_prints_the_contracts_fields_and_a_working_key() {
     let key = ApiKey::presented(out["api_key"].as_str().unwrap());
     let app = world.store.app_for_key_hash(&key.hash()).await.unwrap().unwrap();
     assert_eq!(app.app_id, app_id);
-    assert_eq!(app.push_webhook_secret, out["push_webhook_secret"].as_str().unwrap());
-    assert_eq!(app.twilio.unwrap().from.as_deref(), Some("+15550001111"));
+    let hooks: HookSecret = world.store.get_secret(app_id).await.unwrap();
+    assert_eq!(hooks.push_webhook_secret, out["push_webhook_secret"].as_str().unwrap());
+    assert_eq!(app.twilio.as_ref().unwrap().from.as_deref(), Some("+15550001111"));
+    let sms: SmsSecret = world.store.get_secret(app_id).await.unwrap();
+    assert_eq!(sms.twilio(&app).unwrap().auth_token, "tok");
 }
 
 #[tokio::test]
@@ -111,6 +114,10 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     let app_id = created["app_id"].as_str().unwrap().to_owned();
     let id = AppId::parse(&app_id).unwrap();
     let app = || async { world.store.get_app(id).await.unwrap().unwrap() };
+    let store = &world.store;
+    let twilio_of = |app: retarget_shared::domain::App| async move {
+        store.get_secret::<SmsSecret>(app.app_id).await.unwrap().twilio(&app)
+    };
     assert!(app().await.twilio.is_none() && app().await.fcm.is_none());
 
     // Twilio, its token on standard input.
@@ -122,8 +129,8 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     .concat();
     let out = admin_with_stdin(&world, &twilio, "token-from-stdin\n").await.unwrap();
     assert_eq!(out, serde_json::json!({ "app_id": app_id }));
-    let t = app().await.twilio.unwrap();
-    assert_eq!((t.account_sid.as_str(), t.auth_token.as_str()), ("AC9", "token-from-stdin"));
+    let t = twilio_of(app().await).await.unwrap();
+    assert_eq!((t.account.account_sid.as_str(), t.auth_token.as_str()), ("AC9", "token-from-stdin"));
 
     // FCM from a file: Twilio is kept.
     let dir = std::env::temp_dir().join(format!("admin-{}", ulid::Ulid::new()));
@@ -135,7 +142,9 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     admin(&world, &[&set[..], &["--fcm-service-account", sa.to_str().unwrap()]].concat()).await.unwrap();
     let now = app().await;
     assert_eq!(now.fcm.as_ref().map(|f| f.project_id.as_str()), Some("p1"));
-    assert_eq!(now.twilio.as_ref().map(|t| t.auth_token.as_str()), Some("token-from-stdin"), "kept");
+    let push: PushSecret = world.store.get_secret(id).await.unwrap();
+    assert_eq!(push.fcm(&now).map(|f| f.private_key), Some(key["private_key"].as_str().unwrap().to_owned()));
+    assert_eq!(twilio_of(now).await.map(|t| t.auth_token), Some("token-from-stdin".into()), "kept");
 
     // Rotating the Twilio token replaces Twilio only; FCM is kept.
     let rotate = [
@@ -152,12 +161,14 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     .concat();
     admin(&world, &rotate).await.unwrap();
     let now = app().await;
-    let t = now.twilio.unwrap();
+    assert!(now.fcm.is_some(), "kept");
+    let push: PushSecret = world.store.get_secret(id).await.unwrap();
+    assert!(push.fcm(&now).is_some(), "kept");
+    let t = twilio_of(now).await.unwrap();
     assert_eq!(
-        (t.auth_token.as_str(), t.from, t.messaging_service_sid.as_deref()),
+        (t.auth_token.as_str(), t.account.from, t.account.messaging_service_sid.as_deref()),
         ("rotated", None, Some("MG1"))
     );
-    assert!(now.fcm.is_some(), "kept");
 
     // Refused, nothing written.
     let before = world.snapshot().await;

@@ -553,7 +553,7 @@ async fn push_webhook_refuses_forged_replayed_and_foreign_signatures() {
     let target = f.valid_target(route);
     let body = f.push_event(json!({})).to_string().into_bytes();
     let now = f.now();
-    let good = push_signature(&f.a.app.push_webhook_secret, now, &body);
+    let good = push_signature(&f.a.push_webhook_secret, now, &body);
     let headers: Vec<(&str, Option<String>)> = vec![
         ("no Retarget-Signature", None),
         ("empty header", Some(String::new())),

@@ -71,7 +71,7 @@ async fn record(
         }
         Entry::PushWebhook => {
             let now = world.clock.now_epoch();
-            let secret = app.app.push_webhook_secret.clone();
+            let secret = app.push_webhook_secret.clone();
             let calls = subs.iter().map(|s| {
                 // The webhook needs an event id: each writer's own, so that the triple decides.
                 let event_id = format!("{}-{s}-{}", ulid::Ulid::new(), kind.as_str());

@@ -209,3 +209,46 @@ async fn another_apps_message_is_not_found_and_bad_input_writes_nothing() {
     assert_eq!(h.world.scan_all().await.len(), before);
     assert!(h.queues.drain(&h.queues.sms).await.is_empty());
 }
+
+/// Issue 14: a channel the app has no provider credentials for is refused before anything is
+/// created or queued (no message for every recipient to fail with "app has no FCM service
+/// account"); credentials added later make the same request go through.
+#[tokio::test]
+async fn a_channel_without_credentials_is_refused_and_nothing_is_created() {
+    let h = Harness::new().await;
+    let bare = h.world.bare_app(Plan::Pro).await;
+    let twilio = Some(retarget_tests::twilio_config("token", "+15550009999"));
+    let sms_only = h
+        .world
+        .create_app(
+            "SMS only",
+            Plan::Pro,
+            retarget_shared::domain::Credentials { twilio, ..Default::default() },
+        )
+        .await;
+    let (push_sub, sms_sub) =
+        (h.push(&bare, "tok-1", None).await, h.sms(&sms_only, "+15550000001", None).await);
+    let bare_sms = h.sms(&bare, "+15550000002", None).await;
+    let before = h.world.snapshot().await;
+    for (t, channel, sub) in
+        [(&bare, "push", push_sub), (&bare, "sms", bare_sms), (&sms_only, "push", sms_sub)]
+    {
+        let refused = h.create(t, &to_one(channel, sub)).await;
+        refused.assert_problem(422, "channel_not_configured");
+        assert!(refused.body["detail"].as_str().unwrap().contains(channel), "{refused:?}");
+    }
+    let scheduled = json!({"channel": "push", "contents": {"body": "x"}, "include_subscription_ids": [push_sub],
+        "send_at": "2026-12-01T00:00:00Z"});
+    h.create(&bare, &scheduled).await.assert_problem(422, "channel_not_configured");
+    assert_eq!(h.world.snapshot().await, before, "nothing written");
+    let queued = (h.queues.drain(&h.queues.push).await, h.queues.drain(&h.queues.sms).await);
+    assert!(queued.0.is_empty() && queued.1.is_empty(), "nothing queued: {queued:?}");
+
+    assert_eq!(h.create(&sms_only, &to_one("sms", sms_sub)).await.status, 202);
+    let fcm = retarget_tests::placeholder_credentials().fcm;
+    let credentials = retarget_shared::domain::Credentials { fcm, ..Default::default() };
+    h.world.store.set_credentials(bare.app.app_id, credentials).await.unwrap();
+    let bare = TestApp { app: h.world.store.get_app(bare.app.app_id).await.unwrap().unwrap(), ..bare };
+    assert_eq!(h.create(&bare, &to_one("push", push_sub)).await.status, 202);
+    h.create(&bare, &to_one("sms", bare_sms)).await.assert_problem(422, "channel_not_configured");
+}

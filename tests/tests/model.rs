@@ -320,7 +320,7 @@ async fn deliver(world: &World, tenants: &mut [Tenant], mut events: Vec<Outgoing
                 }
                 let raw = o.body.to_string();
                 let now = world.clock.now_epoch();
-                let secret = &t.app.app.push_webhook_secret;
+                let secret = &t.app.push_webhook_secret;
                 let signature = format!("t={now},v1={}", push_signature(secret, now, raw.as_bytes()));
                 let r = world
                     .call(

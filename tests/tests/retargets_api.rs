@@ -695,6 +695,49 @@ impl Harness {
     /// The app as stored now (after a plan change).
     async fn refresh(&self, t: &TestApp) -> TestApp {
         let app = self.world.store.get_app(t.app.app_id).await.unwrap().unwrap();
-        TestApp { app, api_key: t.api_key.clone() }
+        TestApp {
+            app,
+            api_key: t.api_key.clone(),
+            push_webhook_secret: t.push_webhook_secret.clone(),
+            credentials: t.credentials.clone(),
+        }
     }
+}
+
+/// Issue 14: a retarget onto a channel the app has no provider credentials for is refused with
+/// 422 `channel_not_configured`, after `invalid_action` and before `send_at_out_of_window`, and
+/// nothing is created; the source's own channel (default) is checked the same way.
+#[tokio::test]
+async fn a_retarget_onto_a_channel_without_credentials_is_refused() {
+    let h = Harness::new().await;
+    let twilio = Some(retarget_tests::twilio_config("token", "+15550009999"));
+    let t = h
+        .world
+        .create_app(
+            "SMS only",
+            Plan::Pro,
+            retarget_shared::domain::Credentials { twilio, ..Default::default() },
+        )
+        .await;
+    let sms = h.world.message(&t, Channel::Sms).await;
+    let mut onto_push = body(&sms, "delivered");
+    onto_push["channel"] = "push".into();
+    let before = h.world.snapshot().await;
+    let refused = h.post(&t, &onto_push).await;
+    refused.assert_problem(422, "channel_not_configured");
+    assert!(refused.body["detail"].as_str().unwrap().contains("push"), "{refused:?}");
+
+    let mut wrong_action = onto_push.clone();
+    wrong_action["action"] = "not_a_kind".into();
+    h.post(&t, &wrong_action).await.assert_problem(400, "invalid_action");
+    let mut too_late = onto_push.clone();
+    too_late["send_at"] = rfc3339(sms.expires_at + Duration::hours(1)).into();
+    h.post(&t, &too_late).await.assert_problem(422, "channel_not_configured");
+    assert_eq!(h.world.snapshot().await, before, "nothing written");
+    h.created(&t, &body(&sms, "delivered")).await;
+
+    // An app whose push source can no longer send push (no credentials at all).
+    let bare = h.world.bare_app(Plan::Pro).await;
+    let push = h.world.message(&bare, Channel::Push).await;
+    h.post(&bare, &body(&push, "not_clicked")).await.assert_problem(422, "channel_not_configured");
 }

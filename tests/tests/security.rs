@@ -148,7 +148,12 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let (fcm, apns) = (MockServer::start().await, MockServer::start().await);
     let admin_app = admin_app(&world, &format!("{}/token", fcm.uri())).await;
     let app = world.store.get_app(admin_app.app_id).await.unwrap().expect("the app");
-    let t = TestApp { app, api_key: admin_app.api_key.clone() };
+    let t = TestApp {
+        app,
+        api_key: admin_app.api_key.clone(),
+        push_webhook_secret: admin_app.push_webhook_secret.clone(),
+        credentials: Default::default(),
+    };
 
     // Subscriptions with phone numbers: created, updated, read, refused, unsubscribed.
     let phones = ["+15551234567", "+447911123456", "+15557654321", "+33612345678"];
@@ -477,7 +482,7 @@ impl Tenants {
                     self.a_push_sub
                 );
                 let params = vec![("MessageStatus".to_owned(), "delivered".to_owned())];
-                let token = b.app.twilio.as_ref().map(|t| t.auth_token.clone());
+                let token = b.credentials.twilio.as_ref().map(|t| t.auth_token.clone());
                 let signature = twilio_signature(&token.unwrap_or_default(), &format!("{PUBLIC}{target}"), &params);
                 let request =
                     request(route, &target).header("x-twilio-signature", &signature).raw_body(b"MessageStatus=delivered");
@@ -490,7 +495,7 @@ impl Tenants {
                 })
                 .to_string();
                 let t = self.world.clock.now().timestamp();
-                let header = format!("t={t},v1={}", push_signature(&b.app.push_webhook_secret, t, body.as_bytes()));
+                let header = format!("t={t},v1={}", push_signature(&b.push_webhook_secret, t, body.as_bytes()));
                 let request = request(route, &on(&b.app.app_id.to_string()))
                     .header("retarget-signature", &header)
                     .raw_body(body.as_bytes());

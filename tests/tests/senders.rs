@@ -206,9 +206,15 @@ async fn a_poison_record_fails_alone() {
 struct PanicsFor(&'static str);
 
 impl retarget_shared::services::provider::Provider for PanicsFor {
+    type Secret = retarget_shared::domain::SmsSecret;
+    type Credentials = ();
+
+    fn credentials(_: &retarget_shared::domain::App, _: &Self::Secret) {}
+
     async fn send(
         &self,
         _app: &retarget_shared::domain::App,
+        _credentials: &(),
         subscription: &retarget_shared::domain::Subscription,
         _message: &Message,
     ) -> Result<retarget_shared::services::provider::Accepted, retarget_shared::services::provider::SendError>

@@ -480,7 +480,7 @@ async fn removes_modifies_and_other_items_are_never_counted() {
                     ))
                     .sequence_number("99999999999999999999")
                     .size_bytes(80)
-                    .stream_view_type(StreamViewType::NewImage)
+                    .stream_view_type(StreamViewType::KeysOnly)
                     .build(),
             )
             .build();

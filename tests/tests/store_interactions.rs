@@ -15,7 +15,7 @@ use retarget_tests::World;
 fn scope(world: &World) -> MessageScope {
     MessageScope {
         app_id: AppId::new(),
-        message_id: MessageId::new(),
+        message_id: MessageId::at(world.clock.now()),
         expires_at: (world.clock.now() + Duration::days(keys::RETENTION_DAYS)).timestamp(),
         shards: keys::DEFAULT_SHARDS,
     }

@@ -193,7 +193,7 @@ async fn push_events_are_signed_fresh_and_deduplicated() {
     let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
     let sub = world.subscription(&t, Channel::Push, "tok", Some("u1")).await;
-    let secret = t.app.push_webhook_secret.clone();
+    let secret = t.push_webhook_secret.clone();
     let now = world.clock.now_epoch();
     let event = |id: &str, kind: &str| json!({"event_id": id, "kind": kind, "message_id": message.message_id, "subscription_id": sub, "occurred_at": "2026-11-28T14:00:00Z"});
 
@@ -218,7 +218,7 @@ async fn push_events_are_signed_fresh_and_deduplicated() {
     let other = world.app(Plan::Pro).await;
     let before = world.scan_all().await.len();
     // Stale, early, or signed with a secret that is not this app's.
-    let other_secret = other.app.push_webhook_secret.as_str();
+    let other_secret = other.push_webhook_secret.as_str();
     for (key, at) in [
         (secret.as_str(), now - 301),
         (secret.as_str(), now + 301),

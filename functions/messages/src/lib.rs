@@ -155,6 +155,7 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
             "send_at: at most {MAX_SCHEDULE_AHEAD_DAYS} days ahead"
         )));
     }
+    app.check_can_send(body.channel)?;
     let recipients = resolve_recipients(
         &deps.store,
         app,

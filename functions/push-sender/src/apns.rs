@@ -47,7 +47,7 @@ struct KeyRef {
 
 impl KeyRef {
     fn of(config: &ApnsConfig) -> Self {
-        Self { team_id: config.team_id.clone(), key_id: config.key_id.clone() }
+        Self { team_id: config.account.team_id.clone(), key_id: config.account.key_id.clone() }
     }
 }
 
@@ -92,7 +92,7 @@ impl ApnsClient {
             .http
             .post(url)
             .header(AUTHORIZATION, format!("bearer {jwt}"))
-            .header("apns-topic", &config.topic)
+            .header("apns-topic", &config.account.topic)
             .header("apns-push-type", "alert")
             .header("apns-priority", "10")
             .json(&payload(n));
@@ -139,8 +139,8 @@ pub fn provider_jwt(config: &ApnsConfig, now_unix: u64) -> Result<String, SendEr
     let key = EncodingKey::from_ec_pem(config.private_key_pem.as_bytes())
         .map_err(|_| SendError::NotConfigured("APNs key is not a P-256 PKCS#8 PEM key".into()))?;
     let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(config.key_id.clone());
-    let claims = ProviderTokenClaims { iss: config.team_id.clone(), iat: now_unix };
+    header.kid = Some(config.account.key_id.clone());
+    let claims = ProviderTokenClaims { iss: config.account.team_id.clone(), iat: now_unix };
     jsonwebtoken::encode(&header, &claims, &key)
         .map_err(|_| SendError::NotConfigured("APNs key cannot sign".into()))
 }

@@ -70,9 +70,9 @@ struct AccountKey {
 impl AccountKey {
     fn of(config: &FcmConfig) -> Self {
         Self {
-            client_email: config.client_email.clone(),
-            project_id: config.project_id.clone(),
-            token_uri: config.token_uri.clone(),
+            client_email: config.account.client_email.clone(),
+            project_id: config.account.project_id.clone(),
+            token_uri: config.account.token_uri.clone(),
         }
     }
 }
@@ -118,7 +118,7 @@ impl FcmClient {
     /// Sends one notification to its registration token.
     pub(crate) async fn send(&self, config: &FcmConfig, n: &Notification<'_>) -> Result<Accepted, SendError> {
         let access_token = self.access_token(config).await?;
-        let url = endpoint(&self.api_base, &["v1", "projects", &config.project_id, "messages:send"])?;
+        let url = endpoint(&self.api_base, &["v1", "projects", &config.account.project_id, "messages:send"])?;
         let request = self
             .http
             .post(url)
@@ -163,7 +163,7 @@ impl FcmClient {
     }
 
     async fn fetch_token(&self, config: &FcmConfig) -> Result<AccessToken, SendError> {
-        let token_uri = Url::parse(&config.token_uri)
+        let token_uri = Url::parse(&config.account.token_uri)
             .map_err(|_| SendError::NotConfigured("FCM service account token_uri is not a URL".into()))?;
         let requested_at = self.clock.now();
         let assertion = assertion(config, unix_seconds(requested_at))?;
@@ -197,7 +197,7 @@ impl FcmClient {
             && status != StatusCode::TOO_MANY_REQUESTS
             && status != StatusCode::REQUEST_TIMEOUT
         {
-            tracing::warn!(client_email = %config.client_email, status = status.as_u16(), "FCM service account refused");
+            tracing::warn!(client_email = %config.account.client_email, status = status.as_u16(), "FCM service account refused");
             Err(SendError::NotConfigured(detail))
         } else {
             Err(SendError::Transient { detail, retry_after: answer.retry_after() })
@@ -212,9 +212,9 @@ pub fn assertion(config: &FcmConfig, now_unix: u64) -> Result<String, SendError>
         SendError::NotConfigured("FCM service account private_key is not an RSA PEM key".into())
     })?;
     let claims = AssertionClaims {
-        iss: config.client_email.clone(),
+        iss: config.account.client_email.clone(),
         scope: FCM_SCOPE.into(),
-        aud: config.token_uri.clone(),
+        aud: config.account.token_uri.clone(),
         iat: now_unix,
         exp: now_unix + ASSERTION_LIFETIME_SECS,
     };

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{App, Channel, Message, Platform, Subscription};
+use retarget_shared::domain::{
+    ApnsConfig, App, Channel, FcmConfig, Message, Platform, PushSecret, Subscription,
+};
 use retarget_shared::provider_http;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_shared::{SharedClock, SystemClock};
@@ -132,8 +134,28 @@ impl ProviderFromEnv for PushProvider {
     }
 }
 
+/// An app's push credentials, each joined from its account and its private key.
+#[derive(Debug, Clone, Default)]
+pub struct PushCredentials {
+    pub fcm: Option<FcmConfig>,
+    pub apns: Option<ApnsConfig>,
+}
+
 impl Provider for PushProvider {
-    async fn send(&self, app: &App, sub: &Subscription, message: &Message) -> Result<Accepted, SendError> {
+    type Secret = PushSecret;
+    type Credentials = PushCredentials;
+
+    fn credentials(app: &App, secret: &PushSecret) -> PushCredentials {
+        PushCredentials { fcm: secret.fcm(app), apns: secret.apns(app) }
+    }
+
+    async fn send(
+        &self,
+        _app: &App,
+        credentials: &PushCredentials,
+        sub: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
         let token = sub.token.as_deref().filter(|t| !t.trim().is_empty());
         let (platform, token) = match (sub.channel, sub.platform, token) {
             (Channel::Push, Some(platform), Some(token)) => (platform, token),
@@ -155,9 +177,13 @@ impl Provider for PushProvider {
         let notification = Notification::of(message, sub, token);
         let sent = match platform {
             Platform::Android => {
-                self.fcm.send(configured(app.fcm.as_ref(), "FCM service account")?, &notification).await
+                self.fcm
+                    .send(configured(credentials.fcm.as_ref(), "FCM service account")?, &notification)
+                    .await
             }
-            Platform::Ios => self.apns.send(configured(app.apns.as_ref(), "APNs key")?, &notification).await,
+            Platform::Ios => {
+                self.apns.send(configured(credentials.apns.as_ref(), "APNs key")?, &notification).await
+            }
         };
         // A provider's message may quote the device token; it never reaches a detail or a log.
         sent.map_err(|e| without_token(e, token))

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{ProviderTokenClaims, PushProvider};
-use retarget_shared::domain::{ApnsConfig, App, Message, Platform, Subscription};
-use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::domain::{ApnsConfig, Message, Platform, Subscription};
+use retarget_shared::services::provider::{Accepted, SendError};
 use serde_json::{Value, json};
 use support::*;
 use wiremock::{MockServer, ResponseTemplate};
@@ -40,7 +40,7 @@ async fn mount_device(server: &MockServer, response: ResponseTemplate) {
 }
 
 /// An app with an APNs key, one of its ios subscriptions, and a message with this title and URL.
-fn ios_push(title: Option<&str>, url: Option<&str>) -> (App, Subscription, Message) {
+fn ios_push(title: Option<&str>, url: Option<&str>) -> (PushApp, Subscription, Message) {
     let app = app(None, Some(apns_config()));
     let subscription = ios(&app);
     let message = message(&app, title, url);
@@ -49,7 +49,7 @@ fn ios_push(title: Option<&str>, url: Option<&str>) -> (App, Subscription, Messa
 
 async fn send_once(provider: &PushProvider) -> Result<Accepted, SendError> {
     let (app, subscription, message) = ios_push(Some("Hi"), None);
-    provider.send(&app, &subscription, &message).await
+    provider.send_as(&app, &subscription, &message).await
 }
 
 /// Verifies a provider token with the test key's public half; returns its claims.
@@ -77,7 +77,7 @@ async fn request_carries_a_verified_provider_token_headers_and_payload() {
     let provider = provider(&server, Duration::from_secs(5));
     let (app, subscription, message) = ios_push(Some("Come back"), Some("https://shop.example/cart"));
 
-    let accepted = provider.send(&app, &subscription, &message).await.expect("accepted");
+    let accepted = provider.send_as(&app, &subscription, &message).await.expect("accepted");
     assert_eq!(accepted.provider_id.as_deref(), Some("EC1BF194-B3B2-424A-89A3-6A3B3C1E4F2B"));
 
     let requests = requests_to(&server, &device_path()).await;
@@ -113,7 +113,7 @@ async fn optional_title_and_url_are_left_out() {
     mount_device(&server, accepted()).await;
     let provider = provider(&server, Duration::from_secs(5));
     let (app, subscription, message) = ios_push(None, None);
-    provider.send(&app, &subscription, &message).await.expect("accepted");
+    provider.send_as(&app, &subscription, &message).await.expect("accepted");
     let body: Value = requests_to(&server, &device_path()).await[0].body_json().expect("json");
     assert_eq!(
         body,
@@ -246,7 +246,7 @@ async fn unusable_key_or_missing_config_sends_nothing() {
     let provider = provider(&server, Duration::from_secs(5));
     for apns in [None, Some(ApnsConfig { private_key_pem: "garbage".into(), ..apns_config() })] {
         let app = app(None, apns);
-        let error = provider.send(&app, &ios(&app), &message(&app, None, None)).await.expect_err("no key");
+        let error = provider.send_as(&app, &ios(&app), &message(&app, None, None)).await.expect_err("no key");
         assert!(matches!(error, SendError::NotConfigured(_)), "{error:?}");
     }
     assert!(server.received_requests().await.expect("recording").is_empty());
@@ -265,9 +265,9 @@ async fn the_platform_picks_the_provider() {
     let app = app(Some(fcm_config(&server)), Some(apns_config()));
     let message = message(&app, None, None);
     let phone = subscription(&app, Some(Platform::Android), Some(ANDROID_TOKEN));
-    let android = provider.send(&app, &phone, &message).await.expect("fcm");
+    let android = provider.send_as(&app, &phone, &message).await.expect("fcm");
     assert_eq!(android.provider_id.as_deref(), Some("fcm-name"));
-    let ios = provider.send(&app, &ios(&app), &message).await.expect("apns");
+    let ios = provider.send_as(&app, &ios(&app), &message).await.expect("apns");
     assert_eq!(ios.provider_id.as_deref(), Some("EC1BF194-B3B2-424A-89A3-6A3B3C1E4F2B"));
     assert_eq!(requests_to(&server, &device_path()).await.len(), 1);
     assert_eq!(requests_to(&server, FCM_SEND_PATH).await.len(), 1);

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use retarget_push_sender::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, PushProvider};
-use retarget_shared::domain::{App, FcmConfig, Message, Platform, Subscription};
-use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::domain::{FcmConfig, Message, Platform, Subscription};
+use retarget_shared::services::provider::{Accepted, SendError};
 use serde_json::{Value, json};
 use support::*;
 use wiremock::{MockServer, Request, Respond, ResponseTemplate};
@@ -78,7 +78,7 @@ fn accepted() -> ResponseTemplate {
 
 /// An app with this service account, one of its android subscriptions, and a message with this
 /// title and URL.
-fn android_push(fcm: FcmConfig, title: Option<&str>, url: Option<&str>) -> (App, Subscription, Message) {
+fn android_push(fcm: FcmConfig, title: Option<&str>, url: Option<&str>) -> (PushApp, Subscription, Message) {
     let app = app(Some(fcm), None);
     let subscription = android(&app);
     let message = message(&app, title, url);
@@ -88,7 +88,7 @@ fn android_push(fcm: FcmConfig, title: Option<&str>, url: Option<&str>) -> (App,
 /// One send through the provider, from a fresh app/subscription/message.
 async fn send_once(provider: &PushProvider, server: &MockServer) -> Result<Accepted, SendError> {
     let (app, subscription, message) = android_push(fcm_config(server), Some("Hi"), None);
-    provider.send(&app, &subscription, &message).await
+    provider.send_as(&app, &subscription, &message).await
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn token_grant_is_a_signed_jwt_bearer_assertion_and_send_carries_it() {
     let url = Some("https://shop.example/cart");
     let (app, subscription, message) = android_push(fcm_config(&server), Some("Come back"), url);
 
-    let accepted = provider.send(&app, &subscription, &message).await.expect("accepted");
+    let accepted = provider.send_as(&app, &subscription, &message).await.expect("accepted");
     assert_eq!(accepted.provider_id.as_deref(), Some("projects/demo-project/messages/0:1500"));
 
     // The token request: a form-encoded jwt-bearer grant whose assertion verifies.
@@ -154,7 +154,7 @@ async fn optional_title_and_url_are_left_out() {
     let server = accepting(3600).await;
     let provider = provider(&server, Duration::from_secs(5));
     let (app, subscription, message) = android_push(fcm_config(&server), None, None);
-    provider.send(&app, &subscription, &message).await.expect("accepted");
+    provider.send_as(&app, &subscription, &message).await.expect("accepted");
     let body: Value = requests_to(&server, SEND_PATH).await[0].body_json().expect("json");
     assert_eq!(body["message"]["notification"], json!({"body": "Your cart misses you"}));
     assert_eq!(
@@ -208,7 +208,7 @@ async fn concurrent_sends_share_one_token_request() {
             let config = config.clone();
             tokio::spawn(async move {
                 let (app, subscription, message) = android_push(config, None, None);
-                provider.send(&app, &subscription, &message).await
+                provider.send_as(&app, &subscription, &message).await
             })
         })
         .collect();
@@ -353,10 +353,17 @@ async fn token_endpoint_outage_is_transient() {
     );
 
     // Nothing listening at all: a connection error, also transient.
-    let app =
-        app(Some(FcmConfig { token_uri: "http://127.0.0.1:9/token".into(), ..fcm_config(&server) }), None);
+    let app = app(
+        Some({
+            let mut config = fcm_config(&server);
+            config.account.token_uri = "http://127.0.0.1:9/token".into();
+            config
+        }),
+        None,
+    );
     let provider = provider(&server, Duration::from_secs(5));
-    let error = provider.send(&app, &android(&app), &message(&app, None, None)).await.expect_err("refused");
+    let error =
+        provider.send_as(&app, &android(&app), &message(&app, None, None)).await.expect_err("refused");
     assert!(matches!(error, SendError::Transient { .. }), "{error:?}");
 }
 
@@ -367,7 +374,7 @@ async fn unusable_private_key_means_not_configured_without_any_request() {
     for private_key in ["not a key", EC_PRIVATE_PEM] {
         let app = app(Some(FcmConfig { private_key: private_key.into(), ..fcm_config(&server) }), None);
         let error =
-            provider.send(&app, &android(&app), &message(&app, None, None)).await.expect_err("bad key");
+            provider.send_as(&app, &android(&app), &message(&app, None, None)).await.expect_err("bad key");
         assert!(matches!(error, SendError::NotConfigured(_)), "{error:?}");
         // The detail never quotes the key.
         assert!(!error.to_string().contains("PRIVATE KEY"), "{error}");
@@ -381,7 +388,7 @@ async fn app_without_fcm_or_subscription_without_token_sends_nothing() {
     let provider = provider(&server, Duration::from_secs(5));
     let no_fcm = app(None, None);
     let error =
-        provider.send(&no_fcm, &android(&no_fcm), &message(&no_fcm, None, None)).await.expect_err("x");
+        provider.send_as(&no_fcm, &android(&no_fcm), &message(&no_fcm, None, None)).await.expect_err("x");
     assert!(matches!(error, SendError::NotConfigured(_)), "{error:?}");
 
     let configured = app(Some(fcm_config(&server)), None);
@@ -391,7 +398,7 @@ async fn app_without_fcm_or_subscription_without_token_sends_nothing() {
         subscription(&configured, Some(Platform::Android), Some("  ")),
     ] {
         let error = provider
-            .send(&configured, &subscription, &message(&configured, None, None))
+            .send_as(&configured, &subscription, &message(&configured, None, None))
             .await
             .expect_err("x");
         assert!(matches!(error, SendError::Permanent { dead_address: false, .. }), "{error:?}");

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retarget_push_sender::{PushProvider, client_builder};
-use retarget_shared::services::provider::Provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use support::*;
@@ -96,7 +95,7 @@ async fn https_base_negotiates_http2_through_alpn() {
             .expect("provider");
     let app = app(None, Some(apns_config()));
     // The stand-in hangs up after the preface: the send itself fails, transiently.
-    let result = provider.send(&app, &ios(&app), &message(&app, None, None)).await;
+    let result = provider.send_as(&app, &ios(&app), &message(&app, None, None)).await;
     assert!(
         matches!(result, Err(retarget_shared::services::provider::SendError::Transient { .. })),
         "{result:?}"
@@ -139,7 +138,7 @@ async fn plain_http_base_speaks_http11() {
     )
     .expect("provider");
     let app = app(None, Some(apns_config()));
-    let accepted = provider.send(&app, &ios(&app), &message(&app, None, None)).await.expect("accepted");
+    let accepted = provider.send_as(&app, &ios(&app), &message(&app, None, None)).await.expect("accepted");
     assert_eq!(accepted.provider_id.as_deref(), Some("plain-1"));
     let head = server.await.expect("server task");
     assert!(head.starts_with(&format!("POST /3/device/{IOS_TOKEN} HTTP/1.1\r\n")), "{head}");

@@ -223,6 +223,7 @@ async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<
     let now = store.clock().now();
     check_source(app, &source, now)?;
     let predicate = predicate_in.for_source(source.channel)?;
+    app.check_can_send(channel)?;
 
     let send_at = send_at.unwrap_or(now);
     let earliest = now - Duration::seconds(SEND_AT_GRACE_SECONDS);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use retarget_shared::domain::{
-    App, AppId, Contents, Message, MessageId, PhoneNumber, Subscription, SubscriptionId, TwilioConfig,
+    App, AppId, Contents, Message, MessageId, PhoneNumber, SmsSecret, Subscription, SubscriptionId,
+    TwilioConfig,
 };
 use retarget_shared::provider_http::{self, retry_after, transport_error};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
@@ -78,9 +79,22 @@ enum Sender<'a> {
 }
 
 impl Provider for TwilioProvider {
-    async fn send(&self, app: &App, sub: &Subscription, message: &Message) -> Result<Accepted, SendError> {
-        let twilio = app
-            .twilio
+    type Secret = SmsSecret;
+    /// The app's Twilio account joined with its auth token.
+    type Credentials = Option<TwilioConfig>;
+
+    fn credentials(app: &App, secret: &SmsSecret) -> Option<TwilioConfig> {
+        secret.twilio(app)
+    }
+
+    async fn send(
+        &self,
+        app: &App,
+        twilio: &Option<TwilioConfig>,
+        sub: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
+        let twilio = twilio
             .as_ref()
             .ok_or_else(|| SendError::NotConfigured("the app has no Twilio configuration".into()))?;
         let sender = Sender::of(twilio)?;
@@ -103,8 +117,8 @@ impl Provider for TwilioProvider {
 
         let response = self
             .client
-            .post(self.messages_url(&twilio.account_sid))
-            .basic_auth(&twilio.account_sid, Some(&twilio.auth_token))
+            .post(self.messages_url(&twilio.account.account_sid))
+            .basic_auth(&twilio.account.account_sid, Some(&twilio.auth_token))
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .send()
@@ -149,15 +163,15 @@ impl Provider for TwilioProvider {
 
 impl<'a> Sender<'a> {
     fn of(config: &'a TwilioConfig) -> Result<Self, SendError> {
-        let sid_ok =
-            !config.account_sid.is_empty() && config.account_sid.bytes().all(|b| b.is_ascii_alphanumeric());
+        let sid = &config.account.account_sid;
+        let sid_ok = !sid.is_empty() && sid.bytes().all(|b| b.is_ascii_alphanumeric());
         if !sid_ok || config.auth_token.is_empty() {
             return Err(SendError::NotConfigured(
                 "the app's Twilio account SID or auth token is unusable".into(),
             ));
         }
         let non_empty = |v: &'a Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty());
-        match (non_empty(&config.messaging_service_sid), non_empty(&config.from)) {
+        match (non_empty(&config.account.messaging_service_sid), non_empty(&config.account.from)) {
             (Some(service), _) => Ok(Sender::MessagingService(service)),
             (None, Some(from)) => Ok(Sender::From(from)),
             (None, None) => Err(SendError::NotConfigured(
@@ -299,6 +313,7 @@ fn mask_digit_runs(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use retarget_shared::domain::TwilioAccount;
 
     fn contents(url: Option<&str>) -> Contents {
         Contents { title: Some("Ignored".into()), body: "Sale ends tonight".into(), url: url.map(Into::into) }
@@ -324,18 +339,20 @@ mod tests {
     #[test]
     fn sender_prefers_the_messaging_service() {
         let mut config = TwilioConfig {
-            account_sid: "AC123".into(),
+            account: TwilioAccount {
+                account_sid: "AC123".into(),
+                from: Some("+15550001111".into()),
+                messaging_service_sid: Some("MG123".into()),
+            },
             auth_token: "tok".into(),
-            from: Some("+15550001111".into()),
-            messaging_service_sid: Some("MG123".into()),
         };
         assert_eq!(Sender::of(&config).unwrap().field(), ("MessagingServiceSid", "MG123"));
-        config.messaging_service_sid = Some(" ".into());
+        config.account.messaging_service_sid = Some(" ".into());
         assert_eq!(Sender::of(&config).unwrap().field(), ("From", "+15550001111"));
-        config.from = None;
+        config.account.from = None;
         assert!(matches!(Sender::of(&config), Err(SendError::NotConfigured(_))));
-        config.from = Some("+15550001111".into());
-        config.account_sid = "AC1/../x".into();
+        config.account.from = Some("+15550001111".into());
+        config.account.account_sid = "AC1/../x".into();
         assert!(matches!(Sender::of(&config), Err(SendError::NotConfigured(_))));
     }
 

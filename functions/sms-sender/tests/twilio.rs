@@ -10,7 +10,7 @@ use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use retarget_shared::domain::{
     App, AppId, Channel, Contents, Message, PhoneNumber, Plan, Subscription, SubscriptionId,
-    SubscriptionStatus, TwilioConfig,
+    SubscriptionStatus, TwilioAccount, TwilioConfig,
 };
 use retarget_shared::edge::signatures::{twilio_signature, verify_twilio};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
@@ -25,22 +25,59 @@ const PUBLIC_BASE_URL: &str = "https://hooks.example.com";
 const TO: &str = "+15551234567";
 const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 
-fn app(from: Option<&str>, messaging_service_sid: Option<&str>) -> App {
-    App {
+/// An app with the Twilio credentials the sender would have joined from its item and secret.
+struct SmsApp {
+    app: App,
+    twilio: Option<TwilioConfig>,
+}
+
+impl std::ops::Deref for SmsApp {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+fn app(from: Option<&str>, messaging_service_sid: Option<&str>) -> SmsApp {
+    let twilio = TwilioConfig {
+        account: TwilioAccount {
+            account_sid: ACCOUNT_SID.into(),
+            from: from.map(Into::into),
+            messaging_service_sid: messaging_service_sid.map(Into::into),
+        },
+        auth_token: AUTH_TOKEN.into(),
+    };
+    let app = App {
         app_id: AppId::new(),
         name: "shop".into(),
         plan: Plan::Pro,
         created_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         retargeting_enabled_at: None,
-        push_webhook_secret: "whsec_x".into(),
-        twilio: Some(TwilioConfig {
-            account_sid: ACCOUNT_SID.into(),
-            auth_token: AUTH_TOKEN.into(),
-            from: from.map(Into::into),
-            messaging_service_sid: messaging_service_sid.map(Into::into),
-        }),
+        twilio: Some(twilio.account.clone()),
         fcm: None,
         apns: None,
+    };
+    SmsApp { app, twilio: Some(twilio) }
+}
+
+/// `Provider::send` with the app's credentials.
+trait SendAs {
+    async fn send_as(
+        &self,
+        app: &SmsApp,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError>;
+}
+
+impl SendAs for TwilioProvider {
+    async fn send_as(
+        &self,
+        app: &SmsApp,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
+        self.send(&app.app, &app.twilio, subscription, message).await
     }
 }
 
@@ -112,7 +149,7 @@ async fn send_with(
 ) -> (Result<Accepted, SendError>, Option<Request>) {
     let server = twilio(response).await;
     let app = app(Some("+15550001111"), None);
-    let outcome = provider(&server).send(&app, &subscription(&app, Some(TO)), &message(&app, url)).await;
+    let outcome = provider(&server).send_as(&app, &subscription(&app, Some(TO)), &message(&app, url)).await;
     let request = server.received_requests().await.unwrap().into_iter().next();
     (outcome, request)
 }
@@ -147,7 +184,7 @@ async fn sends_the_form_twilio_expects() {
     let subscription = subscription(&app, Some(TO));
     let message = message(&app, None);
 
-    let outcome = provider(&server).send(&app, &subscription, &message).await;
+    let outcome = provider(&server).send_as(&app, &subscription, &message).await;
     assert_eq!(outcome, Ok(Accepted { provider_id: Some("SM0001".into()) }));
 
     let requests = server.received_requests().await.unwrap();
@@ -190,7 +227,7 @@ async fn messaging_service_is_preferred_over_from() {
     ] {
         let server = twilio(created("SM1")).await;
         let app = app(from, service);
-        provider(&server).send(&app, &subscription(&app, Some(TO)), &message(&app, None)).await.unwrap();
+        provider(&server).send_as(&app, &subscription(&app, Some(TO)), &message(&app, None)).await.unwrap();
         let form = form(&server.received_requests().await.unwrap()[0]);
         assert_eq!(field(&form, expected.0), Some(expected.1));
         let other = if expected.0 == "From" { "MessagingServiceSid" } else { "From" };
@@ -304,7 +341,7 @@ async fn a_slow_twilio_times_out_as_transient() {
     let provider = provider_with_timeout(&server.uri(), Duration::from_millis(200));
     let app = app(Some("+15550001111"), None);
     let started = std::time::Instant::now();
-    let outcome = provider.send(&app, &subscription(&app, Some(TO)), &message(&app, None)).await;
+    let outcome = provider.send_as(&app, &subscription(&app, Some(TO)), &message(&app, None)).await;
     assert!(started.elapsed() < Duration::from_secs(3), "gave up at the client timeout");
     let Err(SendError::Transient { detail, .. }) = &outcome else { panic!("{outcome:?}") };
     assert!(detail.contains("timed out"), "{detail}");
@@ -317,7 +354,7 @@ async fn a_refused_connection_is_transient() {
     drop(listener);
     let provider = provider_with_timeout(&format!("http://{address}"), Duration::from_secs(2));
     let app = app(Some("+15550001111"), None);
-    let outcome = provider.send(&app, &subscription(&app, Some(TO)), &message(&app, None)).await;
+    let outcome = provider.send_as(&app, &subscription(&app, Some(TO)), &message(&app, None)).await;
     let Err(SendError::Transient { detail, .. }) = &outcome else { panic!("{outcome:?}") };
     assert!(detail.contains("connection failed"), "{detail}");
 }
@@ -330,18 +367,19 @@ async fn nothing_is_sent_without_twilio_config_or_phone_number() {
 
     let mut unconfigured = app(Some("+15550001111"), None);
     unconfigured.twilio = None;
+    unconfigured.app.twilio = None;
     let outcome = provider
-        .send(&unconfigured, &subscription(&unconfigured, Some(TO)), &message(&unconfigured, None))
+        .send_as(&unconfigured, &subscription(&unconfigured, Some(TO)), &message(&unconfigured, None))
         .await;
     assert!(matches!(&outcome, Err(SendError::NotConfigured(_))), "{outcome:?}");
 
     let no_sender = app(None, None);
     let outcome =
-        provider.send(&no_sender, &subscription(&no_sender, Some(TO)), &message(&no_sender, None)).await;
+        provider.send_as(&no_sender, &subscription(&no_sender, Some(TO)), &message(&no_sender, None)).await;
     assert!(matches!(&outcome, Err(SendError::NotConfigured(_))), "{outcome:?}");
 
     let app = app(Some("+15550001111"), None);
-    let outcome = provider.send(&app, &subscription(&app, None), &message(&app, None)).await;
+    let outcome = provider.send_as(&app, &subscription(&app, None), &message(&app, None)).await;
     assert!(matches!(&outcome, Err(SendError::Permanent { dead_address: false, .. })), "{outcome:?}");
 }
 

@@ -9,7 +9,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_shared::Store;
 use retarget_shared::bootstrap::{Error, FromEnv, HttpFunction, Infra};
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{App, AppId, EventId, EventKind};
+use retarget_shared::domain::{App, AppId, EventId, EventKind, HookSecret, SmsSecret};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, no_content, respond};
 use retarget_shared::edge::request::{body, matched_route, parse_json, path_id, url_decode_pairs};
 use retarget_shared::edge::routes::Route;
@@ -46,10 +46,19 @@ impl HttpFunction for Deps {
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
     let matched = matched_route(request)?;
     let app_id: AppId = path_id(matched.param)?;
-    let app = deps.store.get_app(app_id).await?.ok_or_else(ApiError::not_found)?;
+    // The app and the one scope of its secrets this webhook verifies with, read together.
+    let store = &deps.store;
     match matched.route {
-        Route::TwilioWebhook => twilio(deps, &app, request).await,
-        Route::PushWebhook => push(deps, &app, request).await,
+        Route::TwilioWebhook => {
+            let (app, secret) =
+                tokio::try_join!(store.get_app(app_id), store.get_secret::<SmsSecret>(app_id))?;
+            twilio(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await
+        }
+        Route::PushWebhook => {
+            let (app, secret) =
+                tokio::try_join!(store.get_app(app_id), store.get_secret::<HookSecret>(app_id))?;
+            push(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await
+        }
         _ => Err(ApiError::not_found()),
     }
 }
@@ -71,11 +80,16 @@ fn twilio_forbidden() -> ApiError {
         .with_status(StatusCode::FORBIDDEN)
 }
 
-async fn twilio(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn twilio(
+    deps: &Deps,
+    app: &App,
+    secret: &SmsSecret,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let raw = body(request)?;
     let signature =
         request.headers().get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok()).ok_or_else(twilio_forbidden)?;
-    let auth_token = app.twilio.as_ref().map(|t| t.auth_token.as_str()).ok_or_else(twilio_forbidden)?;
+    let auth_token = secret.twilio_auth_token.as_deref().ok_or_else(twilio_forbidden)?;
     let query = request.uri().query().unwrap_or("");
     let base = match &deps.public_base_url {
         Some(base) => base.clone(),
@@ -158,10 +172,15 @@ enum PushKind {
     Clicked,
 }
 
-async fn push(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn push(
+    deps: &Deps,
+    app: &App,
+    secret: &HookSecret,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let raw = body(request)?;
     let header = request.headers().get(PUSH_SIGNATURE).and_then(|v| v.to_str().ok());
-    check_push_signature(&app.push_webhook_secret, header, raw, deps.store.clock().now_epoch())?;
+    check_push_signature(&secret.push_webhook_secret, header, raw, deps.store.clock().now_epoch())?;
     record_one(deps, app, push_event(raw)?).await
 }
 

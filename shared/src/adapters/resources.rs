@@ -39,8 +39,10 @@ pub const INDEXES: [IndexSpec; 2] = [
 pub const KEY_ATTRIBUTES: [&str; 6] =
     [keys::PK, keys::SK, keys::GSI1_PK, keys::GSI1_SK, keys::GSI2_PK, keys::GSI2_SK];
 
-/// The table's stream: new images, which carry an interaction's TTL to its counter.
-pub const STREAM_VIEW_TYPE: &str = "NEW_IMAGE";
+/// The table's stream: keys only. The stats aggregator needs nothing else (an interaction's
+/// key names its message, whose id gives its TTL), and no item's attributes — a secret
+/// item's least of all — reach the role that reads the stream.
+pub const STREAM_VIEW_TYPE: &str = "KEYS_ONLY";
 
 /// The stats aggregator's event source mapping (the template's values; the local stack's
 /// poller follows them): records per invocation, the longest wait to fill a batch, and the

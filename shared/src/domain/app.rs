@@ -1,68 +1,98 @@
-//! Apps (tenants): their plan and their provider credentials. Secrets never show in `Debug`.
+//! Apps (tenants): their plan, what they can send on, and their provider credentials.
+//!
+//! An app is stored as one secret-free item (what authentication, dispatch and every API
+//! handler read) and its secrets in items of their own, one per [`SecretScope`], so that IAM
+//! can let each function read exactly the scopes it needs (see `keys::secret` and
+//! docs/security.md). Secrets never show in `Debug`.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{AppId, Plan};
+use super::{AppId, Channel, Plan};
 
-/// Twilio credentials of an app. The auth token both authenticates sends and keys the
-/// status-callback signatures.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TwilioConfig {
+/// A Twilio account without its auth token: what the app item keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TwilioAccount {
     pub account_sid: String,
-    pub auth_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messaging_service_sid: Option<String>,
 }
 
+/// Twilio credentials of an app. The auth token both authenticates sends and keys the
+/// status-callback signatures.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TwilioConfig {
+    #[serde(flatten)]
+    pub account: TwilioAccount,
+    pub auth_token: String,
+}
+
 impl fmt::Debug for TwilioConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TwilioConfig")
-            .field("account_sid", &self.account_sid)
-            .field("auth_token", &"***")
-            .field("messaging_service_sid", &self.messaging_service_sid)
-            .finish_non_exhaustive()
+        f.debug_struct("TwilioConfig").field("account", &self.account).finish_non_exhaustive()
     }
+}
+
+/// A Google service account without its private key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FcmAccount {
+    pub project_id: String,
+    pub client_email: String,
+    pub token_uri: String,
 }
 
 /// A Google service account (the standard JSON key file's fields we use).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FcmConfig {
-    pub project_id: String,
-    pub client_email: String,
+    #[serde(flatten)]
+    pub account: FcmAccount,
     pub private_key: String,
-    pub token_uri: String,
 }
 
 impl fmt::Debug for FcmConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FcmConfig")
-            .field("project_id", &self.project_id)
-            .field("client_email", &self.client_email)
-            .finish_non_exhaustive()
+        f.debug_struct("FcmConfig").field("account", &self.account).finish_non_exhaustive()
     }
 }
 
-/// An APNs token-auth key (.p8, PEM) and the identifiers the provider token needs.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ApnsConfig {
-    pub private_key_pem: String,
+/// The identifiers of an APNs token-auth key, without the key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApnsAccount {
     pub key_id: String,
     pub team_id: String,
     pub topic: String,
 }
 
+/// An APNs token-auth key (.p8, PEM) and the identifiers the provider token needs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApnsConfig {
+    #[serde(flatten)]
+    pub account: ApnsAccount,
+    pub private_key_pem: String,
+}
+
 impl fmt::Debug for ApnsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApnsConfig")
-            .field("key_id", &self.key_id)
-            .field("team_id", &self.team_id)
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
+        f.debug_struct("ApnsConfig").field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+/// Provider credentials as the operator gives them; `None` for a provider not given.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub twilio: Option<TwilioConfig>,
+    pub fcm: Option<FcmConfig>,
+    pub apns: Option<ApnsConfig>,
+}
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.twilio.is_none() && self.fcm.is_none() && self.apns.is_none()
     }
 }
 
@@ -71,12 +101,11 @@ impl fmt::Debug for ApnsConfig {
 pub struct NewApp {
     pub name: String,
     pub plan: Plan,
-    pub twilio: Option<TwilioConfig>,
-    pub fcm: Option<FcmConfig>,
-    pub apns: Option<ApnsConfig>,
+    pub credentials: Credentials,
 }
 
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// An app as everything but the senders and webhooks sees it: no secret in it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct App {
     pub app_id: AppId,
     pub name: String,
@@ -86,29 +115,206 @@ pub struct App {
     /// never retargetable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retargeting_enabled_at: Option<DateTime<Utc>>,
-    pub push_webhook_secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub twilio: Option<TwilioConfig>,
+    pub twilio: Option<TwilioAccount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fcm: Option<FcmConfig>,
+    pub fcm: Option<FcmAccount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apns: Option<ApnsConfig>,
-}
-
-impl fmt::Debug for App {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("App")
-            .field("app_id", &self.app_id)
-            .field("name", &self.name)
-            .field("plan", &self.plan)
-            .field("retargeting_enabled_at", &self.retargeting_enabled_at)
-            .finish_non_exhaustive()
-    }
+    pub apns: Option<ApnsAccount>,
 }
 
 impl App {
     /// Whether a message created at `at` may ever be retargeted.
     pub fn retargetable_at(&self, at: DateTime<Utc>) -> bool {
         self.plan.allows_retargeting() && self.retargeting_enabled_at.is_some_and(|since| since <= at)
+    }
+
+    /// Whether the app has credentials to send on `channel` at all (push: FCM or APNs; a
+    /// recipient on the other platform still fails at send time).
+    pub fn can_send(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Push => self.fcm.is_some() || self.apns.is_some(),
+            Channel::Sms => self.twilio.is_some(),
+        }
+    }
+
+    /// What a message, retarget or follow-up on `channel` checks before anything is created.
+    pub fn check_can_send(&self, channel: Channel) -> Result<(), ChannelNotConfigured> {
+        if self.can_send(channel) { Ok(()) } else { Err(ChannelNotConfigured(channel)) }
+    }
+}
+
+/// The app has no provider credentials for the channel: nothing it sent there could be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the app has no provider credentials for {}: {}", .0, match .0 {
+    Channel::Push => "add an FCM service account or an APNs key (retarget-admin app set-credentials)",
+    Channel::Sms => "add a Twilio account (retarget-admin app set-credentials)",
+})]
+pub struct ChannelNotConfigured(pub Channel);
+
+/// An app just created, with the push webhook secret it was given (shown once).
+#[derive(Clone)]
+pub struct CreatedApp {
+    pub app: App,
+    pub push_webhook_secret: String,
+}
+
+impl fmt::Debug for CreatedApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedApp").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+/// The items an app's secrets are kept in, one per set of readers. The IAM policies of
+/// infra/template.yaml give each function the scopes it needs and deny it the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretScope {
+    /// The Twilio auth token: the SMS sender (sends) and the webhooks function (signatures).
+    Sms,
+    /// The FCM and APNs private keys: the push sender.
+    Push,
+    /// The push webhook secret: the webhooks function.
+    Hooks,
+}
+
+impl SecretScope {
+    pub const ALL: [SecretScope; 3] = [SecretScope::Sms, SecretScope::Push, SecretScope::Hooks];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretScope::Sms => "SMS",
+            SecretScope::Push => "PUSH",
+            SecretScope::Hooks => "HOOKS",
+        }
+    }
+}
+
+/// The secret item of one scope.
+pub trait Secret: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
+    const SCOPE: SecretScope;
+}
+
+/// `SECRET#{app}#SMS`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SmsSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio_auth_token: Option<String>,
+}
+
+impl Secret for SmsSecret {
+    const SCOPE: SecretScope = SecretScope::Sms;
+}
+
+impl SmsSecret {
+    /// The app's full Twilio credentials, when it has both halves.
+    pub fn twilio(&self, app: &App) -> Option<TwilioConfig> {
+        let account = app.twilio.clone()?;
+        Some(TwilioConfig { account, auth_token: self.twilio_auth_token.clone()? })
+    }
+}
+
+/// `SECRET#{app}#PUSH`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PushSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm_private_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns_private_key_pem: Option<String>,
+}
+
+impl Secret for PushSecret {
+    const SCOPE: SecretScope = SecretScope::Push;
+}
+
+impl PushSecret {
+    pub fn fcm(&self, app: &App) -> Option<FcmConfig> {
+        let account = app.fcm.clone()?;
+        Some(FcmConfig { account, private_key: self.fcm_private_key.clone()? })
+    }
+
+    pub fn apns(&self, app: &App) -> Option<ApnsConfig> {
+        let account = app.apns.clone()?;
+        Some(ApnsConfig { account, private_key_pem: self.apns_private_key_pem.clone()? })
+    }
+}
+
+/// `SECRET#{app}#HOOKS`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HookSecret {
+    pub push_webhook_secret: String,
+}
+
+impl Secret for HookSecret {
+    const SCOPE: SecretScope = SecretScope::Hooks;
+}
+
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($t), " { *** }"))
+            }
+        }
+    )*};
+}
+redacted_debug!(SmsSecret, PushSecret, HookSecret);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let twilio = TwilioConfig {
+            account: TwilioAccount { account_sid: "AC1".into(), from: None, messaging_service_sid: None },
+            auth_token: "tok-secret".into(),
+        };
+        let fcm = FcmConfig {
+            account: FcmAccount { project_id: "p".into(), client_email: "e".into(), token_uri: "u".into() },
+            private_key: "fcm-secret".into(),
+        };
+        let apns = ApnsConfig {
+            account: ApnsAccount { key_id: "k".into(), team_id: "t".into(), topic: "b".into() },
+            private_key_pem: "apns-secret".into(),
+        };
+        let shown = format!(
+            "{twilio:?} {fcm:?} {apns:?} {:?} {:?} {:?}",
+            SmsSecret { twilio_auth_token: Some("tok-secret".into()) },
+            PushSecret { fcm_private_key: Some("fcm-secret".into()), apns_private_key_pem: None },
+            HookSecret { push_webhook_secret: "hook-secret".into() },
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("AC1"), "{shown}");
+    }
+
+    #[test]
+    fn a_service_account_file_reads_as_its_config() {
+        let file = r#"{"type":"service_account","project_id":"p1","private_key_id":"x","private_key":"-----BEGIN PRIVATE KEY-----\n","client_email":"a@p1.iam.gserviceaccount.com","token_uri":"https://oauth2.googleapis.com/token"}"#;
+        let config: FcmConfig = serde_json::from_str(file).unwrap();
+        assert_eq!(config.account.project_id, "p1");
+        assert_eq!(config.private_key, "-----BEGIN PRIVATE KEY-----\n");
+    }
+
+    #[test]
+    fn credentials_join_only_when_both_halves_are_there() {
+        let app = App {
+            app_id: AppId::at(Utc::now()),
+            name: "a".into(),
+            plan: Plan::Pro,
+            created_at: Utc::now(),
+            retargeting_enabled_at: None,
+            twilio: Some(TwilioAccount {
+                account_sid: "AC1".into(),
+                from: None,
+                messaging_service_sid: None,
+            }),
+            fcm: None,
+            apns: None,
+        };
+        assert!(app.can_send(Channel::Sms) && !app.can_send(Channel::Push));
+        assert_eq!(SmsSecret::default().twilio(&app), None);
+        let joined = SmsSecret { twilio_auth_token: Some("t".into()) }.twilio(&app).unwrap();
+        assert_eq!((joined.account.account_sid.as_str(), joined.auth_token.as_str()), ("AC1", "t"));
+        assert_eq!(PushSecret { fcm_private_key: Some("k".into()), ..Default::default() }.fcm(&app), None);
     }
 }

@@ -27,6 +27,12 @@ macro_rules! ulid_id {
                 Self(Ulid::from_parts(millis, rand::random()))
             }
 
+            /// The time part of the id: when [`Self::at`] made it (to the millisecond).
+            pub fn time(&self) -> chrono::DateTime<chrono::Utc> {
+                let millis = i64::try_from(self.0.timestamp_ms()).unwrap_or(i64::MAX);
+                chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
+            }
+
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 // Ulid::from_string accepts lower case too; ids are canonical upper case only,
                 // so one id has exactly one spelling (and one DynamoDB key).

@@ -1,7 +1,7 @@
 //! Messages: one send (original or retarget) to many subscriptions of one channel, and the
 //! rules for a message as the source of an audience.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{App, AppId, Channel, Contents, MessageId, Plan};
@@ -54,7 +54,7 @@ impl Message {
             channel,
             contents,
             created_at: now,
-            expires_at: now + Duration::days(keys::RETENTION_DAYS),
+            expires_at: keys::data_expires_at(now),
             retargetable: false,
             retarget_of: None,
             recipients: 0,

@@ -15,7 +15,10 @@ mod send_job;
 mod subscription;
 
 pub use api_key::{ApiKey, ApiKeyHash};
-pub use app::{ApnsConfig, App, FcmConfig, NewApp, TwilioConfig};
+pub use app::{
+    ApnsAccount, ApnsConfig, App, ChannelNotConfigured, CreatedApp, Credentials, FcmAccount, FcmConfig,
+    HookSecret, NewApp, PushSecret, Secret, SecretScope, SmsSecret, TwilioAccount, TwilioConfig,
+};
 pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
 pub use contents::{Contents, ContentsError};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};

@@ -7,7 +7,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::adapters::store::StoreError;
-use crate::domain::{ContentsError, PredicateError, SourceError};
+use crate::domain::{ChannelNotConfigured, ContentsError, PredicateError, SourceError};
 use crate::edge::routes::NoMatch;
 use crate::services::audience::SourceLookupError;
 
@@ -30,6 +30,7 @@ pub enum ErrorCode {
     SegmentsNotCombinable,
     SourceNotRetargetable,
     SendAtOutOfWindow,
+    ChannelNotConfigured,
     Internal,
     Unavailable,
 }
@@ -52,6 +53,7 @@ impl ErrorCode {
             ErrorCode::SegmentsNotCombinable => "segments_not_combinable",
             ErrorCode::SourceNotRetargetable => "source_not_retargetable",
             ErrorCode::SendAtOutOfWindow => "send_at_out_of_window",
+            ErrorCode::ChannelNotConfigured => "channel_not_configured",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
         }
@@ -74,7 +76,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::SegmentsNotCombinable
             | ErrorCode::SourceNotRetargetable
-            | ErrorCode::SendAtOutOfWindow => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::SendAtOutOfWindow
+            | ErrorCode::ChannelNotConfigured => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -97,6 +100,7 @@ impl ErrorCode {
             ErrorCode::SegmentsNotCombinable => "A retarget audience cannot be combined with segments",
             ErrorCode::SourceNotRetargetable => "The source message is not retargetable",
             ErrorCode::SendAtOutOfWindow => "send_at is outside the retargeting window",
+            ErrorCode::ChannelNotConfigured => "The app cannot send on this channel",
             ErrorCode::Internal => "Internal error",
             ErrorCode::Unavailable => "Service temporarily unavailable",
         }
@@ -228,6 +232,12 @@ impl From<SourceError> for ApiError {
             SourceError::NotRetargetable => ErrorCode::SourceNotRetargetable,
         };
         ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<ChannelNotConfigured> for ApiError {
+    fn from(e: ChannelNotConfigured) -> Self {
+        ApiError::new(ErrorCode::ChannelNotConfigured, e.to_string())
     }
 }
 

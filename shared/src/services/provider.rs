@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{App, Message, Subscription};
+use crate::domain::{App, Message, Secret, Subscription};
 
 /// The provider's id for an accepted send (Twilio's MessageSid, FCM's message name, APNs' apns-id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,19 @@ impl SendError {
 
 /// One provider behind one channel (or platform).
 pub trait Provider: Send + Sync {
+    /// The scope of the app's secrets this provider sends with: the one secret item the
+    /// sender reads (and the only one its IAM policy lets it read).
+    type Secret: Secret;
+    /// What a send needs of the app's credentials, joined once per job from the app's
+    /// accounts and its secrets.
+    type Credentials: Send + Sync;
+
+    fn credentials(app: &App, secret: &Self::Secret) -> Self::Credentials;
+
     fn send<'a>(
         &'a self,
         app: &'a App,
+        credentials: &'a Self::Credentials,
         subscription: &'a Subscription,
         message: &'a Message,
     ) -> impl Future<Output = Result<Accepted, SendError>> + Send + 'a;

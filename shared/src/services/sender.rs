@@ -150,8 +150,11 @@ pub async fn process_job<P: Provider>(
     deadline: Option<Instant>,
 ) -> Result<JobReport, JobError> {
     let store = &deps.store;
-    let (app, message) =
-        tokio::try_join!(store.get_app(job.app_id), store.get_message(job.app_id, job.message_id))?;
+    let (app, secret, message) = tokio::try_join!(
+        store.get_app(job.app_id),
+        store.get_secret::<P::Secret>(job.app_id),
+        store.get_message(job.app_id, job.message_id)
+    )?;
     let (Some(app), Some(message)) = (app, message) else {
         // The app or message is gone: nothing can or should be sent.
         tracing::warn!(message_id = %job.message_id, "send job for a missing app or message dropped");
@@ -159,17 +162,19 @@ pub async fn process_job<P: Provider>(
     };
     let subscriptions =
         retried(|| store.get_subscriptions(app.app_id, job.subscription_ids.iter().copied())).await?;
+    let credentials = P::credentials(&app, &secret);
 
-    let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> =
-        stream::iter(job.subscription_ids.iter().copied())
-            .map(|sub| {
-                let subscription = subscriptions.get(&sub);
-                let (app, message) = (&app, &message);
-                async move { (sub, send_one(deps, app, message, subscription, deadline).await) }
-            })
-            .buffer_unordered(SENDS_IN_FLIGHT)
-            .collect()
-            .await;
+    let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> = stream::iter(
+        job.subscription_ids.iter().copied(),
+    )
+    .map(|sub| {
+        let subscription = subscriptions.get(&sub);
+        let (app, credentials, message) = (&app, &credentials, &message);
+        async move { (sub, send_one(deps, (app, credentials), message, subscription, deadline).await) }
+    })
+    .buffer_unordered(SENDS_IN_FLIGHT)
+    .collect()
+    .await;
 
     let mut report = JobReport::default();
     let mut events = Vec::new();
@@ -300,7 +305,7 @@ enum Outcome {
 
 async fn send_one<P: Provider>(
     deps: &SenderDeps<P>,
-    app: &App,
+    (app, credentials): (&App, &P::Credentials),
     message: &Message,
     subscription: Option<&Subscription>,
     deadline: Option<Instant>,
@@ -323,7 +328,8 @@ async fn send_one<P: Provider>(
         SendClaim::InFlight => return Ok(Outcome::Retry { after: None }),
         SendClaim::Go => {}
     }
-    let result = AssertUnwindSafe(deps.provider.send(app, subscription, message)).catch_unwind().await;
+    let result =
+        AssertUnwindSafe(deps.provider.send(app, credentials, subscription, message)).catch_unwind().await;
     let result = result.unwrap_or_else(|_| {
         Err(SendError::Transient { detail: "provider call panicked".into(), retry_after: None })
     });

@@ -1,7 +1,7 @@
 //! The stats aggregator: a DynamoDB Streams consumer counting the inserts of interaction items
 //! (see `adapters/store/stats.rs` for why and how the counters stay exact).
 //!
-//! The event source mapping: the table's stream (`NEW_IMAGE`), a filter letting through only
+//! The event source mapping: the table's stream (`KEYS_ONLY`), a filter letting through only
 //! `INSERT`s of keys starting with [`keys::INTERACTION_PREFIX`], `ParallelizationFactor` 1 (one
 //! invocation per shard at a time, records in order), a tumbling window — only because its
 //! invocations name their shard (`shardId`), which each counter item is keyed by — and
@@ -56,13 +56,10 @@ pub fn counted_insert(record: &EventRecord) -> Option<(MessageId, CountedInsert)
     let message = keys::parse_interaction_partition(&text(&change.keys, keys::PK)?)?;
     let (_, kind) = keys::parse_interaction_sort(&text(&change.keys, keys::SK)?)?;
     let sequence = keys::stream_sequence(change.sequence_number.as_deref()?)?;
-    let expires_at = match change.new_image.get(keys::EXPIRES_AT) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
-        _ => None,
-    }
-    // Every interaction item carries its TTL; should one not, its counter lives as long as a
-    // message's data from the record's time.
-    .unwrap_or_else(|| change.approximate_creation_date_time.timestamp() + keys::RETENTION_DAYS * 86_400);
+    // The stream carries keys only (no secret item's image ever reaches this function's role):
+    // a message's data expires 30 days after its creation, the time its id was made at —
+    // exactly the `expires_at` its interaction items carry.
+    let expires_at = keys::data_expires_at(message.time()).timestamp();
     Some((message, CountedInsert { sequence, kind, expires_at }))
 }
 
@@ -173,11 +170,8 @@ mod tests {
         serde_json::from_value(event).unwrap()
     }
 
-    fn record(name: &str, pk: &str, sk: &str, seq: &str, expires_at: Option<i64>) -> serde_json::Value {
-        let mut image = serde_json::json!({"pk": {"S": pk}, "sk": {"S": sk}});
-        if let Some(e) = expires_at {
-            image["expires_at"] = serde_json::json!({"N": e.to_string()});
-        }
+    /// A record of a `KEYS_ONLY` stream, as Lambda delivers it.
+    fn record(name: &str, pk: &str, sk: &str, seq: &str) -> serde_json::Value {
         serde_json::json!({
             "eventID": "c81e728d9d4c2f636f067f89cc14862c",
             "eventName": name,
@@ -187,10 +181,9 @@ mod tests {
             "dynamodb": {
                 "ApproximateCreationDateTime": 1795874400,
                 "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
-                "NewImage": image,
                 "SequenceNumber": seq,
                 "SizeBytes": 120,
-                "StreamViewType": "NEW_IMAGE"
+                "StreamViewType": "KEYS_ONLY"
             },
             "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/retarget/stream/2026-11-28T00:00:00.000"
         })
@@ -198,18 +191,24 @@ mod tests {
 
     #[test]
     fn only_interaction_inserts_are_counted_with_their_ttl() {
-        let msg = MessageId::new();
+        let created = chrono::DateTime::from_timestamp(1_795_874_400, 250_000_000).unwrap();
+        let msg = MessageId::at(created);
         let sub = SubscriptionId::new();
         let pk = keys::interaction_partition(msg, 3);
         let sk = keys::interaction_sort(sub, EventKind::Clicked);
         let event = window_event(
             serde_json::json!([
-                record("INSERT", &pk, &sk, "111", Some(1_798_466_400)),
-                record("MODIFY", &pk, &sk, "112", Some(1_798_466_400)),
-                record("REMOVE", &pk, &sk, "113", None),
-                record("INSERT", &keys::stats(msg), "shardId-1", "114", Some(1)),
-                record("INSERT", &pk, "not-a-sort-key", "115", Some(1)),
-                record("INSERT", &pk, &sk, "116", None),
+                record("INSERT", &pk, &sk, "111"),
+                record("MODIFY", &pk, &sk, "112"),
+                record("REMOVE", &pk, &sk, "113"),
+                record("INSERT", &keys::stats(msg), "shardId-1", "114"),
+                record("INSERT", &pk, "not-a-sort-key", "115"),
+                record(
+                    "INSERT",
+                    &keys::secret(crate::domain::AppId::new(), crate::domain::SecretScope::Sms),
+                    "SECRET",
+                    "116"
+                ),
             ]),
             Some("shardId-00000001795874400000-abcdef12"),
         );
@@ -218,13 +217,19 @@ mod tests {
             Some("shardId-00000001795874400000-abcdef12")
         );
         let counted: Vec<_> = event.dynamo_db_event.records.iter().filter_map(counted_insert).collect();
-        assert_eq!(counted.len(), 2);
+        assert_eq!(counted.len(), 1);
         assert_eq!(counted[0].0, msg);
         assert_eq!(counted[0].1.kind, EventKind::Clicked);
         assert_eq!(counted[0].1.sequence, keys::stream_sequence("111").unwrap());
-        assert_eq!(counted[0].1.expires_at, 1_798_466_400);
-        // No TTL on the image: the record's time plus the retention.
-        assert_eq!(counted[1].1.expires_at, 1_795_874_400 + keys::RETENTION_DAYS * 86_400);
+        // The message's data TTL, to the second: what its interaction items carry.
+        let message = crate::domain::Message::new(
+            crate::domain::AppId::new(),
+            crate::domain::Channel::Push,
+            crate::domain::Contents { title: None, body: "b".into(), url: None },
+            created,
+        );
+        assert_eq!(counted[0].1.expires_at, message.expires_at.timestamp());
+        assert_eq!(counted[0].1.expires_at, 1_795_874_400 + keys::RETENTION_DAYS * 86_400);
     }
 
     #[tokio::test]
@@ -243,7 +248,7 @@ mod tests {
         let msg = MessageId::new();
         let pk = keys::interaction_partition(msg, 0);
         let sk = keys::interaction_sort(SubscriptionId::new(), EventKind::Sent);
-        let event = window_event(serde_json::json!([record("INSERT", &pk, &sk, "42", Some(1))]), None);
+        let event = window_event(serde_json::json!([record("INSERT", &pk, &sk, "42")]), None);
         let response = handle_window(&StatsDeps { store }, event, None).await;
         assert_eq!(response.batch_item_failures.len(), 1);
         assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some("42"));

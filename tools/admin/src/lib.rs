@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use retarget_shared::Store;
 use retarget_shared::adapters::store::StoreError;
-use retarget_shared::domain::{ApiKey, ApnsConfig, AppId, FcmConfig, NewApp, Plan, TwilioConfig};
+use retarget_shared::domain::{
+    ApiKey, ApnsAccount, ApnsConfig, AppId, CreatedApp, Credentials, FcmConfig, NewApp, Plan, TwilioAccount,
+    TwilioConfig,
+};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -102,13 +105,6 @@ pub struct Providers {
     pub apns_topic: Option<String>,
 }
 
-/// The credentials the flags give, checked; `None` for each provider not given.
-pub struct Credentials {
-    pub twilio: Option<TwilioConfig>,
-    pub fcm: Option<FcmConfig>,
-    pub apns: Option<ApnsConfig>,
-}
-
 impl Providers {
     /// Reads and checks what was given; at most one of the secrets may come from stdin.
     pub fn read(self, stdin: &mut dyn std::io::Read) -> Result<Credentials, AdminError> {
@@ -146,10 +142,12 @@ impl Providers {
                         .map_err(|e| AdminError::Invalid(format!("--twilio-from: {e}")))?;
                 }
                 Some(TwilioConfig {
-                    account_sid,
+                    account: TwilioAccount {
+                        account_sid,
+                        from: self.twilio_from,
+                        messaging_service_sid: self.twilio_messaging_service_sid,
+                    },
                     auth_token,
-                    from: self.twilio_from,
-                    messaging_service_sid: self.twilio_messaging_service_sid,
                 })
             }
         };
@@ -168,7 +166,7 @@ impl Providers {
                         path.display()
                     )));
                 }
-                Some(ApnsConfig { private_key_pem, key_id, team_id, topic })
+                Some(ApnsConfig { account: ApnsAccount { key_id, team_id, topic }, private_key_pem })
             }
             _ => None,
         };
@@ -219,17 +217,17 @@ pub async fn run(store: &Store, cli: Cli, stdin: &mut dyn std::io::Read) -> Resu
     match cli.command {
         Command::App(AppCommand::Create(args)) => create_app(store, *args, stdin).await,
         Command::App(AppCommand::SetCredentials(args)) => {
-            let Credentials { twilio, fcm, apns } = args.providers.read(stdin)?;
-            if twilio.is_none() && fcm.is_none() && apns.is_none() {
+            let credentials = args.providers.read(stdin)?;
+            if credentials.is_empty() {
                 return Err(AdminError::Invalid(
                     "give the credentials to set: --twilio-…, --fcm-service-account or --apns-…".into(),
                 ));
             }
-            let app = store
-                .set_credentials(args.app_id, twilio, fcm, apns)
+            store
+                .set_credentials(args.app_id, credentials)
                 .await
                 .map_err(not_found_as(AdminError::UnknownApp))?;
-            Ok(json!({ "app_id": app.app_id }))
+            Ok(json!({ "app_id": args.app_id }))
         }
         Command::App(AppCommand::SetPlan { app_id, plan }) => {
             let app = store.set_plan(app_id, plan).await.map_err(not_found_as(AdminError::UnknownApp))?;
@@ -265,13 +263,14 @@ async fn create_app(
     args: CreateApp,
     stdin: &mut dyn std::io::Read,
 ) -> Result<Value, AdminError> {
-    let Credentials { twilio, fcm, apns } = args.providers.read(stdin)?;
-    let app = store.create_app(NewApp { name: args.name, plan: args.plan, twilio, fcm, apns }).await?;
+    let credentials = args.providers.read(stdin)?;
+    let CreatedApp { app, push_webhook_secret } =
+        store.create_app(NewApp { name: args.name, plan: args.plan, credentials }).await?;
     let key = store.create_api_key(app.app_id).await?;
     Ok(json!({
         "app_id": app.app_id,
         "api_key": key.reveal(),
-        "push_webhook_secret": app.push_webhook_secret,
+        "push_webhook_secret": push_webhook_secret,
         "plan": app.plan,
     }))
 }

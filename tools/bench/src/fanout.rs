@@ -40,9 +40,15 @@ pub struct Options {
 struct Instant;
 
 impl Provider for Instant {
+    type Secret = retarget_shared::domain::HookSecret;
+    type Credentials = ();
+
+    fn credentials(_: &App, _: &Self::Secret) {}
+
     async fn send<'a>(
         &'a self,
         _app: &'a App,
+        _credentials: &'a (),
         _subscription: &'a Subscription,
         _message: &'a Message,
     ) -> Result<Accepted, SendError> {

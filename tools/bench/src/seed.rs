@@ -15,9 +15,8 @@ use serde_json::json;
 const CHUNK: usize = 5000;
 
 pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::domain::App> {
-    Ok(store
-        .create_app(NewApp { name: "bench".into(), plan: Plan::Pro, twilio: None, fcm: None, apns: None })
-        .await?)
+    let new = NewApp { name: "bench".into(), plan: Plan::Pro, credentials: Default::default() };
+    Ok(store.create_app(new).await?.app)
 }
 
 /// A retargetable push message of `app`, created now.

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
+use retarget_push_sender::{PushCredentials, PushProvider};
 use retarget_shared::TestClock;
 use retarget_shared::domain::{
-    ApnsConfig, App, AppId, Channel, Contents, FcmConfig, Message, Plan, Platform, Subscription,
-    SubscriptionId, SubscriptionStatus,
+    ApnsAccount, ApnsConfig, App, AppId, Channel, Contents, FcmAccount, FcmConfig, Message, Plan, Platform,
+    Subscription, SubscriptionId, SubscriptionStatus,
 };
-use retarget_shared::services::provider::SendError;
+use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond};
 
@@ -86,34 +87,68 @@ pub const FCM_SEND_PATH: &str = "/v1/projects/demo-project/messages:send";
 
 pub fn fcm_config(server: &MockServer) -> FcmConfig {
     FcmConfig {
-        project_id: PROJECT_ID.into(),
-        client_email: CLIENT_EMAIL.into(),
+        account: FcmAccount {
+            project_id: PROJECT_ID.into(),
+            client_email: CLIENT_EMAIL.into(),
+            token_uri: format!("{}/token", server.uri()),
+        },
         private_key: RSA_PRIVATE_PEM.into(),
-        token_uri: format!("{}/token", server.uri()),
     }
 }
 
 pub fn apns_config() -> ApnsConfig {
     ApnsConfig {
+        account: ApnsAccount { key_id: KEY_ID.into(), team_id: TEAM_ID.into(), topic: TOPIC.into() },
         private_key_pem: EC_PRIVATE_PEM.into(),
-        key_id: KEY_ID.into(),
-        team_id: TEAM_ID.into(),
-        topic: TOPIC.into(),
     }
 }
 
-pub fn app(fcm: Option<FcmConfig>, apns: Option<ApnsConfig>) -> App {
+/// An app with the credentials the sender would have joined from its item and its secrets.
+pub struct PushApp {
+    pub app: App,
+    pub credentials: PushCredentials,
+}
+
+impl std::ops::Deref for PushApp {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+pub fn app(fcm: Option<FcmConfig>, apns: Option<ApnsConfig>) -> PushApp {
     let now = Utc::now();
-    App {
+    let app = App {
         app_id: AppId::new(),
         name: "demo".into(),
         plan: Plan::Pro,
         created_at: now,
         retargeting_enabled_at: Some(now),
-        push_webhook_secret: "whsec_test".into(),
         twilio: None,
-        fcm,
-        apns,
+        fcm: fcm.as_ref().map(|f| f.account.clone()),
+        apns: apns.as_ref().map(|a| a.account.clone()),
+    };
+    PushApp { app, credentials: PushCredentials { fcm, apns } }
+}
+
+/// `Provider::send` with the app's credentials.
+pub trait SendAs {
+    fn send_as(
+        &self,
+        app: &PushApp,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> impl std::future::Future<Output = Result<Accepted, SendError>>;
+}
+
+impl SendAs for PushProvider {
+    async fn send_as(
+        &self,
+        app: &PushApp,
+        subscription: &Subscription,
+        message: &Message,
+    ) -> Result<Accepted, SendError> {
+        self.send(&app.app, &app.credentials, subscription, message).await
     }
 }
 

@@ -1,12 +1,17 @@
 //! Apps (tenants) and their API keys.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{key, s};
 use super::{Store, StoreError};
-use crate::domain::{ApiKey, ApiKeyHash, ApnsConfig, App, AppId, FcmConfig, NewApp, Plan, TwilioConfig};
+use crate::domain::{
+    ApiKey, ApiKeyHash, App, AppId, CreatedApp, Credentials, HookSecret, NewApp, Plan, PushSecret, Secret,
+    SecretScope, SmsSecret,
+};
 use crate::keys;
 
 #[derive(Serialize, Deserialize)]
@@ -15,6 +20,21 @@ struct AppItem {
     sk: String,
     #[serde(flatten)]
     app: App,
+}
+
+/// One scope of an app's secrets, in its own item (see [`SecretScope`]).
+#[derive(Serialize, Deserialize)]
+struct SecretItem<S> {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    secret: S,
+}
+
+impl<S: Secret> SecretItem<S> {
+    fn of(app_id: AppId, secret: S) -> Self {
+        SecretItem { pk: keys::secret(app_id, S::SCOPE), sk: keys::SK_SECRET.into(), secret }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,24 +51,59 @@ fn new_secret() -> String {
 }
 
 impl Store {
-    pub async fn create_app(&self, new: NewApp) -> Result<App, StoreError> {
+    /// Stores a new app: its secret-free item and one item per scope of secrets it has, in one
+    /// transaction (all or nothing; the request token makes the SDK's retries of a transaction
+    /// whose answer was lost succeed instead of failing on their own first write).
+    pub async fn create_app(&self, new: NewApp) -> Result<CreatedApp, StoreError> {
         let now = self.clock().now();
+        let Credentials { twilio, fcm, apns } = new.credentials;
         let app = App {
             app_id: AppId::at(now),
             name: new.name,
             plan: new.plan,
             created_at: now,
             retargeting_enabled_at: new.plan.allows_retargeting().then_some(now),
-            push_webhook_secret: new_secret(),
-            twilio: new.twilio,
-            fcm: new.fcm,
-            apns: new.apns,
+            twilio: twilio.as_ref().map(|t| t.account.clone()),
+            fcm: fcm.as_ref().map(|f| f.account.clone()),
+            apns: apns.as_ref().map(|a| a.account.clone()),
         };
-        let item = AppItem { pk: keys::app(app.app_id), sk: keys::SK_APP.into(), app: app.clone() };
-        self.put_new(serde_dynamo::to_item(&item)?, "PutItem app").await?;
-        Ok(app)
+        let push_webhook_secret = new_secret();
+        let app_id = app.app_id;
+        let mut puts = vec![
+            serde_dynamo::to_item(AppItem {
+                pk: keys::app(app_id),
+                sk: keys::SK_APP.into(),
+                app: app.clone(),
+            })?,
+            serde_dynamo::to_item(SecretItem::of(
+                app_id,
+                HookSecret { push_webhook_secret: push_webhook_secret.clone() },
+            ))?,
+        ];
+        if let Some(twilio) = twilio {
+            let secret = SmsSecret { twilio_auth_token: Some(twilio.auth_token) };
+            puts.push(serde_dynamo::to_item(SecretItem::of(app_id, secret))?);
+        }
+        if fcm.is_some() || apns.is_some() {
+            let secret = PushSecret {
+                fcm_private_key: fcm.map(|f| f.private_key),
+                apns_private_key_pem: apns.map(|a| a.private_key_pem),
+            };
+            puts.push(serde_dynamo::to_item(SecretItem::of(app_id, secret))?);
+        }
+        let items =
+            puts.into_iter().map(|item| self.transact_put_new(item)).collect::<Result<Vec<_>, _>>()?;
+        self.client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(super::new_write_token())
+            .send()
+            .await
+            .map_err(StoreError::dynamo("TransactWriteItems app"))?;
+        Ok(CreatedApp { app, push_webhook_secret })
     }
 
+    /// The app, without any secret: what authentication, dispatch and the API read.
     pub async fn get_app(&self, app_id: AppId) -> Result<Option<App>, StoreError> {
         let output = self
             .client()
@@ -61,6 +116,23 @@ impl Store {
         match output.item {
             Some(item) => Ok(Some(serde_dynamo::from_item::<_, AppItem>(item)?.app)),
             None => Ok(None),
+        }
+    }
+
+    /// One scope of an app's secrets; the scope's default (nothing configured) when it has none.
+    /// Only the functions whose IAM policy allows `S::SCOPE` can make this call succeed.
+    pub async fn get_secret<S: Secret>(&self, app_id: AppId) -> Result<S, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::secret(app_id, S::SCOPE), keys::SK_SECRET)))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem app secret"))?;
+        match output.item {
+            Some(item) => Ok(serde_dynamo::from_item::<_, SecretItem<S>>(item)?.secret),
+            None => Ok(S::default()),
         }
     }
 
@@ -92,49 +164,95 @@ impl Store {
         Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
     }
 
-    /// Adds or replaces the given providers' credentials of an app (the others are kept), in one
-    /// conditional update: `NotFound` for an unknown app, nothing written then.
-    pub async fn set_credentials(
-        &self,
-        app_id: AppId,
-        twilio: Option<TwilioConfig>,
-        fcm: Option<FcmConfig>,
-        apns: Option<ApnsConfig>,
-    ) -> Result<App, StoreError> {
-        let mut sets = Vec::new();
-        let mut update = self
+    /// Adds or replaces the given providers' credentials of an app (the others are kept): the
+    /// accounts on the app item, the secrets in their scopes' items, in one transaction
+    /// conditional on the app: `NotFound` for an unknown app, nothing written then.
+    pub async fn set_credentials(&self, app_id: AppId, credentials: Credentials) -> Result<(), StoreError> {
+        let Credentials { twilio, fcm, apns } = credentials;
+        let mut app_sets = Vec::new();
+        let mut app_values = HashMap::new();
+        let mut updates = Vec::new();
+        if let Some(twilio) = twilio {
+            app_sets.push("twilio = :twilio");
+            app_values.insert(":twilio".to_owned(), serde_dynamo::to_attribute_value(&twilio.account)?);
+            updates.push(self.set_secret_attributes(
+                app_id,
+                SecretScope::Sms,
+                [("twilio_auth_token", twilio.auth_token)],
+            )?);
+        }
+        let mut push_secrets = Vec::new();
+        if let Some(fcm) = fcm {
+            app_sets.push("fcm = :fcm");
+            app_values.insert(":fcm".to_owned(), serde_dynamo::to_attribute_value(&fcm.account)?);
+            push_secrets.push(("fcm_private_key", fcm.private_key));
+        }
+        if let Some(apns) = apns {
+            app_sets.push("apns = :apns");
+            app_values.insert(":apns".to_owned(), serde_dynamo::to_attribute_value(&apns.account)?);
+            push_secrets.push(("apns_private_key_pem", apns.private_key_pem));
+        }
+        if app_sets.is_empty() {
+            return match self.get_app(app_id).await? {
+                Some(_) => Ok(()),
+                None => Err(StoreError::NotFound),
+            };
+        }
+        if !push_secrets.is_empty() {
+            updates.push(self.set_secret_attributes(app_id, SecretScope::Push, push_secrets)?);
+        }
+        let update_app = StoreError::request(
+            Update::builder()
+                .table_name(self.table())
+                .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
+                .condition_expression("attribute_exists(pk)")
+                .update_expression(format!("SET {}", app_sets.join(", ")))
+                .set_expression_attribute_values(Some(app_values))
+                .build(),
+        )?;
+        let mut items = vec![TransactWriteItem::builder().update(update_app).build()];
+        items.extend(updates);
+        let result = self
             .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
-            .condition_expression("attribute_exists(pk)")
-            .return_values(ReturnValue::AllNew);
-        if let Some(twilio) = &twilio {
-            sets.push("twilio = :twilio");
-            update = update.expression_attribute_values(":twilio", serde_dynamo::to_attribute_value(twilio)?);
-        }
-        if let Some(fcm) = &fcm {
-            sets.push("fcm = :fcm");
-            update = update.expression_attribute_values(":fcm", serde_dynamo::to_attribute_value(fcm)?);
-        }
-        if let Some(apns) = &apns {
-            sets.push("apns = :apns");
-            update = update.expression_attribute_values(":apns", serde_dynamo::to_attribute_value(apns)?);
-        }
-        if sets.is_empty() {
-            return self.get_app(app_id).await?.ok_or(StoreError::NotFound);
-        }
-        let result = update
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(super::new_write_token())
             .send()
             .await
-            .map_err(StoreError::dynamo("UpdateItem app credentials"));
-        let output = match result {
-            Err(e) if e.is_condition_failed() => return Err(StoreError::NotFound),
-            other => other?,
-        };
-        let item = output.attributes.ok_or(StoreError::NotFound)?;
-        Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
+            .map_err(StoreError::dynamo("TransactWriteItems app credentials"));
+        match result {
+            // The app's update is the transaction's first item: its condition is the one that can fail.
+            Err(StoreError::Dynamo { source, .. })
+                if matches!(&*source, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
+                    if t.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A transaction's update setting these attributes of one scope's secret item (created if
+    /// it does not exist, its other attributes kept).
+    fn set_secret_attributes(
+        &self,
+        app_id: AppId,
+        scope: SecretScope,
+        attributes: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut sets = Vec::new();
+        let mut update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key(keys::secret(app_id, scope), keys::SK_SECRET)));
+        for (i, (name, value)) in attributes.into_iter().enumerate() {
+            sets.push(format!("#a{i} = :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), s(value));
+        }
+        let update =
+            StoreError::request(update.update_expression(format!("SET {}", sets.join(", "))).build())?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Creates an API key for an app; the clear key is returned once and never stored.
