@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use retarget_shared::domain::Channel;
 
 /// Every event kind of the contract, push and SMS.
-pub const KINDS: [&str; 5] = ["sent", "delivered", "clicked", "undelivered", "failed"];
+pub const KINDS: [&str; 6] = ["sent", "delivered", "clicked", "undelivered", "failed", "converted"];
 
 /// The number of predicates [`predicate`] knows.
-pub const PREDICATES: usize = 8;
+pub const PREDICATES: usize = 11;
 
 /// The model's rule for one predicate: which recorded kinds put a source subscription in.
 pub type Rule = Box<dyn Fn(&BTreeSet<&str>) -> bool>;
@@ -17,7 +17,8 @@ pub type Rule = Box<dyn Fn(&BTreeSet<&str>) -> bool>;
 pub fn valid_for(channel: Channel, kind: &str) -> bool {
     match channel {
         Channel::Push => kind != "undelivered",
-        Channel::Sms => kind != "clicked",
+        // An SMS click is a tracked link opened.
+        Channel::Sms => true,
     }
 }
 
@@ -44,13 +45,20 @@ pub fn predicate(i: usize, channel: Channel) -> (String, Option<Rule>) {
                 (has("undelivered")(s) || has("failed")(s)) && !has("delivered")(s)
             })),
         ),
-        (3, Channel::Push) => ("action=clicked", Some(Box::new(has("clicked")))),
-        (4, Channel::Push) => (
+        (3, _) => ("action=clicked", Some(Box::new(has("clicked")))),
+        (4, _) => (
             "action=not_clicked",
             Some(Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("clicked")(s))),
         ),
-        (3, Channel::Sms) => ("action=clicked", None),
-        (4, Channel::Sms) => ("action=not_clicked", None),
+        (8, _) => ("action=converted", Some(Box::new(has("converted")))),
+        (9, _) => (
+            "action=not_converted",
+            Some(Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("converted")(s))),
+        ),
+        (10, _) => (
+            "did=sent&did_not=converted",
+            Some(Box::new(move |s: &BTreeSet<&str>| has("sent")(s) && !has("converted")(s))),
+        ),
         (5, _) => (
             "did=sent&did_not=delivered",
             Some(Box::new(move |s: &BTreeSet<&str>| has("sent")(s) && !has("delivered")(s))),

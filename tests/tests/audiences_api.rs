@@ -150,8 +150,8 @@ async fn source_rules_and_error_precedence() {
     let q = |path: &str| format!("/v1/messages/{m}{path}");
 
     for (path, status, code) in [
-        ("/audience?action=clicked", 400, "invalid_action"),
-        ("/audience?did=clicked", 400, "invalid_action"),
+        ("/audience?did=clicked,opened", 400, "invalid_action"),
+        ("/audience?did=sent&did_not=clicked,opened", 400, "invalid_action"),
         ("/audience?action=opened", 400, "invalid_action"),
         ("/audience", 400, "invalid_request"),
         ("/audience?action=sent&did=sent", 400, "invalid_request"),
@@ -344,5 +344,45 @@ proptest! {
     #[test]
     fn audiences_equal_the_model(scenario in scenario()) {
         block_on(check(scenario));
+    }
+}
+
+/// Issue 15 (conversions, SMS clicks): `converted` is recorded on both channels through the
+/// events API, counted in the stats, and selects `converted` / `not_converted` and
+/// `did=sent&did_not=converted`; an SMS `clicked` (a link the app tracks itself) selects
+/// `clicked` / `not_clicked` on an SMS source.
+#[tokio::test]
+async fn conversions_and_sms_clicks_select_their_audiences() {
+    let (world, t) = World::with_app(Plan::Pro).await;
+    for channel in Channel::ALL {
+        let message = world.message(&t, channel).await;
+        let subs = world.subscriptions(&t, channel, 4).await;
+        world.record_each(&message, EventKind::Sent, &subs).await;
+        let m = message.message_id;
+        let events: Vec<Value> = [(0, "converted"), (1, "converted"), (1, "clicked"), (2, "clicked")]
+            .iter()
+            .map(|(i, kind)| serde_json::json!({"message_id": m, "subscription_id": subs[*i], "kind": kind}))
+            .collect();
+        let r = world.call(t.post("/v1/events", &serde_json::json!({ "events": events }))).await;
+        assert_eq!((r.status, r.body["accepted"].as_u64()), (200, Some(4)), "{channel}: {r:?}");
+
+        let stats = world.stats(&message).await;
+        assert_eq!((stats[&EventKind::Converted], stats[&EventKind::Clicked]), (2, 2), "{channel}");
+        let got = world.call(t.get(&format!("/v1/messages/{m}"))).await;
+        assert_eq!(got.body["stats"]["converted"], 2, "{got:?}");
+
+        let members = async |query: &str| -> BTreeSet<String> {
+            all_pages(&world, &t, &format!("/v1/messages/{m}/audience?{query}"), 2)
+                .await
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(members("action=converted").await, ids(&subs[..2]), "{channel}");
+        assert_eq!(members("action=not_converted").await, ids(&subs[2..]), "{channel}");
+        assert_eq!(members("did=sent&did_not=converted").await, ids(&subs[2..]), "{channel}");
+        assert_eq!(members("action=clicked").await, ids(&subs[1..3]), "{channel}");
+        assert_eq!(members("action=not_clicked").await, ids(&[subs[0], subs[3]]), "{channel}");
+        let count = world.call(t.get(&format!("/v1/messages/{m}/audience/count?action=not_converted"))).await;
+        assert_eq!(count.body["count"], 2, "{count:?}");
     }
 }

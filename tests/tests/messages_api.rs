@@ -134,7 +134,10 @@ async fn get_returns_the_message_with_stats_and_its_30_day_expiry() {
     assert_eq!(got.status, 200);
     assert_eq!(got.body["channel"], "push");
     assert_eq!(got.body["retargetable"], true);
-    assert_eq!(got.body["stats"], json!({"sent":1,"delivered":0,"clicked":1,"failed":0,"undelivered":0}));
+    assert_eq!(
+        got.body["stats"],
+        json!({"sent":1,"delivered":0,"clicked":1,"failed":0,"undelivered":0,"converted":0})
+    );
     assert!(got.body.get("retarget_of").is_none());
     let created_at = chrono::DateTime::parse_from_rfc3339(got.body["created_at"].as_str().unwrap()).unwrap();
     let expires_at = chrono::DateTime::parse_from_rfc3339(got.body["expires_at"].as_str().unwrap()).unwrap();

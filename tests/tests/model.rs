@@ -436,7 +436,7 @@ async fn check(scenario: Scenario) {
         for (mi, (id, _, old)) in t.messages.iter().enumerate() {
             let r = world.call(t.app.get(&format!("/v1/messages/{id}"))).await;
             assert_eq!(r.status, 200, "{r:?}");
-            for kind in ["sent", "delivered", "clicked", "failed", "undelivered"] {
+            for kind in KINDS {
                 let expected = if *old {
                     0
                 } else {

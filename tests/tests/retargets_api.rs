@@ -619,8 +619,9 @@ async fn errors_follow_the_contracts_precedence_and_write_nothing() {
             400,
             "invalid_action",
             vec![
-                json!({"source_message_id": src(&fresh_sms), "action": "clicked", "channel": "push", "contents": {"body": "x"}}),
-                json!({"source_message_id": src(&fresh_sms), "action": "not_clicked", "send_at": too_late, "contents": {"body": "x"}}),
+                json!({"source_message_id": src(&fresh_sms), "did": ["clicked", "opened"], "channel": "push", "contents": {"body": "x"}}),
+                json!({"source_message_id": src(&fresh_sms), "action": "not_opened", "send_at": too_late, "contents": {"body": "x"}}),
+                json!({"source_message_id": src(&fresh), "did": ["undelivered"], "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "action": "opened", "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "action": "", "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "did": "undelivered", "channel": "sms", "contents": {"body": "x"}}),

@@ -24,10 +24,22 @@ impl Channel {
     /// The interaction kinds a message on this channel can have.
     pub fn event_kinds(self) -> &'static [EventKind] {
         match self {
-            Channel::Push => &[EventKind::Sent, EventKind::Delivered, EventKind::Clicked, EventKind::Failed],
-            Channel::Sms => {
-                &[EventKind::Sent, EventKind::Delivered, EventKind::Undelivered, EventKind::Failed]
-            }
+            Channel::Push => &[
+                EventKind::Sent,
+                EventKind::Delivered,
+                EventKind::Clicked,
+                EventKind::Failed,
+                EventKind::Converted,
+            ],
+            // `clicked`: a tracked link was opened.
+            Channel::Sms => &[
+                EventKind::Sent,
+                EventKind::Delivered,
+                EventKind::Undelivered,
+                EventKind::Failed,
+                EventKind::Clicked,
+                EventKind::Converted,
+            ],
         }
     }
 
@@ -62,15 +74,18 @@ pub enum EventKind {
     Clicked,
     Undelivered,
     Failed,
+    /// The recipient did what the message was for (a purchase, a sign-up): reported by the app.
+    Converted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Sent,
         EventKind::Delivered,
         EventKind::Clicked,
         EventKind::Undelivered,
         EventKind::Failed,
+        EventKind::Converted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +95,7 @@ impl EventKind {
             EventKind::Clicked => "clicked",
             EventKind::Undelivered => "undelivered",
             EventKind::Failed => "failed",
+            EventKind::Converted => "converted",
         }
     }
 
@@ -91,6 +107,7 @@ impl EventKind {
             EventKind::Clicked => 'c',
             EventKind::Undelivered => 'u',
             EventKind::Failed => 'f',
+            EventKind::Converted => 'v',
         }
     }
 
@@ -201,11 +218,12 @@ mod tests {
         assert!(Channel::Push.accepts(EventKind::Clicked));
         assert!(!Channel::Push.accepts(EventKind::Undelivered));
         assert!(Channel::Sms.accepts(EventKind::Undelivered));
-        assert!(!Channel::Sms.accepts(EventKind::Clicked));
+        assert!(Channel::Sms.accepts(EventKind::Clicked), "a tracked link was opened");
         for c in Channel::ALL {
             assert!(
                 c.accepts(EventKind::Sent) && c.accepts(EventKind::Delivered) && c.accepts(EventKind::Failed)
             );
+            assert!(c.accepts(EventKind::Converted));
         }
     }
 
@@ -221,7 +239,7 @@ mod tests {
         let json = serde_json::to_value(counts).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15})
+            serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15, "converted": 16})
         );
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));

@@ -46,9 +46,21 @@ pub enum Action {
     NotDelivered,
     Clicked,
     NotClicked,
+    Converted,
+    NotConverted,
 }
 
 impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Sent,
+        Action::Delivered,
+        Action::NotDelivered,
+        Action::Clicked,
+        Action::NotClicked,
+        Action::Converted,
+        Action::NotConverted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Sent => "sent",
@@ -56,13 +68,13 @@ impl Action {
             Action::NotDelivered => "not_delivered",
             Action::Clicked => "clicked",
             Action::NotClicked => "not_clicked",
+            Action::Converted => "converted",
+            Action::NotConverted => "not_converted",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Action::Sent, Action::Delivered, Action::NotDelivered, Action::Clicked, Action::NotClicked]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 
@@ -81,10 +93,10 @@ pub enum Predicate {
 /// Why a predicate does not apply: the contract answers 400 `invalid_action` for all of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PredicateError {
-    #[error("action `{0}` is not one of sent, delivered, not_delivered, clicked, not_clicked")]
+    #[error(
+        "action `{0}` is not one of sent, delivered, not_delivered, clicked, not_clicked, converted, not_converted"
+    )]
     UnknownAction(String),
-    #[error("action `{action}` does not apply to {channel} messages")]
-    NotForChannel { action: String, channel: Channel },
     #[error("`{0}` is not an event kind")]
     UnknownKind(String),
     #[error("event kind `{kind}` does not occur on {channel} messages")]
@@ -94,13 +106,11 @@ pub enum PredicateError {
 }
 
 impl Predicate {
-    /// Parses `action=…` for a source on `channel`.
-    pub fn action(action: &str, channel: Channel) -> Result<Self, PredicateError> {
+    /// Parses `action=…` for a source on `channel` (every action applies to push and SMS — an
+    /// SMS click is a tracked link opened).
+    pub fn action(action: &str, _channel: Channel) -> Result<Self, PredicateError> {
         let parsed = Action::parse(action)
             .ok_or_else(|| PredicateError::UnknownAction(action.chars().take(40).collect()))?;
-        if channel == Channel::Sms && matches!(parsed, Action::Clicked | Action::NotClicked) {
-            return Err(PredicateError::NotForChannel { action: action.into(), channel });
-        }
         Ok(Predicate::Action(parsed))
     }
 
@@ -150,6 +160,8 @@ impl Predicate {
             }
             (Predicate::Action(Action::Clicked), _) => kinds.contains(Clicked),
             (Predicate::Action(Action::NotClicked), _) => !kinds.contains(Clicked),
+            (Predicate::Action(Action::Converted), _) => kinds.contains(Converted),
+            (Predicate::Action(Action::NotConverted), _) => !kinds.contains(Converted),
             (Predicate::Combined { did, did_not }, _) => {
                 did.iter().all(|k| kinds.contains(*k)) && !did_not.iter().any(|k| kinds.contains(*k))
             }
@@ -200,22 +212,44 @@ mod tests {
     #[test]
     fn sms_actions_follow_the_seed_table() {
         let p = |a| Predicate::action(a, Channel::Sms).unwrap();
-        let cases: &[(&[EventKind], [bool; 3])] = &[
-            // kinds                        sent delivered not_delivered
-            (&[Sent], [true, false, false]),
-            (&[Sent, Delivered], [true, true, false]),
-            (&[Sent, Undelivered], [true, false, true]),
-            (&[Failed], [true, false, true]),
-            (&[Undelivered, Delivered], [true, true, false]),
+        let cases: &[(&[EventKind], [bool; 5])] = &[
+            // kinds                        sent delivered not_delivered clicked not_clicked
+            (&[Sent], [true, false, false, false, true]),
+            (&[Sent, Delivered], [true, true, false, false, true]),
+            (&[Sent, Undelivered], [true, false, true, false, true]),
+            (&[Failed], [true, false, true, false, true]),
+            (&[Undelivered, Delivered], [true, true, false, false, true]),
+            // A link opened proves nothing about the delivery report: it is a click only.
+            (&[Sent, Clicked], [true, false, false, true, false]),
         ];
         for (kinds, expected) in cases {
-            let got = ["sent", "delivered", "not_delivered"].map(|a| p(a).matches(Channel::Sms, set(kinds)));
+            let got = ["sent", "delivered", "not_delivered", "clicked", "not_clicked"]
+                .map(|a| p(a).matches(Channel::Sms, set(kinds)));
             assert_eq!(&got, expected, "{kinds:?}");
         }
-        for a in ["clicked", "not_clicked"] {
-            assert!(matches!(Predicate::action(a, Channel::Sms), Err(PredicateError::NotForChannel { .. })));
-        }
         assert!(matches!(Predicate::action("opened", Channel::Push), Err(PredicateError::UnknownAction(_))));
+    }
+
+    #[test]
+    fn conversions_on_every_channel() {
+        for channel in Channel::ALL {
+            let p = |a| Predicate::action(a, channel).unwrap();
+            let cases: &[(&[EventKind], [bool; 2])] = &[
+                // kinds                     converted not_converted
+                (&[Sent], [false, true]),
+                (&[Sent, Converted], [true, false]),
+                (&[Converted], [true, false]),
+                (&[], [false, false]),
+            ];
+            for (kinds, expected) in cases {
+                let got = ["converted", "not_converted"].map(|a| p(a).matches(channel, set(kinds)));
+                assert_eq!(&got, expected, "{channel} {kinds:?}");
+            }
+            let sent_not_converted =
+                Predicate::combined(&["sent".into()], &["converted".into()], channel).unwrap();
+            assert!(sent_not_converted.matches(channel, set(&[Sent, Delivered])));
+            assert!(!sent_not_converted.matches(channel, set(&[Sent, Converted])));
+        }
     }
 
     #[test]
@@ -228,7 +262,8 @@ mod tests {
         assert!(only_not.matches(Channel::Push, set(&[Sent])));
         let two = Predicate::combined(&["sent,delivered".into()], &[], Channel::Sms).unwrap();
         assert_eq!(two, Predicate::Combined { did: vec![Sent, Delivered], did_not: vec![] });
-        assert!(Predicate::combined(&["clicked".into()], &[], Channel::Sms).is_err());
+        assert!(Predicate::combined(&["undelivered".into()], &[], Channel::Push).is_err());
+        assert!(Predicate::combined(&["clicked".into()], &[], Channel::Sms).is_ok());
         assert!(Predicate::combined(&["opened".into()], &[], Channel::Push).is_err());
         assert!(Predicate::combined(&["sent".into()], &["sent".into()], Channel::Push).is_err());
         assert_eq!(p.to_string(), "did=delivered&did_not=clicked");
