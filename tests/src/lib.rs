@@ -370,6 +370,15 @@ impl World {
         self.create_app("Twilio App", retarget_shared::domain::Plan::Pro, credentials).await
     }
 
+    /// A pro app with Twilio credentials (auth token `token`) and nothing for push.
+    pub async fn sms_only_app(&self) -> TestApp {
+        let credentials = retarget_shared::domain::Credentials {
+            twilio: Some(twilio_config("token", "+15550009999")),
+            ..Default::default()
+        };
+        self.create_app("SMS only", retarget_shared::domain::Plan::Pro, credentials).await
+    }
+
     pub async fn create_app(
         &self,
         name: &str,

@@ -220,15 +220,7 @@ async fn another_apps_message_is_not_found_and_bad_input_writes_nothing() {
 async fn a_channel_without_credentials_is_refused_and_nothing_is_created() {
     let h = Harness::new().await;
     let bare = h.world.bare_app(Plan::Pro).await;
-    let twilio = Some(retarget_tests::twilio_config("token", "+15550009999"));
-    let sms_only = h
-        .world
-        .create_app(
-            "SMS only",
-            Plan::Pro,
-            retarget_shared::domain::Credentials { twilio, ..Default::default() },
-        )
-        .await;
+    let sms_only = h.world.sms_only_app().await;
     let (push_sub, sms_sub) =
         (h.push(&bare, "tok-1", None).await, h.sms(&sms_only, "+15550000001", None).await);
     let bare_sms = h.sms(&bare, "+15550000002", None).await;

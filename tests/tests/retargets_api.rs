@@ -711,15 +711,7 @@ impl Harness {
 #[tokio::test]
 async fn a_retarget_onto_a_channel_without_credentials_is_refused() {
     let h = Harness::new().await;
-    let twilio = Some(retarget_tests::twilio_config("token", "+15550009999"));
-    let t = h
-        .world
-        .create_app(
-            "SMS only",
-            Plan::Pro,
-            retarget_shared::domain::Credentials { twilio, ..Default::default() },
-        )
-        .await;
+    let t = h.world.sms_only_app().await;
     let sms = h.world.message(&t, Channel::Sms).await;
     let mut onto_push = body(&sms, "delivered");
     onto_push["channel"] = "push".into();

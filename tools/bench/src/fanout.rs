@@ -40,7 +40,8 @@ pub struct Options {
 struct Instant;
 
 impl Provider for Instant {
-    type Secret = retarget_shared::domain::HookSecret;
+    /// The push sender's scope: the bench reads what the real push sender reads.
+    type Secret = retarget_shared::domain::PushSecret;
     type Credentials = ();
 
     fn credentials(_: &App, _: &Self::Secret) {}
