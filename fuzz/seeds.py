@@ -142,3 +142,32 @@ write("request_helpers", "twilio.txt",
 write("request_helpers", "cancel.txt", f"DELETE\n/v1/retargets/{MESSAGE}\n\n")
 write("request_helpers", "wrong-method.txt", f"PUT\n/v1/subscriptions/{SUBSCRIPTION}\n\n{{}}")
 write("request_helpers", "too-large.txt", "POST\n/v1/messages\nx-fuzz-repeat: 1100000\n\n[")
+
+
+# --- track_token: key (hex) \n token \n body ------------------------------------------------
+# The token is computed here from its definition (shared/src/domain/tracking.rs), independently.
+def ulid_bytes(ulid):
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = 0
+    for c in ulid:
+        value = value * 32 + alphabet.index(c)
+    return value.to_bytes(16, "big")
+
+
+def track_token(key, app, message, subscription, kid=1):
+    signed = bytes([kid]) + ulid_bytes(app) + ulid_bytes(message) + ulid_bytes(subscription)
+    app_key = hmac.new(key, b"retarget tracking key v1" + ulid_bytes(app), hashlib.sha256).digest()
+    mac = hmac.new(app_key, b"rt1" + signed, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(signed + mac).decode().rstrip("=")
+
+
+TRACK_KEY = bytes(range(32))
+GOOD = track_token(TRACK_KEY, APP, MESSAGE, SUBSCRIPTION)
+for name, token, body in [
+    ("clicked", GOOD, {"token": GOOD, "kind": "clicked"}),
+    ("converted-at", GOOD, {"token": GOOD, "kind": "converted", "occurred_at": "2025-11-28T19:00:00Z"}),
+    ("bad-kind", GOOD, {"token": GOOD, "kind": "sent"}),
+    ("other-kid", track_token(TRACK_KEY, APP, MESSAGE, SUBSCRIPTION, kid=2), {"kind": "clicked"}),
+    ("truncated", GOOD[:-1], {"token": GOOD[:-1], "kind": "delivered"}),
+]:
+    write("track_token", f"{name}.txt", f"{TRACK_KEY.hex()}\n{token}\n{json.dumps(body)}".encode())

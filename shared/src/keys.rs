@@ -9,6 +9,7 @@
 //! | app                  | `APP#{app}`                          | `APP`               |                                                      | app by id (admin, webhooks) |
 //! | API key              | `KEY#{sha256(key) hex}`              | `KEY`               |                                                      | auth: one GetItem by hash |
 //! | app secret           | `SECRET#{app}#{scope}` (`SMS`, `PUSH`, `HOOKS`) | `SECRET` |                                               | the senders' and webhooks' provider secrets; IAM (`dynamodb:LeadingKeys`) lets only them read their scope |
+//! | tracking keyring     | `SECRET#TRACKING`                    | `SECRET`            |                                                      | the deployment's tracking-token keys (push sender signs, webhooks verify; IAM as for app secrets) |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; due scheduled messages |
@@ -16,6 +17,7 @@
 //! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk; its INSERT on the table's stream is what the stats count |
 //! | stats counter        | `STATS#{msg}`                        | `{stream shard id}` |                                                      | per-kind counts of one stream shard's inserts + the last sequence number applied; summed on read |
 //! | event id             | `APP#{app}#EVT#{sha256(event_id)}`   | `EVT`               |                                                      | an app's `event_id`s, remembered 30 days, with the triple each named |
+//! | tracked link         | `LINK#{code}`                        | `LINK`              |                                                      | `GET /r/{code}`: one SMS recipient's link (URL, message, subscription), with the message's TTL |
 //! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
 //! | retarget             | `APP#{app}#RT#{rt}`                  | `RT`                | 1: `APP#{app}#MSG#{source}#RTS` / `{rt}`; 2 while scheduled: `DUE` / `{send_at epoch:010}#{app}#{rt}` | by id; per source; due ones |
 //!
@@ -92,6 +94,17 @@ pub fn secret(app: AppId, scope: SecretScope) -> String {
 /// The IAM `dynamodb:LeadingKeys` pattern matching one scope's secret items of every app.
 pub fn secret_pattern(scope: SecretScope) -> String {
     format!("{SECRET_PREFIX}*#{}", scope.as_str())
+}
+
+/// The deployment's tracking keyring (one item; see `domain::Keyring`). Under
+/// [`SECRET_PREFIX`], so every `SECRET#*` deny covers it; it matches no `SECRET#*#{scope}`.
+pub const TRACKING_KEYRING: &str = "SECRET#TRACKING";
+
+pub const SK_LINK: &str = "LINK";
+
+/// One tracked SMS link (`domain::Link`).
+pub fn link(code: &crate::domain::LinkCode) -> String {
+    format!("LINK#{code}")
 }
 
 pub fn api_key(hash_hex: &str) -> String {

@@ -32,6 +32,10 @@ pub struct Fixture {
     pub push_message: String,
     pub sms_message: String,
     pub retarget: String,
+    /// App A's tracking token for `push_message` to `push_subscription`.
+    pub track_token: String,
+    /// A tracked link of app A's `sms_message` to `sms_subscription`.
+    pub link_code: String,
     /// Audience cursor issued for app B's message.
     pub b_cursor: String,
     /// The cases [`Fixture::run`] checks.
@@ -50,6 +54,16 @@ impl Fixture {
         let sms_message = world.message(&a, Channel::Sms).await;
         // An interaction so the source has an audience.
         world.record_each(&push_message, EventKind::Sent, &[push_subscription]).await;
+        let track_token = world.track_token(&a, &push_message, push_subscription).await;
+        let link = retarget_shared::domain::Link {
+            code: retarget_shared::domain::LinkCode::generate(),
+            app_id: a.app.app_id,
+            message_id: sms_message.message_id,
+            subscription_id: sms_subscription,
+            url: "https://shop.example/cart".into(),
+            expires_at: world.clock.now() + chrono::Duration::days(30),
+        };
+        world.store.put_links(std::slice::from_ref(&link)).await.expect("a link");
 
         let mut fixture = Self {
             sms_subscription: sms_subscription.to_string(),
@@ -57,6 +71,8 @@ impl Fixture {
             push_message: push_message.message_id.to_string(),
             sms_message: sms_message.message_id.to_string(),
             retarget: String::new(),
+            track_token,
+            link_code: link.code.to_string(),
             b_cursor: String::new(),
             cases: RefCell::default(),
             world,
@@ -96,13 +112,16 @@ impl Fixture {
             Route::CreateSubscription
             | Route::CreateMessage
             | Route::RecordEvents
-            | Route::CreateRetarget => None,
+            | Route::CreateRetarget
+            | Route::Track
+            | Route::TrackPreflight => None,
             Route::GetSubscription | Route::Unsubscribe => Some(self.sms_subscription.clone()),
             Route::GetMessage | Route::Audience | Route::AudienceCount | Route::MessageRetargets => {
                 Some(self.push_message.clone())
             }
             Route::GetRetarget | Route::CancelRetarget => Some(self.retarget.clone()),
             Route::TwilioWebhook | Route::PushWebhook => Some(self.a.app.app_id.to_string()),
+            Route::OpenLink => Some(self.link_code.clone()),
         }
     }
 
@@ -142,7 +161,10 @@ impl Fixture {
             }),
             Route::PushWebhook => self.push_event(json!({})),
             Route::TwilioWebhook => return Some(b"MessageSid=SM1&MessageStatus=delivered".to_vec()),
-            Route::GetSubscription
+            Route::Track => json!({"token": self.track_token, "kind": "clicked"}),
+            Route::TrackPreflight
+            | Route::OpenLink
+            | Route::GetSubscription
             | Route::Unsubscribe
             | Route::GetMessage
             | Route::Audience
@@ -188,6 +210,12 @@ impl Fixture {
                 let header = self.push_header(&self.a, self.now(), body.unwrap_or_default());
                 request =
                     request.header("content-type", "application/json").header("retarget-signature", &header);
+            }
+            // The token (or the link's code) is the credential.
+            Route::Track | Route::TrackPreflight | Route::OpenLink => {
+                if body.is_some() {
+                    request = request.header("content-type", "application/json");
+                }
             }
             _ => {
                 request = request.bearer(&self.a.api_key);
@@ -276,8 +304,14 @@ impl Fixture {
                 (_, Some(got), _) => problems.push(format!("Allow: {got} on a {}", response.status)),
                 (_, None, _) => {}
             }
-            if (response.status, response.content_type.as_str(), response.body["code"].as_str())
-                != (case.status, "application/problem+json", Some(case.code))
+            // A link a person followed that leads nowhere is a page, not a problem document.
+            let link_page = case.route == Route::OpenLink
+                && (case.status, case.code) == (404, "not_found")
+                && response.status == 404
+                && response.content_type.starts_with("text/html");
+            if !link_page
+                && (response.status, response.content_type.as_str(), response.body["code"].as_str())
+                    != (case.status, "application/problem+json", Some(case.code))
             {
                 problems.push(format!(
                     "answered {} {} {}, expected {} {}",
@@ -367,5 +401,8 @@ pub fn allow_of(template: &str) -> String {
 
 /// Does the route authenticate with an API key (every `/v1/*` route except the webhooks)?
 pub fn needs_api_key(route: Route) -> bool {
-    !matches!(route, Route::TwilioWebhook | Route::PushWebhook)
+    !matches!(
+        route,
+        Route::TwilioWebhook | Route::PushWebhook | Route::Track | Route::TrackPreflight | Route::OpenLink
+    )
 }

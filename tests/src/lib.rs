@@ -174,6 +174,26 @@ impl World {
     /// A sender on `channel` through `provider`, on this world's store, without a retry route:
     /// a job with recipients that failed transiently fails whole, for SQS to redeliver (the
     /// sender's fallback). The senders as deployed are built by their `FromEnv`.
+    /// The deployment's tracking keyring as the functions hold it (in this world's table).
+    pub fn tracking(&self) -> retarget_shared::services::tracking::TrackingKeys {
+        retarget_shared::services::tracking::TrackingKeys::new(self.store.clone())
+    }
+
+    /// The tracking token the push sender gives `subscription` for `message` of `app`.
+    pub async fn track_token(
+        &self,
+        app: &TestApp,
+        message: &retarget_shared::domain::Message,
+        subscription: retarget_shared::domain::SubscriptionId,
+    ) -> String {
+        let tracked = retarget_shared::domain::Tracked {
+            app_id: app.app.app_id,
+            message_id: message.message_id,
+            subscription_id: subscription,
+        };
+        self.tracking().mint(&tracked).await.expect("the tracking keyring")
+    }
+
     pub fn sender<P>(&self, channel: Channel, provider: P) -> SenderDeps<P> {
         SenderDeps { store: self.store.clone(), provider, channel, retries: None }
     }
@@ -502,6 +522,7 @@ pub struct ApiResponse {
     pub body: serde_json::Value,
     /// The `Allow` header (405 answers).
     pub allow: Option<String>,
+    pub headers: http::HeaderMap,
 }
 
 impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
@@ -510,7 +531,7 @@ impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
             r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = serde_json::from_slice(r.body().as_ref()).unwrap_or(serde_json::Value::Null);
         let allow = r.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Self { status: r.status().as_u16(), content_type, body, allow }
+        Self { status: r.status().as_u16(), content_type, body, allow, headers: r.headers().clone() }
     }
 }
 
@@ -750,4 +771,16 @@ pub fn sqs_event(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
         })
         .collect();
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}
+
+/// `token` (a tracking token) with the ids it names replaced by `to`'s, its key id and MAC kept:
+/// what someone holding one token would try to reach another recipient (or app) with.
+pub fn token_naming(token: &str, to: &retarget_shared::domain::Tracked) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut raw = URL_SAFE_NO_PAD.decode(token).expect("a tracking token");
+    raw[1..17].copy_from_slice(&to.app_id.to_bytes());
+    raw[17..33].copy_from_slice(&to.message_id.to_bytes());
+    raw[33..49].copy_from_slice(&to.subscription_id.to_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
 }

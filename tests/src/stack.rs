@@ -259,7 +259,7 @@ impl Stack {
 
         let twilio = FaultyTwilio::new(provider, seed + 2);
         let twilio_server = twilio.mount().await;
-        let provider = Crashable::new(twilio::provider(twilio_server.uri(), PROVIDER_TIMEOUT));
+        let provider = Crashable::new(twilio::provider(&store, twilio_server.uri(), PROVIDER_TIMEOUT));
         // Retries as deployed: the recipients that failed transiently go back onto the queue as
         // a delayed job (through the faulty SQS too, so a lost or failed enqueue takes the
         // fallback: the whole job fails and comes back after the visibility timeout, which
@@ -337,10 +337,13 @@ impl Stack {
         workers::sqs_event(messages, &workers::queue_arn(self.queue_url())).expect("an SQS event")
     }
 
-    /// The visibility timeout has passed: these come back.
+    /// The visibility timeout has passed: these come back. A handle SQS no longer takes is of a
+    /// message that came back on its own meanwhile (its visibility timeout ran out in a long
+    /// round, and it was received again, or handled and deleted): nothing to do for it.
     pub async fn make_visible(&self, receipt_handles: &[String]) {
         for handle in receipt_handles {
-            self.queues
+            let result = self
+                .queues
                 .sqs
                 .change_message_visibility()
                 .queue_url(self.queue_url())
@@ -348,7 +351,11 @@ impl Stack {
                 .visibility_timeout(0)
                 .send()
                 .await
-                .expect("change visibility");
+                .map_err(aws_sdk_sqs::Error::from);
+            match result {
+                Ok(_) | Err(aws_sdk_sqs::Error::ReceiptHandleIsInvalid(_)) => {}
+                Err(e) => panic!("change visibility: {e:?}"),
+            }
         }
     }
 

@@ -28,10 +28,10 @@ pub fn accepted() -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(json!({"sid": "SM123", "status": "queued"}))
 }
 
-/// The SMS sender's provider against a stand-in at `api_base`, with status callbacks under
-/// [`PUBLIC_BASE_URL`].
-pub fn provider(api_base: String, timeout: Duration) -> TwilioProvider {
-    TwilioProvider::new(api_base, PUBLIC_BASE_URL.into(), timeout)
+/// The SMS sender's provider against a stand-in at `api_base`, with status callbacks and
+/// tracked links under [`PUBLIC_BASE_URL`], its links stored in `store`'s table.
+pub fn provider(store: &retarget_shared::Store, api_base: String, timeout: Duration) -> TwilioProvider {
+    TwilioProvider::new(api_base, PUBLIC_BASE_URL.into(), timeout).with_links(store.clone())
 }
 
 /// A request's form parameters.

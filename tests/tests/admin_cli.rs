@@ -203,3 +203,35 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     assert_eq!(world.snapshot().await, before, "nothing written");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn the_tracking_keyring_exists_from_the_first_app_and_rotates_without_showing_a_key() {
+    let world = World::new().await;
+    assert!(world.store.tracking_keyring().await.unwrap().is_none());
+    admin(&world, &["app", "create", "--name", "Acme", "--plan", "pro"]).await.unwrap();
+    let ring = world.store.tracking_keyring().await.unwrap().expect("made with the first app");
+    assert_eq!(ring.keys().iter().map(|k| k.kid).collect::<Vec<_>>(), [1]);
+    admin(&world, &["app", "create", "--name", "Beta", "--plan", "pro"]).await.unwrap();
+    assert_eq!(
+        world.store.tracking_keyring().await.unwrap(),
+        Some(ring.clone()),
+        "one keyring per deployment"
+    );
+
+    let out = admin(&world, &["tracking-key", "rotate"]).await.unwrap();
+    let kids: Vec<u64> = out["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_u64().unwrap()).collect();
+    assert_eq!(kids, [1, 2]);
+    assert!(out["keys"][0]["retired_at"].is_string() && out["keys"][1]["retired_at"].is_null(), "{out}");
+    let printed = out.to_string();
+    let stored = world.store.tracking_keyring().await.unwrap().unwrap();
+    use base64::Engine as _;
+    for key in stored.keys() {
+        for spelling in [
+            base64::engine::general_purpose::STANDARD.encode(key.secret()),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.secret()),
+            key.secret().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ] {
+            assert!(!printed.contains(&spelling), "a key was printed");
+        }
+    }
+}

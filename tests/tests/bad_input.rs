@@ -396,6 +396,39 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
                 "not_found",
             ),
         ],
+        Route::Track => {
+            let token = f.track_token.clone();
+            let track = |token: &str, kind: Value| json!({"token": token, "kind": kind});
+            let invalid = |name: &str, token: String| {
+                (name.to_owned(), track(&token, json!("clicked")), 401, "invalid_token")
+            };
+            let mut flipped = token.clone().into_bytes();
+            flipped[40] = if flipped[40] == b'A' { b'B' } else { b'A' };
+            vec![
+                bad("token missing", json!({"kind": "clicked"})),
+                bad("token a number", json!({"token": 1, "kind": "clicked"})),
+                bad("kind missing", json!({"token": token})),
+                bad("kind a number", track(&token, json!(3))),
+                bad(
+                    "occurred_at not a time",
+                    json!({"token": token, "kind": "clicked", "occurred_at": "now"}),
+                ),
+                bad("an unknown field", json!({"token": token, "kind": "clicked", "app_id": "x"})),
+                invalid("token empty", String::new()),
+                invalid("token truncated", token[..token.len() - 1].to_owned()),
+                invalid("token with a character changed", String::from_utf8(flipped).unwrap_or_default()),
+                invalid("token of 10k characters", long.clone()),
+                invalid("token with NUL", format!("{}\u{0}", &token[..token.len() - 1])),
+                (
+                    "kind sent (not reported by devices)".into(),
+                    track(&token, json!("sent")),
+                    400,
+                    "invalid_kind",
+                ),
+                ("kind unknown".into(), track(&token, json!("opened")), 400, "invalid_kind"),
+                ("kind of 10k characters".into(), track(&token, json!(long)), 400, "invalid_kind"),
+            ]
+        }
         // The routes without a JSON body (every JSON route must have cases: checked where used).
         _ => vec![],
     }
@@ -902,6 +935,11 @@ fn the_catalogue_covers_every_route() {
 fn route_has_id(route: Route) -> bool {
     !matches!(
         route,
-        Route::CreateSubscription | Route::CreateMessage | Route::RecordEvents | Route::CreateRetarget
+        Route::CreateSubscription
+            | Route::CreateMessage
+            | Route::RecordEvents
+            | Route::CreateRetarget
+            | Route::Track
+            | Route::TrackPreflight
     )
 }

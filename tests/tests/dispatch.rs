@@ -330,8 +330,10 @@ async fn sms_to_push_and_a_retarget_of_a_retarget_reach_each_member_once_at_the_
         .mount(&twilio)
         .await;
     let t = h.world.twilio_app("tok", "+15550000000").await;
-    let sender =
-        h.world.sender(Channel::Sms, twilio::provider(twilio.uri(), std::time::Duration::from_secs(2)));
+    let sender = h.world.sender(
+        Channel::Sms,
+        twilio::provider(&h.world.store, twilio.uri(), std::time::Duration::from_secs(2)),
+    );
 
     // An SMS source: 5 people, 3 of whom also have a device.
     let source = h.world.message(&t, Channel::Sms).await;

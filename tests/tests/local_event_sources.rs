@@ -19,8 +19,10 @@ async fn poison_messages_reach_the_dlq_after_max_receive_count() {
     let urls = create_queue(&sqs, &prefix, &spec).await.unwrap();
     sqs.send_message().queue_url(&urls.queue_url).message_body("{not a send job").send().await.unwrap();
 
-    let deps =
-        world.sender(Channel::Sms, twilio::provider("http://127.0.0.1:9".into(), Duration::from_secs(1)));
+    let deps = world.sender(
+        Channel::Sms,
+        twilio::provider(&world.store, "http://127.0.0.1:9".into(), Duration::from_secs(1)),
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let polling = poll_queue(&sqs, &urls.queue_url, &deps, stopped);
     let watching = async {

@@ -179,7 +179,8 @@ fn openapi_requires_the_api_key_everywhere_but_the_webhooks() {
                 })
             });
         if *function == Function::Webhooks {
-            // `security: []` (no requirement) on the operation itself, not inherited.
+            // `security: []` (no requirement) on the operation itself, not inherited: webhooks
+            // are signed, tracking calls carry a token.
             let own = get(op, "security").and_then(Value::as_sequence);
             assert!(
                 own.is_some_and(|r| r.iter().all(|r| r.as_mapping().is_some_and(|m| m.is_empty()))),
@@ -218,7 +219,7 @@ fn openapi_documents_415_on_exactly_the_json_routes() {
         let what = format!("{method} {path}");
         let (op, _) = ops.get(&(method.as_str().to_owned(), (*path).to_owned())).expect("documented");
         let responses = responses(&doc, op, &what);
-        if route.takes_json() {
+        if route.takes_json() || route.takes_beacon() {
             let body = field(field(op, "requestBody", &what), "content", &what);
             assert!(get(body, "application/json").is_some(), "{what}: a JSON route takes application/json");
             let r415 = responses.get("415").unwrap_or_else(|| panic!("{what}: a JSON route documents 415"));

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use retarget_local::{Handlers, workers};
 use retarget_shared::Clock;
 use retarget_shared::bootstrap::Infra;
-use retarget_shared::domain::{AppId, Channel, SecretScope};
+use retarget_shared::domain::{AppId, Channel, SecretScope, Tracked};
 use retarget_shared::edge::routes::Function;
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_shared::keys;
@@ -238,6 +238,20 @@ fn the_template_lets_each_scope_of_secrets_be_read_by_its_functions_only() {
             "readers of {scope:?}"
         );
     }
+    // The tracking keyring: the push sender signs with it, the webhooks function verifies.
+    let keyring_readers: BTreeSet<&str> = FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|id| {
+            let statements = statements_of(&t, id);
+            ITEM_ACTIONS.iter().any(|a| allowed(&statements, a, &Res::Table, Some(keys::TRACKING_KEYRING)))
+        })
+        .collect();
+    assert_eq!(
+        keyring_readers,
+        ["PushSenderFunction", "WebhooksFunction"].into(),
+        "readers of the tracking keyring"
+    );
     // Functions added later are caught here, not silently left out.
     let declared: BTreeSet<String> = field(&t, "Resources", "template")
         .as_mapping()
@@ -345,7 +359,7 @@ async fn every_function_works_under_its_own_policy_and_the_policy_is_enforced() 
     }
     let got = api.call(Function::Subscriptions, app.get(&format!("/v1/subscriptions/{}", subs[0]))).await;
     assert_eq!(got.status, 200, "{got:?}");
-    let body = json!({"channel": "sms", "contents": {"body": "Sale"}, "include_subscription_ids": subs});
+    let body = json!({"channel": "sms", "contents": {"body": "Sale: https://shop.example/sale"}, "include_subscription_ids": subs});
     let created = api.call(Function::Messages, app.post("/v1/messages", &body)).await;
     assert_eq!(created.status, 202, "{created:?}");
     let message = created.body["message_id"].as_str().expect("message id").to_owned();
@@ -373,6 +387,16 @@ async fn every_function_works_under_its_own_policy_and_the_policy_is_enforced() 
         .raw_body(push_body.as_bytes());
     let pushed = hooks.call(Function::Webhooks, pushed).await;
     assert!(pushed.status < 300, "{pushed:?}");
+    // ... and tracking tokens, with the tracking keyring (made by the first signer).
+    let tracked = Tracked {
+        app_id: app.app.app_id,
+        message_id: message.parse().expect("message id"),
+        subscription_id: subs[2].parse().expect("subscription id"),
+    };
+    let token = world.tracking().mint(&tracked).await.expect("a token");
+    let track = ApiRequest::post("/v1/track").json(&json!({"token": token, "kind": "clicked"}));
+    let tracked_call = hooks.call(Function::Webhooks, track).await;
+    assert_eq!(tracked_call.status, 204, "{tracked_call:?}");
 
     // Events, audiences and retargets, under the API policy again.
     let events =

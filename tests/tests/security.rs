@@ -10,7 +10,7 @@ use base64::Engine as _;
 use clap::Parser;
 use retarget_admin::{Cli, run};
 use retarget_shared::Clock;
-use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind};
+use retarget_shared::domain::{ApiKey, AppId, Channel, EventKind, Tracked};
 use retarget_shared::edge::routes::{ROUTES, Route};
 use retarget_shared::edge::signatures::{push_signature, twilio_signature};
 use retarget_shared::services::sender::handle_batch;
@@ -228,7 +228,8 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let message_id = r.body["message_id"].as_str().expect("message_id").to_owned();
     let bodies = queues.bodies(&queues.sms).await;
     assert!(!bodies.is_empty());
-    let sender = world.sender(Channel::Sms, twilio::provider(twilio.uri(), Duration::from_secs(1)));
+    let sender =
+        world.sender(Channel::Sms, twilio::provider(&world.store, twilio.uri(), Duration::from_secs(1)));
     handle_batch(&sender, sqs_event(&bodies), None).await;
     let requests = twilio.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), phones.len(), "one Twilio request per number");
@@ -320,8 +321,13 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
     let r = world.call(t.post("/v1/messages", &body)).await;
     assert_eq!((r.status, &r.body["recipients"]), (202, &json!(2)), "{r:?}");
     let bodies = queues.bodies(&queues.push).await;
-    let provider = retarget_push_sender::PushProvider::new(fcm.uri(), apns.uri(), Duration::from_secs(2))
-        .expect("provider");
+    let provider = retarget_push_sender::PushProvider::new(
+        fcm.uri(),
+        apns.uri(),
+        Duration::from_secs(2),
+        world.tracking(),
+    )
+    .expect("provider");
     let sender = world.sender(Channel::Push, provider);
     handle_batch(&sender, sqs_event(&bodies), None).await;
     assert!(!fcm.received_requests().await.unwrap_or_default().is_empty(), "FCM was called");
@@ -416,6 +422,7 @@ struct Tenants {
     a_message: String,
     a_retarget: String,
     b_message: String,
+    b_token_naming_a: String,
 }
 
 impl Tenants {
@@ -430,7 +437,13 @@ impl Tenants {
         let b_sub = world.subscription(&b, Channel::Push, "token-b", Some("bob")).await;
         world.record_each(&a_message, EventKind::Sent, &[a_push_sub]).await;
         world.record_each(&b_message, EventKind::Sent, &[b_sub]).await;
+        // B's own tracking token, its ids swapped for A's.
+        let b_token = world.track_token(&b, &b_message, b_sub).await;
+        let a_recipient =
+            Tracked { app_id: a.app.app_id, message_id: a_message.message_id, subscription_id: a_push_sub };
+        let b_token_naming_a = retarget_tests::token_naming(&b_token, &a_recipient);
         let mut t = Self {
+            b_token_naming_a,
             world,
             a,
             b,
@@ -501,6 +514,15 @@ impl Tenants {
                     .raw_body(body.as_bytes());
                 (request, 404, Some("not_found"))
             }
+            // A token is valid for the one recipient it was made for, and no other.
+            Route::Track => (
+                request(route, template).json(&json!({"token": self.b_token_naming_a, "kind": "clicked"})),
+                401,
+                Some("invalid_token"),
+            ),
+            Route::TrackPreflight => (request(route, template), 204, None),
+            // A link's code is unguessable and names its own recipient: another one finds nothing.
+            Route::OpenLink => (request(route, &template.replace("{code}", "AAAAAAAAAA")), 404, None),
             // Routes without an id in the path name A's ids in the body instead: events are
             // rejected one by one, a message to A's subscriptions reaches no one.
             Route::RecordEvents => (

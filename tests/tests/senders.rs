@@ -33,7 +33,8 @@ impl Harness {
     async fn new() -> Self {
         let world = World::new().await;
         let twilio = MockServer::start().await;
-        let deps = world.sender(Channel::Sms, twilio::provider(twilio.uri(), Duration::from_secs(2)));
+        let deps =
+            world.sender(Channel::Sms, twilio::provider(&world.store, twilio.uri(), Duration::from_secs(2)));
         let app = world.twilio_app("token", "+15550009999").await;
         Self { world, twilio, deps, app }
     }

@@ -156,7 +156,7 @@ async fn without_a_public_base_url_twilio_signs_the_origin_api_gateway_was_calle
     let message = world.message(&t, Channel::Sms).await;
     let sub = world.subscription(&t, Channel::Sms, "+15550000001", None).await;
     let c = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "delivered");
-    let webhooks = retarget_webhooks::Deps { store: world.store.clone(), public_base_url: None };
+    let webhooks = retarget_webhooks::Deps::new(world.store.clone(), None);
     let call =
         async |request: ApiRequest| retarget_tests::ApiResponse::from(webhooks.handle(request.build()).await);
     let before = world.scan_all().await.len();
@@ -172,8 +172,7 @@ async fn without_a_public_base_url_twilio_signs_the_origin_api_gateway_was_calle
     assert_eq!(world.stats(&message).await[&EventKind::Delivered], 1);
 
     // With a configured URL, the request's own origin is not trusted instead.
-    let configured =
-        retarget_webhooks::Deps { store: world.store.clone(), public_base_url: Some(PUBLIC.to_owned()) };
+    let configured = retarget_webhooks::Deps::new(world.store.clone(), Some(PUBLIC.to_owned()));
     let c2 = Callback::new(&t, &message.message_id.to_string(), &sub.to_string(), "undelivered");
     let r = retarget_tests::ApiResponse::from(configured.handle(c2.request(ORIGIN, TOKEN).build()).await);
     r.assert_problem(403, "invalid_signature");

@@ -149,16 +149,20 @@ fn apns_id(headers: &HeaderMap) -> Option<String> {
     headers.get("apns-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// The notification payload: `aps.alert` plus our ids for the app's delivery/click events.
+/// The notification payload: `aps.alert` plus our ids and the recipient's tracking token `rt`
+/// (what the app reports delivery, opens and conversions with, `POST /v1/track`).
 fn payload(n: &Notification<'_>) -> Value {
     let mut alert = json!({ "body": n.body });
     if let Some(title) = n.title {
         alert["title"] = json!(title);
     }
     let mut payload = json!({
-        "aps": { "alert": alert },
+        // The app's Notification Service Extension, if it has one, runs for every notification
+        // (and may report the delivery with `rt`); without one it is displayed as usual.
+        "aps": { "alert": alert, "mutable-content": 1 },
         "message_id": n.message_id,
         "subscription_id": n.subscription_id,
+        "rt": n.tracking_token,
     });
     if let Some(url) = n.url {
         payload["url"] = json!(url);
@@ -232,11 +236,12 @@ mod tests {
             url: Some("https://x"),
             message_id: "m".into(),
             subscription_id: "s".into(),
+            tracking_token: "rt".into(),
         };
         assert_eq!(
             payload(&n),
-            json!({"aps": {"alert": {"title": "t", "body": "b"}}, "message_id": "m",
-                "subscription_id": "s", "url": "https://x"})
+            json!({"aps": {"alert": {"title": "t", "body": "b"}, "mutable-content": 1}, "message_id": "m",
+                "subscription_id": "s", "rt": "rt", "url": "https://x"})
         );
     }
 }

@@ -233,7 +233,8 @@ fn message_body(n: &Notification<'_>) -> Value {
     if let Some(title) = n.title {
         notification["title"] = json!(title);
     }
-    let mut data = json!({ "message_id": n.message_id, "subscription_id": n.subscription_id });
+    let mut data =
+        json!({ "message_id": n.message_id, "subscription_id": n.subscription_id, "rt": n.tracking_token });
     if let Some(url) = n.url {
         data["url"] = json!(url);
     }
@@ -421,11 +422,12 @@ mod tests {
             url: None,
             message_id: "m".into(),
             subscription_id: "s".into(),
+            tracking_token: "rt".into(),
         };
         assert_eq!(
             message_body(&n),
             json!({"message": {"token": "tok", "notification": {"body": "b"},
-                "data": {"message_id": "m", "subscription_id": "s"}}})
+                "data": {"message_id": "m", "subscription_id": "s", "rt": "rt"}}})
         );
     }
 

@@ -16,10 +16,11 @@ use reqwest::Url;
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    ApnsConfig, App, Channel, FcmConfig, Message, Platform, PushSecret, Subscription,
+    ApnsConfig, App, Channel, FcmConfig, Message, Platform, PushSecret, Subscription, Tracked,
 };
 use retarget_shared::provider_http;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
+use retarget_shared::services::tracking::TrackingKeys;
 use retarget_shared::{SharedClock, SystemClock};
 
 pub use apns::{DEFAULT_TOKEN_MAX_AGE as DEFAULT_APNS_TOKEN_MAX_AGE, ProviderTokenClaims, provider_jwt};
@@ -42,10 +43,12 @@ pub(crate) struct Notification<'a> {
     pub url: Option<&'a str>,
     pub message_id: String,
     pub subscription_id: String,
+    /// The recipient's tracking token (FCM `data.rt`, APNs `rt`): see `domain::Keyring`.
+    pub tracking_token: String,
 }
 
 impl<'a> Notification<'a> {
-    fn of(message: &'a Message, subscription: &Subscription, token: &'a str) -> Self {
+    fn of(message: &'a Message, subscription: &Subscription, token: &'a str, tracking_token: String) -> Self {
         Self {
             token,
             title: message.contents.title.as_deref(),
@@ -53,6 +56,7 @@ impl<'a> Notification<'a> {
             url: message.contents.url.as_deref(),
             message_id: message.message_id.to_string(),
             subscription_id: subscription.subscription_id.to_string(),
+            tracking_token,
         }
     }
 }
@@ -81,16 +85,23 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
         .http2_keep_alive_while_idle(true)
 }
 
-/// FCM for android subscriptions, APNs for ios ones.
+/// FCM for android subscriptions, APNs for ios ones; every notification carries the
+/// recipient's tracking token, signed with the deployment's keyring.
 pub struct PushProvider {
     fcm: FcmClient,
     apns: ApnsClient,
+    tracking: TrackingKeys,
 }
 
 impl PushProvider {
     /// Bases without a trailing slash, e.g. `https://fcm.googleapis.com`, `https://api.push.apple.com`.
-    pub fn new(fcm_api_base: String, apns_api_base: String, timeout: Duration) -> Result<Self, SetupError> {
-        Self::with_client(client_builder(timeout).build()?, &fcm_api_base, &apns_api_base)
+    pub fn new(
+        fcm_api_base: String,
+        apns_api_base: String,
+        timeout: Duration,
+        tracking: TrackingKeys,
+    ) -> Result<Self, SetupError> {
+        Self::with_client(client_builder(timeout).build()?, &fcm_api_base, &apns_api_base, tracking)
     }
 
     /// With a given HTTP client (one built from [`client_builder`], e.g. trusting a test CA).
@@ -98,6 +109,7 @@ impl PushProvider {
         http: reqwest::Client,
         fcm_api_base: &str,
         apns_api_base: &str,
+        tracking: TrackingKeys,
     ) -> Result<Self, SetupError> {
         let fcm_base = base_url(fcm_api_base).ok_or(SetupError::BaseUrl { name: "FCM_API_BASE" })?;
         let apns_base = base_url(apns_api_base).ok_or(SetupError::BaseUrl { name: "APNS_API_BASE" })?;
@@ -105,6 +117,7 @@ impl PushProvider {
         Ok(Self {
             fcm: FcmClient::new(http.clone(), fcm_base, clock.clone()),
             apns: ApnsClient::new(http, apns_base, clock),
+            tracking,
         })
     }
 
@@ -127,10 +140,12 @@ impl ProviderFromEnv for PushProvider {
     const CHANNEL: Channel = Channel::Push;
 
     /// `FCM_API_BASE` and `APNS_API_BASE`, defaulting to the providers' production APIs.
-    fn from_env(env: &mut EnvReader, _: &Infra) -> Result<Self, Error> {
+    /// The tracking keyring is the table's (`TABLE_NAME`).
+    fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         let fcm_api_base = env.url("FCM_API_BASE", Some(DEFAULT_FCM_API_BASE));
         let apns_api_base = env.url("APNS_API_BASE", Some(DEFAULT_APNS_API_BASE));
-        Ok(PushProvider::new(fcm_api_base, apns_api_base, DEFAULT_TIMEOUT)?)
+        let tracking = TrackingKeys::new(infra.store(env));
+        Ok(PushProvider::new(fcm_api_base, apns_api_base, DEFAULT_TIMEOUT, tracking)?)
     }
 }
 
@@ -151,7 +166,7 @@ impl Provider for PushProvider {
 
     async fn send(
         &self,
-        _app: &App,
+        app: &App,
         credentials: &PushCredentials,
         sub: &Subscription,
         message: &Message,
@@ -174,7 +189,16 @@ impl Provider for PushProvider {
                 });
             }
         };
-        let notification = Notification::of(message, sub, token);
+        let tracked = Tracked {
+            app_id: app.app_id,
+            message_id: message.message_id,
+            subscription_id: sub.subscription_id,
+        };
+        let tracking_token = self.tracking.mint(&tracked).await.map_err(|e| SendError::Transient {
+            detail: format!("the tracking keyring could not be read: {e}"),
+            retry_after: None,
+        })?;
+        let notification = Notification::of(message, sub, token, tracking_token);
         let sent = match platform {
             Platform::Android => {
                 self.fcm

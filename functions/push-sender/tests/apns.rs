@@ -24,7 +24,7 @@ fn device_path() -> String {
 
 fn provider(server: &MockServer, timeout: Duration) -> PushProvider {
     // FCM is not used here: a closed port makes any stray call fail loudly.
-    PushProvider::new("http://127.0.0.1:9".into(), server.uri(), timeout).expect("provider")
+    PushProvider::new("http://127.0.0.1:9".into(), server.uri(), timeout, tracking()).expect("provider")
 }
 
 fn accepted() -> ResponseTemplate {
@@ -93,9 +93,10 @@ async fn request_carries_a_verified_provider_token_headers_and_payload() {
     assert_eq!(
         body,
         json!({
-            "aps": {"alert": {"title": "Come back", "body": "Your cart misses you"}},
+            "aps": {"alert": {"title": "Come back", "body": "Your cart misses you"}, "mutable-content": 1},
             "message_id": message.message_id.to_string(),
             "subscription_id": subscription.subscription_id.to_string(),
+            "rt": rt(&message, &subscription),
             "url": "https://shop.example/cart"
         })
     );
@@ -118,9 +119,10 @@ async fn optional_title_and_url_are_left_out() {
     assert_eq!(
         body,
         json!({
-            "aps": {"alert": {"body": "Your cart misses you"}},
+            "aps": {"alert": {"body": "Your cart misses you"}, "mutable-content": 1},
             "message_id": message.message_id.to_string(),
-            "subscription_id": subscription.subscription_id.to_string()
+            "subscription_id": subscription.subscription_id.to_string(),
+            "rt": rt(&message, &subscription)
         })
     );
 }
@@ -261,7 +263,8 @@ async fn the_platform_picks_the_provider() {
     let sent = json!({"name": "fcm-name"});
     answer_posts(&server, FCM_SEND_PATH, ResponseTemplate::new(200).set_body_json(sent)).await;
     mount_device(&server, accepted()).await;
-    let provider = PushProvider::new(server.uri(), server.uri(), Duration::from_secs(5)).expect("provider");
+    let provider =
+        PushProvider::new(server.uri(), server.uri(), Duration::from_secs(5), tracking()).expect("provider");
     let app = app(Some(fcm_config(&server)), Some(apns_config()));
     let message = message(&app, None, None);
     let phone = subscription(&app, Some(Platform::Android), Some(ANDROID_TOKEN));

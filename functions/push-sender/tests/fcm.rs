@@ -22,7 +22,7 @@ const SEND_PATH: &str = FCM_SEND_PATH;
 
 fn provider(server: &MockServer, timeout: Duration) -> PushProvider {
     // APNs is not used here: a closed port makes any stray call fail loudly.
-    PushProvider::new(server.uri(), "http://127.0.0.1:9".into(), timeout).expect("provider")
+    PushProvider::new(server.uri(), "http://127.0.0.1:9".into(), timeout, tracking()).expect("provider")
 }
 
 /// Hands out `token-1`, `token-2`… with the given lifetime.
@@ -143,6 +143,7 @@ async fn token_grant_is_a_signed_jwt_bearer_assertion_and_send_carries_it() {
             "data": {
                 "message_id": message.message_id.to_string(),
                 "subscription_id": subscription.subscription_id.to_string(),
+                "rt": rt(&message, &subscription),
                 "url": "https://shop.example/cart"
             }
         }})
@@ -159,7 +160,11 @@ async fn optional_title_and_url_are_left_out() {
     assert_eq!(body["message"]["notification"], json!({"body": "Your cart misses you"}));
     assert_eq!(
         body["message"]["data"],
-        json!({"message_id": message.message_id.to_string(), "subscription_id": subscription.subscription_id.to_string()})
+        json!({
+            "message_id": message.message_id.to_string(),
+            "subscription_id": subscription.subscription_id.to_string(),
+            "rt": rt(&message, &subscription),
+        })
     );
 }
 

@@ -90,9 +90,13 @@ async fn https_base_negotiates_http2_through_alpn() {
 
     let ca = reqwest::Certificate::from_pem(CA_PEM.as_bytes()).expect("ca");
     let http = client_builder(Duration::from_secs(3)).add_root_certificate(ca).build().expect("client");
-    let provider =
-        PushProvider::with_client(http, "http://127.0.0.1:9", &format!("https://127.0.0.1:{port}"))
-            .expect("provider");
+    let provider = PushProvider::with_client(
+        http,
+        "http://127.0.0.1:9",
+        &format!("https://127.0.0.1:{port}"),
+        tracking(),
+    )
+    .expect("provider");
     let app = app(None, Some(apns_config()));
     // The stand-in hangs up after the preface: the send itself fails, transiently.
     let result = provider.send_as(&app, &ios(&app), &message(&app, None, None)).await;
@@ -135,6 +139,7 @@ async fn plain_http_base_speaks_http11() {
         "http://127.0.0.1:9".into(),
         format!("http://127.0.0.1:{port}"),
         Duration::from_secs(3),
+        tracking(),
     )
     .expect("provider");
     let app = app(None, Some(apns_config()));

@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use retarget_shared::Store;
 use retarget_shared::domain::{
-    App, AppId, Contents, Message, MessageId, PhoneNumber, SmsSecret, Subscription, SubscriptionId,
-    TwilioConfig,
+    App, AppId, Contents, Link, LinkCode, Message, MessageId, PhoneNumber, SmsSecret, Subscription,
+    SubscriptionId, TwilioConfig,
 };
 use retarget_shared::provider_http::{self, retry_after, transport_error};
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
@@ -34,6 +35,9 @@ pub struct TwilioProvider {
     client: reqwest::Client,
     api_base: String,
     public_base_url: String,
+    /// Where the tracked links of the bodies are stored (`links`); `None`: bodies are sent as
+    /// they are (tests of the HTTP exchange alone).
+    links: Option<Store>,
 }
 
 impl TwilioProvider {
@@ -52,7 +56,44 @@ impl TwilioProvider {
             client,
             api_base: api_base.trim_end_matches('/').to_owned(),
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            links: None,
         }
+    }
+
+    /// Tracks the bodies' links: each http(s) URL is sent as `{PUBLIC_BASE_URL}/r/{code}`, the
+    /// code stored in `store` before the send.
+    pub fn with_links(mut self, store: Store) -> Self {
+        self.links = Some(store);
+        self
+    }
+
+    /// The body a recipient is sent: [`sms_body`], its URLs replaced by tracked links (stored
+    /// first; a failure to store them is transient, nothing is sent).
+    async fn body_for(&self, app: &App, sub: &Subscription, message: &Message) -> Result<String, SendError> {
+        let body = sms_body(&message.contents);
+        let Some(store) = &self.links else { return Ok(body) };
+        let rewritten = crate::links::rewrite(&body, &self.public_base_url, LinkCode::generate);
+        if rewritten.links.is_empty() {
+            return Ok(body);
+        }
+        let expires_at = chrono::DateTime::from_timestamp(message.scope().expires_at, 0).unwrap_or_default();
+        let links: Vec<Link> = rewritten
+            .links
+            .into_iter()
+            .map(|(code, url)| Link {
+                code,
+                app_id: app.app_id,
+                message_id: message.message_id,
+                subscription_id: sub.subscription_id,
+                url,
+                expires_at,
+            })
+            .collect();
+        store.put_links(&links).await.map_err(|e| SendError::Transient {
+            detail: format!("the tracked links could not be stored: {e}"),
+            retry_after: None,
+        })?;
+        Ok(rewritten.body)
     }
 
     /// `TWILIO_API_BASE`, without a trailing slash.
@@ -104,7 +145,7 @@ impl Provider for TwilioProvider {
             dead_address: false,
         })?;
 
-        let body = sms_body(&message.contents);
+        let body = self.body_for(app, sub, message).await?;
         let callback =
             status_callback_url(&self.public_base_url, app.app_id, message.message_id, sub.subscription_id);
         let (sender_field, sender_value) = sender.field();

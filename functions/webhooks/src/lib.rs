@@ -15,11 +15,19 @@ use retarget_shared::edge::request::{body, matched_route, parse_json, path_id, u
 use retarget_shared::edge::routes::Route;
 use retarget_shared::edge::signatures::{verify_push, verify_twilio};
 use retarget_shared::services::ingest::{IncomingEvent, Outcome, Rejection, record_events};
+use retarget_shared::services::tracking::TrackingKeys;
 use serde::Deserialize;
+
+mod links;
+mod track;
+pub use links::{NOT_FOUND_PAGE, not_found_page, redirect};
+pub use track::{TRACKABLE, TrackRequest, invalid_token, parse_track, trackable_kind};
 
 #[derive(Clone)]
 pub struct Deps {
     pub store: Store,
+    /// The deployment's tracking keyring, verifying `POST /v1/track` tokens from memory.
+    pub tracking: TrackingKeys,
     /// The public URL prefix Twilio was given (`PUBLIC_BASE_URL`), part of what it signs; `None`
     /// when the deploy gives none: then the origin API Gateway was called at
     /// ([`request_origin`]), which is where the SMS sender's callbacks point by default.
@@ -29,32 +37,49 @@ pub struct Deps {
 pub const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 pub const PUSH_SIGNATURE: &str = "retarget-signature";
 
+impl Deps {
+    /// The tracking keyring is the table's.
+    pub fn new(store: Store, public_base_url: Option<String>) -> Self {
+        Self { tracking: TrackingKeys::new(store.clone()), store, public_base_url }
+    }
+}
+
 impl FromEnv for Deps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
         let public_base_url = Some(env.url("PUBLIC_BASE_URL", Some(""))).filter(|url| !url.is_empty());
-        Ok(Self { store: infra.store(env), public_base_url })
+        Ok(Self::new(infra.store(env), public_base_url))
     }
 }
 
 impl HttpFunction for Deps {
     #[tracing::instrument(skip_all, fields(path = request.uri().path()))]
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(route(self, &request).await)
+        let response = respond(route(self, &request).await);
+        if track::is_tracking_path(request.method(), request.raw_http_path()) {
+            track::with_cors(response)
+        } else {
+            response
+        }
     }
 }
 
 async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiError> {
     let matched = matched_route(request)?;
-    let app_id: AppId = path_id(matched.param)?;
-    // The app and the one scope of its secrets this webhook verifies with, read together.
+    // The app and the one scope of its secrets a webhook verifies with, read together.
     let store = &deps.store;
+    let app_id = || path_id::<AppId>(matched.param);
     match matched.route {
+        Route::Track => track::track(deps, request).await,
+        Route::TrackPreflight => Ok(track::preflight()),
+        Route::OpenLink => links::open(deps, matched.param).await,
         Route::TwilioWebhook => {
+            let app_id = app_id()?;
             let (app, secret) =
                 tokio::try_join!(store.get_app(app_id), store.get_secret::<SmsSecret>(app_id))?;
             twilio(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await
         }
         Route::PushWebhook => {
+            let app_id = app_id()?;
             let (app, secret) =
                 tokio::try_join!(store.get_app(app_id), store.get_secret::<HookSecret>(app_id))?;
             push(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await

@@ -33,6 +33,15 @@ macro_rules! ulid_id {
                 chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
             }
 
+            /// The id's 16 bytes (big-endian: they sort as the id does).
+            pub fn to_bytes(&self) -> [u8; 16] {
+                self.0.to_bytes()
+            }
+
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Ulid::from_bytes(bytes))
+            }
+
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 // Ulid::from_string accepts lower case too; ids are canonical upper case only,
                 // so one id has exactly one spelling (and one DynamoDB key).

@@ -7,12 +7,14 @@ mod app;
 mod channel;
 mod contents;
 mod ids;
+mod link;
 mod message;
 mod phone;
 mod predicate;
 mod retarget;
 mod send_job;
 mod subscription;
+mod tracking;
 
 pub use api_key::{ApiKey, ApiKeyHash};
 pub use app::{
@@ -22,9 +24,14 @@ pub use app::{
 pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
 pub use contents::{Contents, ContentsError};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
+pub use link::{Link, LinkCode, LinkCodeError};
 pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use predicate::{Action, KindSet, Predicate, PredicateError};
 pub use retarget::{DispatchOutcome, DispatchProgress, Retarget, RetargetStatus};
 pub use send_job::{RECIPIENTS_PER_JOB, SendJob};
 pub use subscription::{Address, Subscription, SubscriptionStatus};
+pub use tracking::{
+    ACTIVATION_DELAY_SECONDS, Keyring, KeyringError, RETIRED_KEY_LIFETIME_DAYS, TOKEN_LEN, TokenError,
+    Tracked, TrackingKey, token_kid,
+};

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     InvalidAction,
     Unauthorized,
     InvalidSignature,
+    InvalidToken,
+    InvalidKind,
     PlanRequired,
     NotFound,
     MethodNotAllowed,
@@ -43,6 +45,8 @@ impl ErrorCode {
             ErrorCode::InvalidAction => "invalid_action",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidKind => "invalid_kind",
             ErrorCode::PlanRequired => "plan_required",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -63,10 +67,13 @@ impl ErrorCode {
     /// Twilio and 401 for the push webhook, so that one is chosen by the caller.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::InvalidPhoneNumber | ErrorCode::InvalidAction => {
-                StatusCode::BAD_REQUEST
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidPhoneNumber
+            | ErrorCode::InvalidAction
+            | ErrorCode::InvalidKind => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized | ErrorCode::InvalidSignature | ErrorCode::InvalidToken => {
+                StatusCode::UNAUTHORIZED
             }
-            ErrorCode::Unauthorized | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
             ErrorCode::PlanRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -90,6 +97,8 @@ impl ErrorCode {
             ErrorCode::InvalidAction => "The action does not apply to this channel",
             ErrorCode::Unauthorized => "A valid API key is required",
             ErrorCode::InvalidSignature => "The request signature does not verify",
+            ErrorCode::InvalidToken => "The tracking token does not verify",
+            ErrorCode::InvalidKind => "The kind does not apply to this message's channel",
             ErrorCode::PlanRequired => "The app's plan does not include retargeting",
             ErrorCode::NotFound => "No such resource",
             ErrorCode::MethodNotAllowed => "The method is not allowed on this resource",

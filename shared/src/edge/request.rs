@@ -137,6 +137,9 @@ pub fn matched_route(request: &Request) -> Result<Matched<'_>, ApiError> {
     if matched.route.takes_json() && !bytes.is_empty() {
         json_content_type(request)?;
     }
+    if matched.route.takes_beacon() && !bytes.is_empty() && !is_text_plain(request) {
+        json_content_type(request)?;
+    }
     Ok(matched)
 }
 
@@ -157,6 +160,12 @@ pub fn json_content_type(request: &Request) -> Result<(), ApiError> {
             "Content-Type is not JSON; send application/json",
         )),
     }
+}
+
+/// Whether the request says its body is `text/plain` (any parameters, any case).
+fn is_text_plain(request: &Request) -> bool {
+    let value = request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    value.is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("text/plain"))
 }
 
 /// At most `max` characters of `text`, on a character boundary.

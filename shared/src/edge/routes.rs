@@ -28,6 +28,9 @@ pub enum Route {
     RecordEvents,
     TwilioWebhook,
     PushWebhook,
+    Track,
+    TrackPreflight,
+    OpenLink,
     CreateRetarget,
     GetRetarget,
     CancelRetarget,
@@ -52,9 +55,22 @@ impl Route {
             | Route::MessageRetargets
             | Route::TwilioWebhook
             | Route::PushWebhook
+            // JSON, but also taken as `text/plain`: see `takes_beacon`.
+            | Route::Track
+            | Route::TrackPreflight
+            | Route::OpenLink
             | Route::GetRetarget
             | Route::CancelRetarget => false,
         }
+    }
+}
+
+impl Route {
+    /// Whether the route's body is JSON that may also come as `text/plain`: what
+    /// `navigator.sendBeacon` and a cross-origin `fetch` without a preflight send a string as.
+    /// Any other type is refused with 415, as for [`Route::takes_json`].
+    pub fn takes_beacon(self) -> bool {
+        self == Route::Track
     }
 }
 
@@ -77,6 +93,9 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::POST, "/v1/events", Route::RecordEvents, Function::Events),
     (Method::POST, "/v1/webhooks/twilio/{app_id}", Route::TwilioWebhook, Function::Webhooks),
     (Method::POST, "/v1/webhooks/push/{app_id}", Route::PushWebhook, Function::Webhooks),
+    (Method::POST, "/v1/track", Route::Track, Function::Webhooks),
+    (Method::OPTIONS, "/v1/track", Route::TrackPreflight, Function::Webhooks),
+    (Method::GET, "/r/{code}", Route::OpenLink, Function::Webhooks),
     (Method::POST, "/v1/retargets", Route::CreateRetarget, Function::Retargets),
     (Method::GET, "/v1/retargets/{id}", Route::GetRetarget, Function::Retargets),
     (Method::DELETE, "/v1/retargets/{id}", Route::CancelRetarget, Function::Retargets),

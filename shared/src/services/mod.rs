@@ -11,3 +11,4 @@ pub mod provider;
 #[cfg(feature = "sqs")]
 pub mod sender;
 pub mod stats;
+pub mod tracking;

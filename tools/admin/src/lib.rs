@@ -27,6 +27,17 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The deployment's tracking keyring (the keys of the push tracking tokens).
+    #[command(subcommand)]
+    TrackingKey(TrackingKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrackingKeyCommand {
+    /// Add a new key: it verifies at once and signs new tokens 10 minutes later; the previous
+    /// keys keep verifying (tokens already out stay valid) until 31 days after they stopped
+    /// signing. Prints the keyring's key ids and dates, never a key.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +252,27 @@ pub async fn run(store: &Store, cli: Cli, stdin: &mut dyn std::io::Read) -> Resu
             let key = store.create_api_key(app_id).await.map_err(not_found_as(AdminError::UnknownApp))?;
             Ok(json!({ "api_key": key.reveal() }))
         }
+        Command::TrackingKey(TrackingKeyCommand::Rotate) => {
+            let ring = store.rotate_tracking_key().await.map_err(|e| match e {
+                StoreError::AlreadyExists => {
+                    AdminError::Invalid("another rotation ran at the same time: run it again".into())
+                }
+                other => AdminError::Store(other),
+            })?;
+            let keys: Vec<Value> = ring
+                .keys()
+                .iter()
+                .map(|k| {
+                    json!({
+                        "kid": k.kid,
+                        "created_at": retarget_shared::clock::rfc3339(k.created_at),
+                        "signs_from": retarget_shared::clock::rfc3339(k.signs_from),
+                        "retired_at": k.retired_at.map(retarget_shared::clock::rfc3339),
+                    })
+                })
+                .collect();
+            Ok(json!({ "keys": keys }))
+        }
         Command::Key(KeyCommand::Revoke { app_id, api_key }) => {
             store
                 .revoke_api_key(app_id, &ApiKey::presented(&api_key))
@@ -266,6 +298,9 @@ async fn create_app(
     let credentials = args.providers.read(stdin)?;
     let CreatedApp { app, push_webhook_secret } =
         store.create_app(NewApp { name: args.name, plan: args.plan, credentials }).await?;
+    // The deployment's tracking keyring exists before the first push is sent: a verifier then
+    // never caches "no keyring" while the first tokens go out.
+    store.tracking_keyring_or_create().await?;
     let key = store.create_api_key(app.app_id).await?;
     Ok(json!({
         "app_id": app.app_id,

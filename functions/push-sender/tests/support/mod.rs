@@ -187,6 +187,26 @@ pub fn message(app: &App, title: Option<&str>, url: Option<&str>) -> Message {
 
 /// A clock standing still at the present until the test advances it: what the token caches
 /// read, so a token ages without the test waiting.
+/// The tests' tracking keyring (one fixed key, no table).
+pub fn keyring() -> retarget_shared::domain::Keyring {
+    let key = retarget_shared::domain::TrackingKey::new(1, [7; 32], Utc::now(), Utc::now(), None);
+    retarget_shared::domain::Keyring::new(vec![key]).expect("a keyring")
+}
+
+pub fn tracking() -> retarget_shared::services::tracking::TrackingKeys {
+    retarget_shared::services::tracking::TrackingKeys::fixed(keyring())
+}
+
+/// The tracking token the provider must give `subscription` for `message`.
+pub fn rt(message: &Message, subscription: &Subscription) -> String {
+    let tracked = retarget_shared::domain::Tracked {
+        app_id: message.app_id,
+        message_id: message.message_id,
+        subscription_id: subscription.subscription_id,
+    };
+    keyring().mint(&tracked, Utc::now())
+}
+
 pub fn frozen_clock() -> Arc<TestClock> {
     Arc::new(TestClock::frozen_at(Utc::now()))
 }

@@ -4,12 +4,14 @@
 mod apps;
 mod batch;
 mod interactions;
+mod links;
 mod messages;
 mod retargets;
 mod scheduled;
 mod sends;
 mod stats;
 mod subscriptions;
+mod tracking;
 
 use std::sync::Arc;
 
