@@ -14,8 +14,10 @@ use retarget_shared::bootstrap::{Error, FromEnv, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    App, Channel, Contents, ExternalUserId, Message, MessageStatus, SendJob, SubscriptionId,
+    App, Channel, Contents, ExternalUserId, Message, MessageStatus, Retarget, SendJob, SubscriptionId,
+    check_source,
 };
+use retarget_shared::edge::audience_body::{KindNames, PredicateIn};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
 use retarget_shared::edge::request::{AppRequest, AppRoutes, HasStore, json_body, path_id};
 use retarget_shared::edge::routes::Route;
@@ -86,6 +88,102 @@ struct CreateMessage {
     include_external_user_ids: Option<Vec<ExternalUserId>>,
     #[serde(default)]
     send_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    follow_ups: Option<Vec<FollowUpIn>>,
+}
+
+/// At most this many follow-ups per message.
+pub const MAX_FOLLOW_UPS: usize = 5;
+/// A follow-up's earliest delay after its message's send time.
+pub const MIN_FOLLOW_UP_SECONDS: i64 = 60;
+
+/// A retarget of the message declared with it: sent `after_seconds` after the message's send
+/// time to the audience `action` (or `did`/`did_not`) selects then.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowUpIn {
+    after_seconds: i64,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    did: Option<KindNames>,
+    #[serde(default)]
+    did_not: Option<KindNames>,
+    #[serde(default)]
+    channel: Option<Channel>,
+    contents: Contents,
+}
+
+/// A follow-up checked for form (400 `invalid_request`, naming `follow_ups[i]`).
+struct FollowUp {
+    after_seconds: i64,
+    predicate: PredicateIn,
+    channel: Option<Channel>,
+    contents: Contents,
+}
+
+fn follow_ups_of(body: Option<Vec<FollowUpIn>>) -> Result<Vec<FollowUp>, ApiError> {
+    let follow_ups = body.unwrap_or_default();
+    if follow_ups.len() > MAX_FOLLOW_UPS {
+        return Err(ApiError::invalid_request(format!("follow_ups: at most {MAX_FOLLOW_UPS}")));
+    }
+    follow_ups
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let at = |mut e: ApiError| {
+                e.detail = format!("follow_ups[{i}].{}", e.detail);
+                e
+            };
+            let predicate = PredicateIn::from_body(f.action, f.did, f.did_not).map_err(at)?;
+            f.contents.check(f.channel.unwrap_or(Channel::Push)).map_err(|e| at(e.into()))?;
+            Ok(FollowUp {
+                after_seconds: f.after_seconds,
+                predicate,
+                channel: f.channel,
+                contents: f.contents,
+            })
+        })
+        .collect()
+}
+
+/// Each follow-up as the retarget (and its message) it becomes, under every rule of
+/// `POST /v1/retargets`, in its order: 403 `plan_required`, 400 `invalid_action`, 422
+/// `channel_not_configured`, 422 `send_at_out_of_window` (at least [`MIN_FOLLOW_UP_SECONDS`]
+/// after the message's send time, at most its expiry). Pure: nothing is written.
+fn schedule_follow_ups(
+    app: &App,
+    message: &Message,
+    follow_ups: Vec<FollowUp>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Retarget, Message)>, ApiError> {
+    if follow_ups.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_source(app, message, now)?;
+    let mut scheduled = Vec::with_capacity(follow_ups.len());
+    for (i, f) in follow_ups.into_iter().enumerate() {
+        let at = |mut e: ApiError| {
+            e.detail = format!("follow_ups[{i}]: {}", e.detail);
+            e
+        };
+        let predicate = f.predicate.for_source(message.channel).map_err(|e| at(e.into()))?;
+        let channel = f.channel.unwrap_or(message.channel);
+        f.contents.check(channel).map_err(|e| at(e.into()))?;
+        app.check_can_send(channel).map_err(|e| at(e.into()))?;
+        let send_at = message.send_at + Duration::seconds(f.after_seconds.clamp(-1, 1 << 40));
+        if f.after_seconds < MIN_FOLLOW_UP_SECONDS || send_at > message.expires_at {
+            return Err(at(ApiError::new(
+                ErrorCode::SendAtOutOfWindow,
+                format!(
+                    "after_seconds: must be at least {MIN_FOLLOW_UP_SECONDS} and send it by the message's expiry {}",
+                    rfc3339(message.expires_at)
+                ),
+            )));
+        }
+        scheduled.push(Retarget::schedule(app, message, predicate, channel, f.contents, send_at, now));
+    }
+    Ok(scheduled)
 }
 
 /// The active subscriptions on `channel` a request names, each once, in id order.
@@ -142,6 +240,15 @@ struct Created {
     message_id: String,
     status: MessageStatus,
     recipients: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    follow_ups: Vec<FollowUpCreated>,
+}
+
+#[derive(Serialize)]
+struct FollowUpCreated {
+    retarget_id: String,
+    message_id: String,
+    send_at: String,
 }
 
 async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
@@ -156,6 +263,7 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
         )));
     }
     app.check_can_send(body.channel)?;
+    let follow_ups = follow_ups_of(body.follow_ups)?;
     let recipients = resolve_recipients(
         &deps.store,
         app,
@@ -170,11 +278,17 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     message.recipients = recipients.len() as u64;
     message.send_at = send_at;
     message.status = if send_at > now { MessageStatus::Scheduled } else { MessageStatus::Sending };
-    if message.status == MessageStatus::Scheduled {
-        // Recipients are resolved now and kept with the message; the scheduler sends them.
-        deps.store.create_scheduled_message(&message, &recipients).await?;
-    } else {
-        deps.store.create_message(&message).await?;
+    // Every follow-up is checked before anything is written: one refused, nothing created.
+    let follow_ups = schedule_follow_ups(app, &message, follow_ups, now)?;
+    let scheduled = message.status == MessageStatus::Scheduled;
+    // Recipients of a scheduled message are resolved now and kept with it; the scheduler sends them.
+    match (scheduled, follow_ups.is_empty()) {
+        (true, true) => deps.store.create_scheduled_message(&message, &recipients).await?,
+        (false, true) => deps.store.create_message(&message).await?,
+        (_, false) => {
+            let kept = scheduled.then_some(recipients.as_slice());
+            deps.store.create_message_with_follow_ups(&message, kept, &follow_ups).await?;
+        }
     }
 
     if message.status == MessageStatus::Sending {
@@ -191,6 +305,14 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
             message_id: message.message_id.to_string(),
             status: message.status,
             recipients: message.recipients,
+            follow_ups: follow_ups
+                .iter()
+                .map(|(r, _)| FollowUpCreated {
+                    retarget_id: r.retarget_id.to_string(),
+                    message_id: r.message_id.to_string(),
+                    send_at: rfc3339(r.send_at),
+                })
+                .collect(),
         },
     ))
 }

@@ -1,22 +1,20 @@
 //! Retargets: schedule a follow-up message to the audience of a source message (computed
 //! later, at dispatch), read one, cancel one, list a source's retargets.
 
-use std::fmt;
-
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
 use retarget_shared::clock::rfc3339;
 use retarget_shared::domain::{
-    App, Channel, Contents, MessageId, Predicate, PredicateError, Retarget, RetargetId, RetargetStatus,
-    check_source,
+    App, Channel, Contents, MessageId, Predicate, Retarget, RetargetId, RetargetStatus, check_source,
 };
+use retarget_shared::edge::audience_body::{KindNames, PredicateIn};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
 use retarget_shared::edge::request::{AppRequest, AppRoutes, json_body, path_id};
 use retarget_shared::edge::routes::Route;
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// How far in the past `send_at` may be (clock skew between client and service).
@@ -101,78 +99,6 @@ impl CreateRetarget {
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
         .collect()
-    }
-}
-
-/// Event kind names: a JSON array of names or one comma-separated string. The names are
-/// checked against the source's channel later (400 `invalid_action`).
-#[derive(Debug, Default)]
-struct KindNames(Vec<String>);
-
-impl KindNames {
-    fn count(&self) -> usize {
-        self.0.iter().flat_map(|n| n.split(',')).filter(|n| !n.trim().is_empty()).count()
-    }
-}
-
-impl<'de> Deserialize<'de> for KindNames {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Names;
-        impl<'de> Visitor<'de> for Names {
-            type Value = KindNames;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of event kind names or a comma-separated string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KindNames, E> {
-                Ok(KindNames(vec![v.to_owned()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KindNames, A::Error> {
-                let mut names = Vec::new();
-                while let Some(name) = seq.next_element::<String>()? {
-                    names.push(name);
-                }
-                Ok(KindNames(names))
-            }
-        }
-        d.deserialize_any(Names)
-    }
-}
-
-/// The audience as asked for, before the source's channel is known.
-enum PredicateIn {
-    Action(String),
-    Combined { did: Vec<String>, did_not: Vec<String> },
-}
-
-impl PredicateIn {
-    fn from_body(
-        action: Option<String>,
-        did: Option<KindNames>,
-        did_not: Option<KindNames>,
-    ) -> Result<Self, ApiError> {
-        match (action, did, did_not) {
-            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-                Err(ApiError::invalid_request("action, did, did_not: give either action or did/did_not"))
-            }
-            (Some(action), None, None) => Ok(PredicateIn::Action(action)),
-            (None, None, None) => {
-                Err(ApiError::invalid_request("action: required (or did/did_not naming event kinds)"))
-            }
-            (None, did, did_not) => {
-                let (did, did_not) = (did.unwrap_or_default(), did_not.unwrap_or_default());
-                if did.count() + did_not.count() == 0 {
-                    return Err(ApiError::invalid_request("did, did_not: name at least one event kind"));
-                }
-                Ok(PredicateIn::Combined { did: did.0, did_not: did_not.0 })
-            }
-        }
-    }
-
-    fn for_source(&self, channel: Channel) -> Result<Predicate, PredicateError> {
-        match self {
-            PredicateIn::Action(action) => Predicate::action(action, channel),
-            PredicateIn::Combined { did, did_not } => Predicate::combined(did, did_not, channel),
-        }
     }
 }
 

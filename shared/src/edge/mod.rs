@@ -2,6 +2,7 @@
 //! JSON: [`request`]), webhook signatures ([`signatures`]) and the one error→HTTP map
 //! ([`problem`]). Nothing below this module knows about HTTP.
 
+pub mod audience_body;
 pub mod problem;
 pub mod request;
 pub mod routes;

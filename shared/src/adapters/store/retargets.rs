@@ -16,6 +16,7 @@ use super::messages::message_item;
 use super::{Store, StoreError, unless_condition_failed};
 use crate::domain::{
     AppId, DispatchOutcome, DispatchProgress, Message, MessageId, Retarget, RetargetId, RetargetStatus,
+    SubscriptionId,
 };
 use crate::keys;
 
@@ -77,6 +78,45 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("TransactWriteItems retarget"))?;
+        Ok(())
+    }
+
+    /// A new message and the retargets declared with it (its follow-ups, each with its own
+    /// message), all in one transaction: either all exist or none. A scheduled message
+    /// (`recipients` given) has its recipients written first, as [`Store::create_scheduled_message`]
+    /// does; a direct one is the caller's to enqueue once this returns.
+    pub async fn create_message_with_follow_ups(
+        &self,
+        message: &Message,
+        scheduled_recipients: Option<&[SubscriptionId]>,
+        follow_ups: &[(Retarget, Message)],
+    ) -> Result<(), StoreError> {
+        let item = match scheduled_recipients {
+            Some(recipients) => {
+                self.put_recipient_chunks(message, recipients).await?;
+                super::scheduled::scheduled_message_item(message)?
+            }
+            None => message_item(message)?,
+        };
+        let mut items = vec![self.transact_put_new(item)?];
+        for (retarget, retarget_message) in follow_ups {
+            if retarget.source_message_id != message.message_id
+                || retarget_message.message_id != retarget.message_id
+            {
+                return Err(StoreError::Corrupt(
+                    "a follow-up must be its own message's, of this message".into(),
+                ));
+            }
+            items.push(self.transact_put_new(serde_dynamo::to_item(RetargetItem::new(retarget.clone()))?)?);
+            items.push(self.transact_put_new(message_item(retarget_message)?)?);
+        }
+        self.client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(super::new_write_token())
+            .send()
+            .await
+            .map_err(StoreError::dynamo("TransactWriteItems message with follow-ups"))?;
         Ok(())
     }
 

@@ -25,6 +25,17 @@ impl Store {
         message: &Message,
         recipients: &[SubscriptionId],
     ) -> Result<(), StoreError> {
+        self.put_recipient_chunks(message, recipients).await?;
+        self.put_new(scheduled_message_item(message)?, "PutItem scheduled message").await
+    }
+
+    /// A scheduled message's recipients, [`RECIPIENTS_PER_JOB`] per item: written before the
+    /// message item, so a message the scheduler can see always has its recipients.
+    pub(crate) async fn put_recipient_chunks(
+        &self,
+        message: &Message,
+        recipients: &[SubscriptionId],
+    ) -> Result<(), StoreError> {
         let pk = keys::message(message.app_id, message.message_id);
         let mut writes = Vec::new();
         for (i, chunk) in recipients.chunks(RECIPIENTS_PER_JOB).enumerate() {
@@ -34,14 +45,7 @@ impl Store {
             item.insert(keys::EXPIRES_AT.into(), n(message.expires_at.timestamp()));
             writes.push(put_request(item)?);
         }
-        self.batch_write(writes).await?;
-        let mut item: Item = message_item(message)?;
-        item.insert(keys::GSI2_PK.into(), s(keys::DUE_MESSAGES));
-        item.insert(
-            keys::GSI2_SK.into(),
-            s(keys::due_sort(message.send_at, message.app_id, message.message_id)),
-        );
-        self.put_new(item, "PutItem scheduled message").await
+        self.batch_write(writes).await
     }
 
     /// Up to `limit` scheduled messages whose time has come (or whose dispatch lease ran out),
@@ -164,4 +168,12 @@ impl Store {
             .map_err(StoreError::dynamo("UpdateItem finish message"))?;
         Ok(())
     }
+}
+
+/// A scheduled original message's item: in the due index until the scheduler sends it.
+pub(crate) fn scheduled_message_item(message: &Message) -> Result<Item, StoreError> {
+    let mut item: Item = message_item(message)?;
+    item.insert(keys::GSI2_PK.into(), s(keys::DUE_MESSAGES));
+    item.insert(keys::GSI2_SK.into(), s(keys::due_sort(message.send_at, message.app_id, message.message_id)));
+    Ok(item)
 }
