@@ -12,7 +12,7 @@
 //! | tracking keyring     | `SECRET#TRACKING`                    | `SECRET`            |                                                      | the deployment's tracking-token keys (push sender signs, webhooks verify; IAM as for app secrets) |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
-//! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; due scheduled messages |
+//! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 1: `APP#{app}#MSGS` / `{msg}`; 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; an app's messages newest first; due scheduled messages |
 //! | recipient chunk      | `APP#{app}#MSG#{msg}`                | `RCPT#{nnnn}`       |                                                      | a scheduled message's recipients, 500 per item |
 //! | interaction          | `MSG#{msg}#I#{nn}`                   | `{sub}#{kind code}` |                                                      | audiences: Query every shard, merge by sk; its INSERT on the table's stream is what the stats count |
 //! | stats counter        | `STATS#{msg}`                        | `{stream shard id}` |                                                      | per-kind counts of one stream shard's inserts + the last sequence number applied; summed on read |
@@ -132,6 +132,11 @@ pub fn address(app: AppId, channel: Channel, address: &str) -> String {
 
 pub fn message(app: AppId, msg: MessageId) -> String {
     format!("APP#{app}#MSG#{msg}")
+}
+
+/// The GSI1 partition listing an app's messages (sorted by message id: by creation time).
+pub fn message_list(app: AppId) -> String {
+    format!("APP#{app}#MSGS")
 }
 
 /// The partition of a message's stats counters, one item per stream shard that carried its

@@ -114,7 +114,8 @@ impl Fixture {
             | Route::RecordEvents
             | Route::CreateRetarget
             | Route::Track
-            | Route::TrackPreflight => None,
+            | Route::TrackPreflight
+            | Route::ListMessages => None,
             Route::GetSubscription | Route::Unsubscribe => Some(self.sms_subscription.clone()),
             Route::GetMessage | Route::Audience | Route::AudienceCount | Route::MessageRetargets => {
                 Some(self.push_message.clone())
@@ -164,6 +165,7 @@ impl Fixture {
             Route::Track => json!({"token": self.track_token, "kind": "clicked"}),
             Route::TrackPreflight
             | Route::OpenLink
+            | Route::ListMessages
             | Route::GetSubscription
             | Route::Unsubscribe
             | Route::GetMessage

@@ -785,7 +785,9 @@ async fn the_router_answers_405_with_exactly_the_allowed_methods() {
         ("PUT", "/v1/subscriptions".to_owned(), "POST"),
         ("DELETE", format!("/v1/subscriptions/{id}"), "GET"),
         ("GET", format!("/v1/subscriptions/{id}/unsubscribe"), "POST"),
-        ("PATCH", "/v1/messages".to_owned(), "POST"),
+        ("PATCH", "/v1/messages".to_owned(), "POST, GET"),
+        ("GET", "/v1/track".to_owned(), "POST, OPTIONS"),
+        ("POST", "/r/AbCdEfGhIj".to_owned(), "GET"),
         ("POST", format!("/v1/messages/{id}"), "GET"),
         ("DELETE", format!("/v1/messages/{id}/audience/count"), "GET"),
         ("GET", "/v1/events".to_owned(), "POST"),
@@ -941,5 +943,6 @@ fn route_has_id(route: Route) -> bool {
             | Route::CreateRetarget
             | Route::Track
             | Route::TrackPreflight
+            | Route::ListMessages
     )
 }

@@ -521,6 +521,8 @@ impl Tenants {
                 Some("invalid_token"),
             ),
             Route::TrackPreflight => (request(route, template), 204, None),
+            // B's own list: none of A's messages.
+            Route::ListMessages => (request(route, template).bearer(&b.api_key), 200, None),
             // A link's code is unguessable and names its own recipient: another one finds nothing.
             Route::OpenLink => (request(route, &template.replace("{code}", "AAAAAAAAAA")), 404, None),
             // Routes without an id in the path name A's ids in the body instead: events are

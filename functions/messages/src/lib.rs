@@ -14,15 +14,15 @@ use retarget_shared::bootstrap::{Error, FromEnv, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    App, Channel, Contents, ExternalUserId, Message, MessageStatus, Retarget, SendJob, SubscriptionId,
-    check_source,
+    App, Channel, Contents, ExternalUserId, Message, MessageId, MessageStatus, Retarget, SendJob,
+    SubscriptionId, check_source,
 };
 use retarget_shared::edge::audience_body::{KindNames, PredicateIn};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
-use retarget_shared::edge::request::{AppRequest, AppRoutes, HasStore, json_body, path_id};
+use retarget_shared::edge::request::{AppRequest, AppRoutes, HasStore, json_body, path_id, query_pairs};
 use retarget_shared::edge::routes::Route;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// What the handlers need; built once per cold start.
 #[derive(Clone)]
@@ -67,6 +67,7 @@ impl AppRoutes for Messages {
         match call.route {
             Route::CreateMessage => create(deps, &call.app, call.request).await,
             Route::GetMessage => get(deps, &call.app, path_id(call.param)?).await,
+            Route::ListMessages => list(deps, &call.app, call.request).await,
             _ => Err(ApiError::not_found()),
         }
     }
@@ -324,6 +325,11 @@ async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let (message, stats) =
         deps.store.get_message_with_stats(app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+    Ok(json_response(StatusCode::OK, &view(&message, &stats)))
+}
+
+/// A message as `GET /v1/messages/{id}` and the listing show it.
+fn view(message: &Message, stats: &retarget_shared::domain::KindCounts) -> Value {
     let mut view = json!({
         "message_id": message.message_id.to_string(),
         "channel": message.channel,
@@ -339,5 +345,54 @@ async fn get(
     if let Some(source) = message.retarget_of {
         view["retarget_of"] = source.to_string().into();
     }
-    Ok(json_response(StatusCode::OK, &view))
+    view
+}
+
+/// Messages per page of `GET /v1/messages`: `limit` 1 to [`MAX_LIST_LIMIT`], default
+/// [`DEFAULT_LIST_LIMIT`].
+pub const MAX_LIST_LIMIT: usize = 100;
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+
+/// `limit` and `cursor` of `GET /v1/messages` (400 `invalid_request` naming the parameter). The
+/// cursor is the id of the last message of the previous page: stateless, and only ever a bound
+/// within the caller's own list. Pure.
+pub fn list_query(pairs: &[(String, String)]) -> Result<(usize, Option<MessageId>), ApiError> {
+    let mut limit = DEFAULT_LIST_LIMIT;
+    let mut cursor = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
+                    .ok_or_else(|| ApiError::invalid_request(format!("limit: 1 to {MAX_LIST_LIMIT}")))?;
+            }
+            "cursor" => {
+                cursor = Some(
+                    MessageId::parse(value)
+                        .map_err(|_| ApiError::invalid_request("cursor: not a cursor this listing gave"))?,
+                );
+            }
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(ApiError::invalid_request(format!(
+                    "{shown}: unknown parameter; use limit, cursor"
+                )));
+            }
+        }
+    }
+    Ok((limit, cursor))
+}
+
+async fn list(deps: &Deps, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let (limit, cursor) = list_query(&query_pairs(request))?;
+    let (messages, next) = deps.store.list_messages(app.app_id, limit, cursor).await?;
+    // At most 100 small Queries, in parallel.
+    let stats = futures::future::try_join_all(messages.iter().map(|m| deps.store.stats_of(m))).await?;
+    let views: Vec<Value> = messages.iter().zip(&stats).map(|(m, s)| view(m, s)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "messages": views, "next_cursor": next.map(|id| id.to_string()) }),
+    ))
 }

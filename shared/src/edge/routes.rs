@@ -21,6 +21,7 @@ pub enum Route {
     GetSubscription,
     Unsubscribe,
     CreateMessage,
+    ListMessages,
     GetMessage,
     Audience,
     AudienceCount,
@@ -50,6 +51,7 @@ impl Route {
             Route::GetSubscription
             | Route::Unsubscribe
             | Route::GetMessage
+            | Route::ListMessages
             | Route::Audience
             | Route::AudienceCount
             | Route::MessageRetargets
@@ -86,6 +88,7 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::GET, "/v1/subscriptions/{id}", Route::GetSubscription, Function::Subscriptions),
     (Method::POST, "/v1/subscriptions/{id}/unsubscribe", Route::Unsubscribe, Function::Subscriptions),
     (Method::POST, "/v1/messages", Route::CreateMessage, Function::Messages),
+    (Method::GET, "/v1/messages", Route::ListMessages, Function::Messages),
     (Method::GET, "/v1/messages/{id}", Route::GetMessage, Function::Messages),
     (Method::GET, "/v1/messages/{id}/audience", Route::Audience, Function::Audiences),
     (Method::GET, "/v1/messages/{id}/audience/count", Route::AudienceCount, Function::Audiences),

@@ -15,6 +15,12 @@ use crate::keys;
 pub(crate) struct MessageItem {
     pk: String,
     sk: String,
+    /// The app's messages, newest first (`GET /v1/messages`): `APP#{app}#MSGS` / `{msg}`.
+    /// Absent on items written before the listing existed (they are not listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
     /// TTL of the message item: its data's expiry plus the tombstone period.
     expires_at: i64,
     #[serde(flatten)]
@@ -26,6 +32,8 @@ pub(crate) fn message_item(message: &Message) -> Result<Item, StoreError> {
     Ok(serde_dynamo::to_item(MessageItem {
         pk: keys::message(message.app_id, message.message_id),
         sk: keys::SK_MSG.into(),
+        gsi1pk: Some(keys::message_list(message.app_id)),
+        gsi1sk: Some(message.message_id.to_string()),
         expires_at: (message.expires_at + Duration::days(keys::MESSAGE_TOMBSTONE_DAYS)).timestamp(),
         message: message.clone(),
     })?)
@@ -71,6 +79,52 @@ impl Store {
             stats = KindCounts::default();
         }
         Ok(Some((message, stats)))
+    }
+
+    /// Up to `limit` of the app's messages, newest first, older than `before` when given (the
+    /// last one of the previous page): one Query of the app's list in GSI1. The next page's
+    /// `before` when there may be more.
+    pub async fn list_messages(
+        &self,
+        app_id: AppId,
+        limit: usize,
+        before: Option<MessageId>,
+    ) -> Result<(Vec<Message>, Option<MessageId>), StoreError> {
+        let mut query = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(keys::GSI1)
+            .key_condition_expression(if before.is_some() {
+                "gsi1pk = :pk AND gsi1sk < :before"
+            } else {
+                "gsi1pk = :pk"
+            })
+            .expression_attribute_values(":pk", s(keys::message_list(app_id)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        if let Some(before) = before {
+            query = query.expression_attribute_values(":before", s(before.to_string()));
+        }
+        let output = query.send().await.map_err(StoreError::dynamo("Query message list"))?;
+        let now = self.clock().now_epoch();
+        let mut messages = Vec::new();
+        let mut last = None;
+        for item in output.items.unwrap_or_default() {
+            let item: MessageItem = serde_dynamo::from_item(item)?;
+            last = Some(item.message.message_id);
+            messages.extend(live(item, now));
+        }
+        let next = output.last_evaluated_key.is_some().then_some(last).flatten();
+        Ok((messages, next))
+    }
+
+    /// A listed message's per-kind stats (zero once its data has expired).
+    pub async fn stats_of(&self, message: &Message) -> Result<KindCounts, StoreError> {
+        if message.is_expired_at(self.clock().now()) {
+            return Ok(KindCounts::default());
+        }
+        self.read_stats(message.message_id).await
     }
 
     /// This app's messages among `ids`; others' and missing ones are absent.
