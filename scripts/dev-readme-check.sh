@@ -15,7 +15,7 @@ READY_TIMEOUT="${DEV_READY_TIMEOUT:-300}" # make dev builds and installs first
 DEV_PID=""
 
 [[ ! -e "$STACK_ENV" ]] || die "${STACK_ENV#"$ROOT"/} exists: stop the running make dev first"
-for tool in curl jq openssl; do
+for tool in curl jq; do
   command -v "$tool" >/dev/null || die "$tool is needed (the README's walkthrough uses it)"
 done
 
@@ -73,5 +73,7 @@ check "only u2 (who did not click) got the texts, both accepted" \
   '[.received[] | select(.provider == "twilio") | "\(.to) \(.answered)"] == ["+15551234562 201", "+15551234562 201"]'
 check "every text's status callbacks (sent, delivered) answered 204" \
   '[.received[] | select(.provider == "twilio") | .callbacks | map("\(.status) \(.answered)")] | all(. == ["sent 204", "delivered 204"])'
+check "the first text's link went as a tracked link, not as the URL" \
+  '[.received[] | select(.provider == "twilio")][0].body | (contains("/r/") and (contains("shop.example") | not))'
 check "nothing was refused" '[.received[] | select(.refused)] == []'
 log "the README's make dev walkthrough checked out"

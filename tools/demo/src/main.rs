@@ -130,6 +130,13 @@ impl Demo {
     }
 
     /// Every request the stand-ins got so far was one they accept (right credentials, well formed).
+    /// `POST /v1/track` as a device sends it: no API key, the push's token.
+    async fn track(&self, token: &str, kind: &str) -> anyhow::Result<u16> {
+        let body = json!({"token": token, "kind": kind});
+        let response = self.http.post(format!("{}/v1/track", self.api_url)).json(&body).send().await?;
+        Ok(response.status().as_u16())
+    }
+
     fn none_refused(&self) -> anyhow::Result<()> {
         let refused: Vec<_> = self.standin.received().into_iter().filter(|r| r.refused.is_some()).collect();
         ensure!(refused.is_empty(), "the provider stand-ins refused {refused:?}");
@@ -207,14 +214,23 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
         sms_subs.len()
     ));
 
-    demo.heading("Send a push message to all six; the push sender delivers it through FCM and APNs");
+    demo.heading(
+        "Send a push message to all six, with a follow-up declared up front; FCM and APNs deliver it",
+    );
     let (status, _, body) = demo
         .post("/v1/messages", json!({"channel":"push","contents":{"title":"Back in stock","body":"The blue sneakers are back","url":"https://shop.example/sneakers"},
-            "include_external_user_ids":["shopper-1","shopper-2","shopper-3","shopper-4","shopper-5","shopper-6"]}))
+            "include_external_user_ids":["shopper-1","shopper-2","shopper-3","shopper-4","shopper-5","shopper-6"],
+            "follow_ups":[{"after_seconds":7200,"action":"not_converted","contents":{"title":"Still thinking?","body":"Free shipping on the blue sneakers today"}}]}))
         .await?;
     ensure!(status == 202 && body["recipients"] == 6, "message answered {status}: {body}");
     let message_id = body["message_id"].as_str().context("no message id")?.to_owned();
+    let follow_up_id =
+        body["follow_ups"][0]["retarget_id"].as_str().context("no follow-up in the answer")?.to_owned();
     ok(format!("message {message_id} queued for {} recipients", body["recipients"]));
+    ok(format!(
+        "follow-up {follow_up_id}: a push to those who do not convert, at {}",
+        body["follow_ups"][0]["send_at"]
+    ));
     demo.wait_for("6 push requests at the stand-ins", |d| {
         d.standin.of(Provider::Fcm).len() + d.standin.of(Provider::Apns).len() >= 6
     })
@@ -230,44 +246,75 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ok("the sender recorded a `sent` event for each of the six");
 
     demo.heading(
-        "The devices report back: 4 confirmed deliveries and 2 clicks, every webhook delivered twice",
+        "The devices report back with each push's tracking token (no secret in the app), a relay through the signed webhook; everything sent twice",
     );
-    let now = demo.clock().await?.timestamp();
-    let mut delivered = 0;
-    for (i, sub) in push_subs.iter().enumerate().take(4) {
-        let kinds: &[&str] = if i < 2 { &["delivered", "clicked"] } else { &["delivered"] };
+    let token_of = |sub: &str| {
+        let pushes = [demo.standin.of(Provider::Fcm), demo.standin.of(Provider::Apns)].concat();
+        pushes.into_iter().find(|r| r.subscription_id.as_deref() == Some(sub)).and_then(|r| r.tracking_token)
+    };
+    let tokens: Vec<String> = push_subs
+        .iter()
+        .map(|sub| token_of(sub).with_context(|| format!("no tracking token in the push to {sub}")))
+        .collect::<anyhow::Result<_>>()?;
+    ok(format!("each push carried its own token (FCM data.rt, APNs rt), {} characters", tokens[0].len()));
+    // shopper-1 and shopper-2 (android and iOS): delivered and clicked; shopper-1 then buys.
+    for (token, kinds) in [
+        (&tokens[0], &["delivered", "clicked", "converted"][..]),
+        (&tokens[1], &["delivered", "clicked"][..]),
+    ] {
         for kind in kinds {
-            let event = json!({"event_id": format!("evt-{i}-{kind}"), "kind": kind, "message_id": message_id, "subscription_id": sub,
-                "occurred_at": retarget_shared::clock::rfc3339(Utc::now())});
             for _ in 0..2 {
-                let status = demo.push_webhook(&app_id, &secret, now, &event).await?;
-                ensure!(status == 204, "push webhook answered {status}");
+                let status = demo.track(token, kind).await?;
+                ensure!(status == 204, "POST /v1/track {kind} answered {status}");
             }
-            delivered += 1;
         }
     }
-    ok(format!("{delivered} signed events, each sent twice, all 204"));
+    ok("5 reports to POST /v1/track, each sent twice, all 204");
+    let mut forged = tokens[0].clone().into_bytes();
+    forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+    ensure!(demo.track(&String::from_utf8(forged)?, "clicked").await? == 401, "a forged token was accepted");
+    ok("an altered token is refused: 401 invalid_token");
+    // shopper-3 and shopper-4: their deliveries come through a server-side relay instead.
+    let now = demo.clock().await?.timestamp();
+    for (i, sub) in push_subs.iter().enumerate().skip(2).take(2) {
+        let event = json!({"event_id": format!("evt-{i}-delivered"), "kind": "delivered", "message_id": message_id,
+            "subscription_id": sub, "occurred_at": retarget_shared::clock::rfc3339(Utc::now())});
+        for _ in 0..2 {
+            let status = demo.push_webhook(&app_id, &secret, now, &event).await?;
+            ensure!(status == 204, "push webhook answered {status}");
+        }
+    }
+    ok("2 signed push webhook events, each sent twice, all 204");
     ensure!(
         demo.push_webhook(&app_id, "forged", now, &json!({"event_id":"x"})).await? == 401,
         "a forged webhook was accepted"
     );
     ok("a forged signature is refused: 401 invalid_signature");
     let (body, lag) = demo
-        .message_when(&message_id, STATS_LAG, |s| s["sent"] == 6 && s["delivered"] == 4 && s["clicked"] == 2)
+        .message_when(&message_id, STATS_LAG, |s| {
+            s["sent"] == 6 && s["delivered"] == 4 && s["clicked"] == 2 && s["converted"] == 1
+        })
         .await?;
     let stats = &body["stats"];
     ok(format!(
-        "stats count each subscription once: sent {}, delivered {}, clicked {} (counted from the table's stream within {} ms)",
+        "stats count each subscription once: sent {}, delivered {}, clicked {}, converted {} (counted from the table's stream within {} ms)",
         stats["sent"],
         stats["delivered"],
         stats["clicked"],
+        stats["converted"],
         lag.as_millis()
     ));
 
     demo.heading("Audience counts for every action");
-    for (action, expected) in
-        [("sent", 6), ("delivered", 4), ("not_delivered", 2), ("clicked", 2), ("not_clicked", 4)]
-    {
+    for (action, expected) in [
+        ("sent", 6),
+        ("delivered", 4),
+        ("not_delivered", 2),
+        ("clicked", 2),
+        ("not_clicked", 4),
+        ("converted", 1),
+        ("not_converted", 5),
+    ] {
         let (status, _, body) =
             demo.get(&format!("/v1/messages/{message_id}/audience/count?action={action}")).await?;
         ensure!(status == 200 && body["count"] == expected, "{action}: {status} {body}");
@@ -297,7 +344,7 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
         .post(
             "/v1/retargets",
             json!({"source_message_id": message_id, "action": "not_clicked", "channel": "sms",
-            "contents": {"body": "Your sneakers are waiting - 10% off today"}, "send_at": send_at}),
+            "contents": {"body": "Your sneakers are waiting - 10% off today: https://shop.example/sneakers?c=sms"}, "send_at": send_at}),
         )
         .await?;
     ensure!(status == 201, "retarget answered {status}: {body}");
@@ -381,6 +428,57 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
         stats["sent"], stats["delivered"], stats["undelivered"], body["retarget_of"]
     ));
 
+    demo.heading("A shopper opens the tracked link of the text");
+    let text = &texts[0];
+    let body = text.body.as_deref().unwrap_or_default();
+    ensure!(!body.contains("shop.example"), "the original URL was sent: {body}");
+    let code: String =
+        body.split("/r/").nth(1).context("no tracked link in the text")?.chars().take(10).collect();
+    ok(format!(
+        "the text carried {}/r/{code} instead of the URL",
+        body.split("/r/").next().unwrap_or_default().rsplit(' ').next().unwrap_or_default()
+    ));
+    for _ in 0..2 {
+        let response = demo.http.get(format!("{}/r/{code}", demo.api_url)).send().await?;
+        let location =
+            response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        ensure!(
+            response.status().as_u16() == 302 && location == "https://shop.example/sneakers?c=sms",
+            "GET /r/{code} answered {} to {location:?}",
+            response.status()
+        );
+    }
+    ok("GET /r/{code}, twice: 302 to https://shop.example/sneakers?c=sms");
+    demo.message_when(&retarget_message, STATS_LAG, |s| s["clicked"] == 1).await?;
+    ok("the retarget's message counts 1 click, however often it was opened");
+
+    demo.heading("Two hours after the push, its declared follow-up goes to the five who did not buy");
+    let pushes_before = demo.standin.of(Provider::Fcm).len() + demo.standin.of(Provider::Apns).len();
+    demo.advance(3600).await?;
+    let started = Instant::now();
+    let view = loop {
+        let (_, _, view) = demo.get(&format!("/v1/retargets/{follow_up_id}")).await?;
+        if view["status"] == "dispatched" {
+            break view;
+        }
+        ensure!(started.elapsed() < StdDuration::from_secs(60), "follow-up still {}", view["status"]);
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+    };
+    ensure!(view["audience_size"] == 5 && view["enqueued"] == 5, "follow-up {view}");
+    demo.wait_for("5 more pushes at the stand-ins", |d| {
+        d.standin.of(Provider::Fcm).len() + d.standin.of(Provider::Apns).len() >= pushes_before + 5
+    })
+    .await?;
+    ok(format!(
+        "dispatched: audience_size {}, enqueued {}; 5 pushes delivered",
+        view["audience_size"], view["enqueued"]
+    ));
+    let (_, _, listed) = demo.get("/v1/messages?limit=10").await?;
+    let listed = listed["messages"].as_array().map_or(0, Vec::len);
+    ensure!(listed == 3, "GET /v1/messages listed {listed}");
+    ok("GET /v1/messages lists the push, the SMS retarget's message and the follow-up's, newest first");
+    demo.none_refused()?;
+
     demo.heading("Thirty days after the source, its data has expired");
     demo.advance(30 * 86_400).await?;
     let (status, _, body) =
@@ -420,7 +518,14 @@ async fn main() -> ExitCode {
     let mut demo = Demo {
         api_url: api_url.trim_end_matches('/').to_owned(),
         api_key: String::new(),
-        http: reqwest::Client::new(),
+        // Tracked links answer 302: the demo looks at the redirect rather than follow it offline.
+        http: match reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build() {
+            Ok(http) => http,
+            Err(e) => {
+                eprintln!("retarget-demo: HTTP client: {e}");
+                return ExitCode::from(2);
+            }
+        },
         store: Store::new(aws::dynamodb(&sdk), table, Arc::new(SystemClock)),
         standin,
         step: 0,

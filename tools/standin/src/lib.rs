@@ -77,6 +77,10 @@ pub struct Received {
     pub message_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<String>,
+    /// Push only: the recipient's tracking token (FCM `data.rt`, APNs `rt`), what the device
+    /// reports with to `POST /v1/track`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_token: Option<String>,
     /// Twilio only: the StatusCallback URL the sender gave, and the callbacks made to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
@@ -212,6 +216,7 @@ impl StandIn {
             body: None,
             message_id: None,
             subscription_id: None,
+            tracking_token: None,
             status_callback: None,
             callbacks: Vec::new(),
         };
@@ -320,6 +325,7 @@ impl StandIn {
         record.body = text(&message["notification"]["body"]);
         record.message_id = text(&message["data"]["message_id"]);
         record.subscription_id = text(&message["data"]["subscription_id"]);
+        record.tracking_token = text(&message["data"]["rt"]);
         let error = |code: u16, status: &str, why: &str| {
             Reply::refuse(
                 StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
@@ -350,6 +356,7 @@ impl StandIn {
         record.body = text(&payload["aps"]["alert"]["body"]);
         record.message_id = text(&payload["message_id"]);
         record.subscription_id = text(&payload["subscription_id"]);
+        record.tracking_token = text(&payload["rt"]);
         let reason = |status: StatusCode, reason: &str, why: String| {
             Reply::refuse(status, json!({ "reason": reason }), why)
         };
