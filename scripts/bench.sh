@@ -46,11 +46,11 @@ while (($#)); do
 done
 
 if [[ $MODE == quick ]]; then
-  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}"
+  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}" "${TRACK:=500}"
   SENDER_JOBS=1
   JAVA_OPTS_DEFAULT=""
 else
-  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}"
+  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}" "${TRACK:=20000}"
   SENDER_JOBS=4
   # A million recipients is about 5 M items in DynamoDB Local's in-memory store.
   JAVA_OPTS_DEFAULT="-Xms1g -Xmx8g"
@@ -125,6 +125,10 @@ fresh_services
 step "ingest: $EVENTS events of one message through $WRITERS concurrent writers"
 bench bench-ingest-writers ingest --events "$EVENTS" --writers "$WRITERS" --naive-concurrency 0
 TABLE_NAME=bench-ingest-writers "$BIN" drop-table
+fresh_services
+step "POST /v1/track: $TRACK forged tokens, $TRACK genuine ones, the same reports through /v1/events"
+bench bench-track track --requests "$TRACK"
+TABLE_NAME=bench-track "$BIN" drop-table
 
 for size in $SIZES; do
   table="bench-audience-$size"

@@ -17,6 +17,7 @@ mod ingest;
 mod report;
 mod seed;
 mod sys;
+mod track;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,15 @@ enum Command {
         /// Concurrent writers (Lambda instances), each taking one request at a time.
         #[arg(long, default_value_t = 1)]
         writers: usize,
+    },
+    /// POST /v1/track: forged and genuine tokens through the webhooks handler, and the same
+    /// reports through POST /v1/events one per request.
+    Track {
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Requests in flight (concurrent Lambda instances).
+        #[arg(long, default_value_t = 16)]
+        lanes: usize,
     },
     /// Counts and exports an audience against a raw parallel Query and a naive Scan.
     Audience {
@@ -146,6 +156,10 @@ async fn main() -> anyhow::Result<()> {
             ensure_table.await?;
             let options = ingest::Options { events, per_request, naive_concurrency, writers };
             ingest::run(&clients, &store, options).await?;
+        }
+        Command::Track { requests, lanes } => {
+            ensure_table.await?;
+            track::run(&clients, &store, requests, lanes).await?;
         }
         Command::Audience {
             app_id,
