@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the request parsers with cargo-fuzz (libFuzzer).
 #
-#   scripts/fuzz.sh [--seconds N] [--build-only] [target...]
+#   scripts/fuzz.sh [--seconds N] [--build-only] [--dev] [target...]
 #
 # Installs what is missing (idempotent, no prompts): a C++ compiler for libFuzzer (apt-get) and
 # cargo-fuzz into .local/cargo-fuzz. Builds every target in fuzz/ (its own crate, own target dir
@@ -13,6 +13,9 @@
 # cargo-fuzz needs nightly flags (-Zsanitizer, -Cpasses): stable rustc takes them with
 # RUSTC_BOOTSTRAP=1. The sanitizer is off by default (safe Rust; FUZZ_SANITIZER=address turns ASan
 # on) and debug assertions are on, so an integer overflow panics as it would in a debug build.
+# --dev builds without optimizations (a fraction of the release build's time, several times fewer
+# executions a second): what CI uses, where the run proves the targets build and hold for a few
+# seconds; real fuzzing (docs/reliability.md) uses the default release build.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,13 +29,15 @@ SANITIZER="${FUZZ_SANITIZER:-none}"
 
 seconds=60
 build_only=false
+dev=false
 targets=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--seconds needs a number"; seconds="$2"; shift 2 ;;
         --seconds=*) seconds="${1#--seconds=}"; [[ "$seconds" =~ ^[0-9]+$ ]] || die "--seconds needs a number"; shift ;;
         --build-only) build_only=true; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --dev) dev=true; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -64,8 +69,14 @@ for t in "${targets[@]}"; do
 done
 
 # --- build ---------------------------------------------------------------------------------------
-fuzz_flags=(--fuzz-dir "$FUZZ_DIR" --release --debug-assertions --sanitizer "$SANITIZER")
-log "building ${#all_targets[@]} targets (sanitizer: $SANITIZER)"
+if $dev; then
+    fuzz_flags=(--fuzz-dir "$FUZZ_DIR" --dev --sanitizer "$SANITIZER")
+else
+    fuzz_flags=(--fuzz-dir "$FUZZ_DIR" --release --debug-assertions --sanitizer "$SANITIZER")
+fi
+build_kind=release
+$dev && build_kind=dev
+log "building ${#all_targets[@]} targets (sanitizer: $SANITIZER, $build_kind build)"
 build_start=$SECONDS
 cargo fuzz build "${fuzz_flags[@]}"
 log "built in $((SECONDS - build_start)) s"

@@ -26,6 +26,7 @@ use crate::adapters::store::StoreError;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::EnvReader;
 use crate::domain::Channel;
+use crate::edge::streamed::StreamedBody;
 #[cfg(feature = "dispatch")]
 use crate::services::dispatch::{DispatchDeps, TickReport, tick};
 use crate::services::provider::Provider;
@@ -108,6 +109,12 @@ pub trait HttpFunction: FromEnv + Send + Sync {
 }
 
 /// An SQS consumer reporting partial batch failures.
+/// An HTTP function whose responses are streamed (a Lambda function URL in `RESPONSE_STREAM`
+/// mode): bodies larger than a buffered invocation's 6 MB, sent as they are produced.
+pub trait StreamingHttpFunction: FromEnv + Send + Sync {
+    fn handle(&self, request: Request) -> impl Future<Output = Response<StreamedBody>> + Send;
+}
+
 pub trait SqsFunction: FromEnv + Send + Sync {
     fn handle(
         &self,
@@ -249,6 +256,16 @@ pub async fn serve_http<D: HttpFunction>() -> Result<(), Error> {
     let deps: D = start().await?;
     let deps = &deps;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
+        Ok::<_, Error>(deps.handle(request).await)
+    }))
+    .await
+}
+
+/// Runs a response-streaming HTTP function on Lambda.
+pub async fn serve_streaming_http<D: StreamingHttpFunction>() -> Result<(), Error> {
+    let deps: D = start().await?;
+    let deps = &deps;
+    lambda_http::run_with_streaming_response(lambda_http::service_fn(move |request| async move {
         Ok::<_, Error>(deps.handle(request).await)
     }))
     .await

@@ -117,9 +117,11 @@ impl Fixture {
             | Route::TrackPreflight
             | Route::ListMessages => None,
             Route::GetSubscription | Route::Unsubscribe => Some(self.sms_subscription.clone()),
-            Route::GetMessage | Route::Audience | Route::AudienceCount | Route::MessageRetargets => {
-                Some(self.push_message.clone())
-            }
+            Route::GetMessage
+            | Route::Audience
+            | Route::AudienceCount
+            | Route::AudienceCsv
+            | Route::MessageRetargets => Some(self.push_message.clone()),
             Route::GetRetarget | Route::CancelRetarget => Some(self.retarget.clone()),
             Route::TwilioWebhook | Route::PushWebhook => Some(self.a.app.app_id.to_string()),
             Route::OpenLink => Some(self.link_code.clone()),
@@ -131,7 +133,7 @@ impl Fixture {
         let template = template_of(route);
         let path = fill(template, self.id_for(route).as_deref());
         match route {
-            Route::Audience | Route::AudienceCount => format!("{path}?action=sent"),
+            Route::Audience | Route::AudienceCount | Route::AudienceCsv => format!("{path}?action=sent"),
             Route::TwilioWebhook => {
                 format!("{path}?message_id={}&subscription_id={}", self.sms_message, self.sms_subscription)
             }
@@ -171,6 +173,7 @@ impl Fixture {
             | Route::GetMessage
             | Route::Audience
             | Route::AudienceCount
+            | Route::AudienceCsv
             | Route::MessageRetargets
             | Route::GetRetarget
             | Route::CancelRetarget => return None,

@@ -36,6 +36,8 @@ use tokio::sync::OnceCell;
 /// The public URL prefix the functions are given (`PUBLIC_BASE_URL`): what Twilio signs and
 /// what status callbacks point at.
 pub const PUBLIC_BASE_URL: &str = "https://hooks.example.com";
+/// The export function's URL the buffered audience function points large CSVs at.
+pub const EXPORT_URL: &str = "https://export.example.com";
 
 static SDK: OnceCell<SdkConfig> = OnceCell::const_new();
 
@@ -111,6 +113,7 @@ impl World {
             (dead_letter_queue_url_var(Channel::Push), queues.push_dlq_url.as_str()),
             (dead_letter_queue_url_var(Channel::Sms), queues.sms_dlq_url.as_str()),
             ("PUBLIC_BASE_URL", PUBLIC_BASE_URL),
+            (retarget_audiences::EXPORT_URL_VAR, EXPORT_URL),
         ])
     }
 
@@ -457,6 +460,7 @@ pub fn placeholder_credentials() -> retarget_shared::domain::Credentials {
 /// An API Gateway HTTP API (payload 2.0) request as Lambda receives it: the recorded fixture
 /// `fixtures/apigw-http-api-request.json` with this method, path, query, headers and body,
 /// parsed by lambda_http itself.
+#[derive(Clone)]
 pub struct ApiRequest {
     event: serde_json::Value,
 }

@@ -370,19 +370,26 @@ fn every_function_crate_is_a_template_function() {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
         let manifest = entry.expect("functions/ entry").path().join("Cargo.toml");
         let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
-        let name = text
-            .lines()
-            .skip_while(|l| l.trim() != "[package]")
-            .find_map(|l| {
-                let (key, value) = l.split_once('=')?;
-                (key.trim() == "name").then(|| value.trim().trim_matches('"').to_owned())
-            })
-            .unwrap_or_else(|| panic!("{} has no package name", manifest.display()));
-        crates.insert(name);
+        // The package's own binary, and any `[[bin]]` it declares (the audiences crate builds
+        // two functions: the API's and the response-streaming export).
+        let mut section = String::new();
+        let mut names = BTreeSet::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_owned();
+            } else if let Some((key, value)) = line.split_once('=')
+                && key.trim() == "name"
+                && (section == "[package]" || section == "[[bin]]")
+            {
+                names.insert(value.trim().trim_matches('"').to_owned());
+            }
+        }
+        assert!(!names.is_empty(), "{} has no package name", manifest.display());
+        crates.extend(names);
     }
     assert_eq!(
         in_template, crates,
-        "the template's function binaries differ from the crates under functions/"
+        "the template's function binaries differ from the binaries of the crates under functions/"
     );
     for (_, _, _, function) in ROUTES {
         assert!(crates.contains(binary(*function)), "{} is not a crate under functions/", binary(*function));

@@ -471,7 +471,7 @@ impl Tenants {
             Route::GetMessage | Route::MessageRetargets => {
                 (request(route, &on(&self.a_message)).bearer(&b.api_key), 404, Some("not_found"))
             }
-            Route::Audience | Route::AudienceCount => (
+            Route::Audience | Route::AudienceCount | Route::AudienceCsv => (
                 request(route, &format!("{}?action=sent", on(&self.a_message))).bearer(&b.api_key),
                 404,
                 Some("not_found"),

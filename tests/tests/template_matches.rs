@@ -276,12 +276,13 @@ async fn each_function_is_given_exactly_the_environment_it_reads() {
     use retarget_shared::edge::request::AppFunction;
     use retarget_shared::services::{dispatch::DispatchDeps, sender::SenderDeps, stats::StatsDeps};
     type Reader = fn(&std::collections::BTreeMap<String, String>) -> BTreeSet<String>;
-    let functions: [(&str, Reader); 10] = [
+    let functions: [(&str, Reader); 11] = [
         ("SubscriptionsFunction", names_read::<AppFunction<retarget_subscriptions::Subscriptions>>),
         ("MessagesFunction", names_read::<AppFunction<retarget_messages::Messages>>),
         ("EventsFunction", names_read::<AppFunction<retarget_events::Events>>),
         ("WebhooksFunction", names_read::<retarget_webhooks::Deps>),
         ("AudiencesFunction", names_read::<AppFunction<retarget_audiences::Audiences>>),
+        ("AudienceExportFunction", names_read::<retarget_audiences::AudienceExport>),
         ("RetargetsFunction", names_read::<AppFunction<retarget_retargets::Retargets>>),
         ("SchedulerFunction", names_read::<DispatchDeps>),
         ("StatsFunction", names_read::<StatsDeps>),
@@ -328,7 +329,7 @@ fn every_function_logs_into_its_own_group_with_a_retention() {
         assert_eq!(as_str(field(g, "DeletionPolicy", &group), &group), "Delete");
         assert!(groups.insert(group.clone()), "{group} is shared");
     }
-    assert_eq!(groups.len(), 10);
+    assert_eq!(groups.len(), 11);
     assert_eq!(as_str(field(table(&t), "DeletionPolicy", "Table"), "Table"), "Retain");
 }
 

@@ -25,6 +25,7 @@ pub enum Route {
     GetMessage,
     Audience,
     AudienceCount,
+    AudienceCsv,
     MessageRetargets,
     RecordEvents,
     TwilioWebhook,
@@ -54,6 +55,7 @@ impl Route {
             | Route::ListMessages
             | Route::Audience
             | Route::AudienceCount
+            | Route::AudienceCsv
             | Route::MessageRetargets
             | Route::TwilioWebhook
             | Route::PushWebhook
@@ -74,6 +76,15 @@ impl Route {
     pub fn takes_beacon(self) -> bool {
         self == Route::Track
     }
+
+    /// Whether the route's answer is streamed whole by the response-streaming export function
+    /// (`retarget-audience-export`), whatever its size: what the local API does, and what the
+    /// function's URL does on AWS. API Gateway HTTP APIs cannot stream, so behind them the
+    /// route's owner in [`ROUTES`] answers it buffered, up to a Lambda response's 6 MB, and
+    /// points larger ones at the export URL.
+    pub fn streamed(self) -> bool {
+        self == Route::AudienceCsv
+    }
 }
 
 /// The function API Gateway's `$default` route invokes: whatever no route of [`ROUTES`] matched
@@ -92,6 +103,7 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::GET, "/v1/messages/{id}", Route::GetMessage, Function::Messages),
     (Method::GET, "/v1/messages/{id}/audience", Route::Audience, Function::Audiences),
     (Method::GET, "/v1/messages/{id}/audience/count", Route::AudienceCount, Function::Audiences),
+    (Method::GET, "/v1/messages/{id}/audience.csv", Route::AudienceCsv, Function::Audiences),
     (Method::GET, "/v1/messages/{id}/retargets", Route::MessageRetargets, Function::Retargets),
     (Method::POST, "/v1/events", Route::RecordEvents, Function::Events),
     (Method::POST, "/v1/webhooks/twilio/{app_id}", Route::TwilioWebhook, Function::Webhooks),

@@ -20,17 +20,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use bytes::Bytes;
 use chrono::Duration;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_push_sender::PushProvider;
 use retarget_shared::bootstrap::{
-    Error, FromEnv, HttpFunction, Infra, dead_letter_queue_url_var, queue_url_var,
+    Error, FromEnv, HttpFunction, Infra, StreamingHttpFunction, dead_letter_queue_url_var, queue_url_var,
 };
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
@@ -38,6 +37,7 @@ use retarget_shared::domain::Channel;
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
 use retarget_shared::edge::request::{AppFunction, json_content_type};
 use retarget_shared::edge::routes::{Function, match_route};
+use retarget_shared::edge::streamed::{self, StreamedBody};
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::sender::SenderDeps;
 use retarget_shared::services::stats::StatsDeps;
@@ -167,6 +167,8 @@ pub fn function_env(config: &LocalConfig, resources: &Resources) -> EnvReader {
         .with(dead_letter_queue_url_var(Channel::Sms), &resources.sms_dlq_url)
         .with("EVENT_BUS_NAME", &resources.event_bus_name)
         .with("PUBLIC_BASE_URL", &config.public_base_url)
+        // Locally the API itself streams the export (`Handlers::route_streamed`).
+        .with(retarget_audiences::EXPORT_URL_VAR, &config.public_base_url)
 }
 
 /// Writes the file whole or not at all (a reader polling for it never sees half).
@@ -188,6 +190,8 @@ pub struct Handlers {
     pub webhooks: retarget_webhooks::Deps,
     pub retargets: AppFunction<retarget_retargets::Retargets>,
     pub audiences: AppFunction<retarget_audiences::Audiences>,
+    /// The response-streaming export function (a function URL on AWS): streamed routes.
+    pub audience_export: retarget_audiences::AudienceExport,
 }
 
 impl Handlers {
@@ -200,6 +204,7 @@ impl Handlers {
             webhooks: FromEnv::from_env(env, infra)?,
             retargets: FromEnv::from_env(env, infra)?,
             audiences: FromEnv::from_env(env, infra)?,
+            audience_export: FromEnv::from_env(env, infra)?,
         })
     }
 
@@ -224,6 +229,15 @@ impl Handlers {
                 self.handle(function, request).await
             }
             Err(no) => ApiError::unrouted(request.method(), no).to_response(),
+        }
+    }
+
+    /// As [`Handlers::route`], but a streamed route (`Route::streamed`) is answered by the
+    /// response-streaming export function, whatever its size, as its function URL does on AWS.
+    pub async fn route_streamed(&self, request: Request) -> Response<StreamedBody> {
+        match match_route(request.method(), request.raw_http_path()) {
+            Ok(matched) if matched.route.streamed() => self.audience_export.handle(request).await,
+            _ => streamed::buffered(self.route(request).await),
         }
     }
 }
@@ -285,11 +299,11 @@ impl LocalApi {
         Ok(workers)
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+    pub async fn handle(&self, request: Request) -> Response<StreamedBody> {
         if request.raw_http_path() == "/dev/clock" {
-            return self.dev_clock(&request).unwrap_or_else(|e| e.to_response());
+            return streamed::buffered(self.dev_clock(&request).unwrap_or_else(|e| e.to_response()));
         }
-        self.handlers.route(request).await
+        self.handlers.route_streamed(request).await
     }
 
     fn dev_clock(&self, request: &Request) -> Result<Response<Body>, ApiError> {
@@ -320,29 +334,31 @@ async fn handle_http(
     api: Arc<LocalApi>,
     peer: SocketAddr,
     request: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<StreamedBody>, Infallible> {
     let (parts, body) = request.into_parts();
-    let response =
-        match Limited::new(body, GATEWAY_BODY_LIMIT).collect().await {
-            Err(_) => ApiError::new(ErrorCode::PayloadTooLarge, "request body over the gateway's limit")
-                .to_response(),
-            Ok(collected) => {
-                let bytes = collected.to_bytes();
-                match apigw::to_lambda_request(&parts, &bytes, peer.ip(), api.clock.now()) {
-                    // Like a Lambda invocation, the handler runs to completion even when the
-                    // client goes away: hyper drops this future when the connection closes,
-                    // which would otherwise stop a handler between two writes.
-                    Ok(request) => match tokio::spawn(async move { api.handle(request).await }).await {
-                        Ok(response) => response,
-                        Err(e) => ApiError::internal(&e).to_response(),
-                    },
-                    Err(e) => ApiError::invalid_request(format!("request could not be represented: {e}"))
-                        .to_response(),
-                }
+    let response = match Limited::new(body, GATEWAY_BODY_LIMIT).collect().await {
+        Err(_) => streamed::buffered(
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body over the gateway's limit").to_response(),
+        ),
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            match apigw::to_lambda_request(&parts, &bytes, peer.ip(), api.clock.now()) {
+                // Like a Lambda invocation, the handler runs to completion even when the
+                // client goes away: hyper drops this future when the connection closes,
+                // which would otherwise stop a handler between two writes.
+                // (A streamed body is then written as the client reads it, and stops if it
+                // goes away: it writes nothing.)
+                Ok(request) => match tokio::spawn(async move { api.handle(request).await }).await {
+                    Ok(response) => response,
+                    Err(e) => streamed::buffered(ApiError::internal(&e).to_response()),
+                },
+                Err(e) => streamed::buffered(
+                    ApiError::invalid_request(format!("request could not be represented: {e}")).to_response(),
+                ),
             }
-        };
-    let (parts, body) = response.into_parts();
-    Ok(hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref()))))
+        }
+    };
+    Ok(response)
 }
 
 /// Serves until `shutdown` resolves.
