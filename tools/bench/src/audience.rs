@@ -1,20 +1,22 @@
-//! Audiences: count and full paged export through the store's audience stream, against a raw
-//! parallel Query of the same shards (keys only, same filter) and a naive Scan + filter of the
-//! whole table, all in this one process, one after the other.
+//! Audiences: count, full paged export and the CSV export through the store's audience stream,
+//! against a raw parallel Query of the same shards (keys only, same filter) and a naive Scan +
+//! filter of the whole table, all in this one process, one after the other.
 //!
 //! Each phase's peak RSS is its own: the kernel's peak (VmHWM) is reset before our count and
-//! export, before the raw Query and before the naive Scan, and read after each.
+//! export, before the CSV export, before the raw Query and before the naive Scan, and read after
+//! each.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
 use futures::future::try_join_all;
 use retarget_shared::Store;
 use retarget_shared::domain::{AppId, Channel, KindSet, MessageId, Predicate};
 use retarget_shared::keys;
-use retarget_shared::services::audience::{AudienceSpec, Cursor, count, page};
+use retarget_shared::services::audience::{AudienceSpec, Cursor, count, csv_chunks, page};
 use serde_json::json;
 
 use crate::counting::Clients;
@@ -44,9 +46,9 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     let rss_start = peak_rss_mib();
     let reset = reset_peak_rss();
 
-    let (mut count_s, mut export_s, mut raw_s) = (f64::MAX, f64::MAX, f64::MAX);
+    let (mut count_s, mut export_s, mut raw_s, mut csv_s) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
     let mut first: Option<serde_json::Value> = None;
-    let (mut rss_ours, mut rss_raw) = (f64::NAN, f64::NAN);
+    let (mut rss_ours, mut rss_raw, mut rss_csv) = (f64::NAN, f64::NAN, f64::NAN);
     let mut raw_items = 0;
     for round in 0..opts.rounds.max(1) {
         let before = clients.tally.snapshot();
@@ -79,6 +81,27 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         }
         count_s = count_s.min(c);
         export_s = export_s.min(e);
+
+        // The CSV export (what the export function streams): every chunk drained, nothing kept.
+        if round == 0 {
+            reset_peak_rss();
+        }
+        let started = Instant::now();
+        let (mut csv_bytes, mut csv_chunks_n) = (0u64, 0u64);
+        let mut chunks = csv_chunks(store, spec.clone()).boxed();
+        while let Some(chunk) = chunks.next().await {
+            csv_bytes += chunk?.len() as u64;
+            csv_chunks_n += 1;
+        }
+        csv_s = csv_s.min(started.elapsed().as_secs_f64());
+        if round == 0 {
+            rss_csv = peak_rss_mib();
+            if let Some(f) = first.as_mut() {
+                f["csv_bytes"] = csv_bytes.into();
+                f["csv_chunks"] = csv_chunks_n.into();
+                f["csv_dynamodb"] = clients.tally.snapshot().since(&after_export).json();
+            }
+        }
 
         let before_raw = clients.tally.snapshot();
         if round == 0 {
@@ -122,6 +145,10 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     out["rounds"] = opts.rounds.into();
     out["count_seconds"] = count_s.into();
     out["export_seconds"] = export_s.into();
+    // The whole audience as CSV in one stream, against the paged JSON export of the same members.
+    out["csv_seconds"] = csv_s.into();
+    out["csv_over_paged_export_throughput"] = (export_s / csv_s).into();
+    out["csv_peak_rss_mib"] = rss_csv.into();
     out["raw_seconds"] = raw_s.into();
     out["raw_items"] = raw_items.into();
     // Throughput over the same source items: ours / raw = raw time / our time.
