@@ -103,11 +103,15 @@ done_step
 
 # --- 3. function packages = template functions ---------------------------------------------
 step "function packages"
+# Each crate's own binary (its package name) and any [[bin]] it declares (the audiences crate
+# builds two functions).
 packages=()
 for manifest in functions/*/Cargo.toml; do
-  name=$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$manifest" | head -n1)
-  [[ -n "$name" ]] || die "$manifest has no package name"
-  packages+=("$name")
+  mapfile -t names < <(awk '/^\[/ { section = $0; next }
+    (section == "[package]" || section == "[[bin]]") && $1 == "name" {
+      sub(/^[^"]*"/, ""); sub(/".*$/, ""); print }' "$manifest" | sort -u)
+  ((${#names[@]})) || die "$manifest has no package name"
+  packages+=("${names[@]}")
 done
 ((${#packages[@]})) || die "no crates under functions/"
 mapfile -t binaries < <(sed -n 's/^ *Binary: *\([^ #]*\).*/\1/p' "$TEMPLATE" | sort)
