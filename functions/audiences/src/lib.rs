@@ -22,7 +22,7 @@ use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{App, Channel, MessageId, Predicate};
 use retarget_shared::edge::problem::{ApiError, json_response};
 use retarget_shared::edge::request::{
-    AppRequest, AppRoutes, HasStore, authenticate, matched_route, path_id, query_pairs,
+    AppRequest, AppRoutes, HasStore, app_request, matched_route, path_id, query_pairs,
 };
 use retarget_shared::edge::routes::Route;
 use retarget_shared::edge::streamed::{self, StreamedBody};
@@ -197,12 +197,11 @@ impl FromEnv for AudienceExport {
 
 impl AudienceExport {
     async fn export(&self, request: &Request) -> Result<Response<StreamedBody>, ApiError> {
-        let matched = matched_route(request)?;
-        if matched.route != Route::AudienceCsv {
+        // Another route is not served here, whoever asks (404 before the key is looked up).
+        if matched_route(request)?.route != Route::AudienceCsv {
             return Err(ApiError::not_found());
         }
-        let app = authenticate(&self.store, request).await?;
-        let call = AppRequest { route: matched.route, param: matched.param, app, request };
+        let call = app_request(&self.store, request).await?;
         let export = start_csv(&self.store, &call).await?;
         let body = futures::stream::iter(export.first.map(Ok)).chain(export.rest);
         let mut response = Response::new(streamed::from_stream(body));

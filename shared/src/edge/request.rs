@@ -116,13 +116,19 @@ impl<R: AppRoutes> HttpFunction for AppFunction<R> {
     #[tracing::instrument(skip_all, fields(method = %request.method(), path = request.uri().path()))]
     async fn handle(&self, request: Request) -> Response<Body> {
         let result = async {
-            let matched = matched_route(&request)?;
-            let app = authenticate(self.deps.store(), &request).await?;
-            let call = AppRequest { route: matched.route, param: matched.param, app, request: &request };
+            let call = app_request(self.deps.store(), &request).await?;
             R::route(&self.deps, call).await
         };
         respond(result.await)
     }
+}
+
+/// The request's route (404, 405, 413, 415: see [`matched_route`]) and the app whose API key it
+/// bears (401): what every app-authenticated route checks first, in this order.
+pub async fn app_request<'r>(store: &Store, request: &'r Request) -> Result<AppRequest<'r>, ApiError> {
+    let matched = matched_route(request)?;
+    let app = authenticate(store, request).await?;
+    Ok(AppRequest { route: matched.route, param: matched.param, app, request })
 }
 
 /// The contract route this request is for: 404 for unknown paths, 405 (with `Allow`) for a
