@@ -30,12 +30,13 @@ use retarget_tests::{ApiRequest, ApiResponse, PUBLIC_BASE_URL, World, sdk};
 use serde_json::json;
 use serde_yaml::Value;
 
-const FUNCTIONS: [&str; 10] = [
+const FUNCTIONS: [&str; 11] = [
     "SubscriptionsFunction",
     "MessagesFunction",
     "EventsFunction",
     "WebhooksFunction",
     "AudiencesFunction",
+    "AudienceExportFunction",
     "RetargetsFunction",
     "SchedulerFunction",
     "StatsFunction",
@@ -344,7 +345,13 @@ async fn every_function_works_under_its_own_policy_and_the_policy_is_enforced() 
     let (world, app) = (&stack.world, &stack.app);
     let api_policy = denied_patterns(&t, "MessagesFunction");
     assert_eq!(api_policy, [format!("{}*", keys::SECRET_PREFIX)]);
-    for id in ["SubscriptionsFunction", "EventsFunction", "AudiencesFunction", "RetargetsFunction"] {
+    for id in [
+        "SubscriptionsFunction",
+        "EventsFunction",
+        "AudiencesFunction",
+        "AudienceExportFunction",
+        "RetargetsFunction",
+    ] {
         assert_eq!(denied_patterns(&t, id), api_policy, "{id}");
     }
     let api = confined(world, &api_policy).await;
