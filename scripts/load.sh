@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load on loopback with wrk: POST /v1/events, then the Twilio status callback, then the push
-# webhook, each for --seconds (default 60) against the local API built in release, with its
-# own services. Prints requests/s, latency percentiles, error counts and lost events (events
+# webhook, then POST /v1/track with the tokens real pushes carried (sent through the provider
+# stand-ins) and with forged ones, each for --seconds (default 60) against the local API built
+# in release, with its own services. Prints requests/s, latency percentiles, error counts and lost events (events
 # the API acknowledged vs interaction items actually stored); exits non-zero on any error or
 # lost event.
 #
@@ -36,7 +37,6 @@ PROFILE="${LOAD_PROFILE:-release}"
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 stack_files load
 OUT="$ROOT/.local/load"
-trap stack_exit EXIT
 
 if ! command -v wrk >/dev/null 2>&1; then
   log "wrk not found: installing it with apt-get"
@@ -45,12 +45,34 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 bash scripts/services.sh install
-log "building retarget-local and retarget-admin ($PROFILE)"
+log "building retarget-local, retarget-admin and retarget-standin ($PROFILE)"
 if [[ "$PROFILE" == release ]]; then
-  cargo build --release -p retarget-local -p retarget-admin
+  cargo build --release -p retarget-local -p retarget-admin -p retarget-standin
 else
-  cargo build -p retarget-local -p retarget-admin
+  cargo build -p retarget-local -p retarget-admin -p retarget-standin
 fi
+
+# The provider stand-ins: the track phase needs pushes really sent, to get their tokens. No
+# Twilio callbacks: no SMS is sent now (the load's messages are scheduled weeks ahead).
+STANDIN_PID=""
+load_exit() {
+  local rc=$?
+  [[ -z "$STANDIN_PID" ]] || stop_group "$STANDIN_PID"
+  stack_stop
+  exit "$rc"
+}
+trap load_exit EXIT
+STANDIN_URL="http://127.0.0.1:$(free_port)"
+export STANDIN_URL
+spawn "$BIN_DIR/retarget-standin" serve --port "${STANDIN_URL##*:}" --no-status-callbacks \
+  </dev/null >"$OUT.standin.log" 2>&1
+STANDIN_PID=$SPAWNED_PID
+deadline=$((SECONDS + 20))
+until curl --noproxy '*' -fsS -o /dev/null --max-time 2 "$STANDIN_URL/received" 2>/dev/null; do
+  proc_alive "$STANDIN_PID" || die "retarget-standin exited during startup; see ${OUT#"$ROOT"/}.standin.log"
+  ((SECONDS < deadline)) || die "retarget-standin not answering on $STANDIN_URL after 20s"
+  sleep 0.1
+done
 
 stack_start_app "$OUT"
 log "provisioning subscriptions and scheduled messages; signing webhook requests"
@@ -71,6 +93,8 @@ run_wrk() {
 run_wrk events events.lua "$OUT/events-data.lua" "$THREADS" "$API_KEY"
 run_wrk twilio webhooks.lua "$OUT/twilio.tsv" "$THREADS" twilio
 run_wrk push webhooks.lua "$OUT/push.tsv" "$THREADS" push
+run_wrk track webhooks.lua "$OUT/track.tsv" "$THREADS" track
+run_wrk track_forged webhooks.lua "$OUT/track-forged.tsv" "$THREADS" track 401
 
 proc_alive "$STACK_PID" || die "retarget-local died during the load; see ${STACK_LOG#"$ROOT"/}"
 if grep -q 'panicked' "$STACK_LOG"; then

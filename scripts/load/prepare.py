@@ -8,11 +8,18 @@ touches them and every stored interaction comes from the load), then writes into
   kind) triples, so each accepted event is exactly one stored item;
 - twilio.tsv and push.tsv: pre-signed webhook requests (wrk's Lua has no HMAC), one per line:
   path TAB header value TAB body — each a distinct (message, subscription, kind);
-- fixtures.json: the message ids of each phase, for counting what was stored.
+- track.tsv and track-forged.tsv (with STANDIN_URL, the provider stand-ins): POST /v1/track
+  requests with the tracking tokens the push sender really minted — pushes sent now to
+  LOAD_TRACK_MESSAGES x the push subscriptions, their tokens read back from the stand-ins'
+  GET /received — one line per (token, kind); and the same for one more message with every
+  token altered inside its MAC (each must be refused 401, record nothing and read nothing);
+- fixtures.json: the message ids of each phase, for counting what was stored, and each
+  phase's baseline (the `sent` items the pushes of the track phases recorded before the load).
 
 Usage: prepare.py APP_JSON OUT_DIR SECONDS
 Env: API_URL, PUBLIC_BASE_URL (defaults to API_URL), LOAD_SUBSCRIPTIONS (default 500),
-LOAD_MAX_RATE (requests/s the generated webhook files are sized for, default 3000).
+LOAD_MAX_RATE (requests/s the generated webhook files are sized for, default 3000),
+STANDIN_URL (the stand-ins; without it no track phase), LOAD_TRACK_MESSAGES (default 4).
 """
 
 import base64
@@ -23,7 +30,9 @@ import json
 import math
 import os
 import sys
+import time
 import urllib.parse
+import urllib.request
 from datetime import datetime, timedelta
 
 from api import API_URL, call
@@ -35,11 +44,68 @@ PUSH_KINDS = ["sent", "delivered", "clicked", "failed"]
 TWILIO_STATUSES = ["sent", "delivered", "undelivered", "failed"]
 PUSH_WEBHOOK_KINDS = ["delivered", "clicked"]
 TWILIO_AUTH_TOKEN = "load-twilio-auth-token"
+STANDIN_URL = os.environ.get("STANDIN_URL", "")
+TRACK_MESSAGES = int(os.environ.get("LOAD_TRACK_MESSAGES", "4"))
+TRACK_KINDS = ["delivered", "clicked", "converted"]
+# How long the pushes of the track phases may take to be sent (and their `sent` recorded).
+SEND_TIMEOUT_S = 300
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def parallel(fn, items):
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(fn, items))
+
+
+def received_tokens(message_ids):
+    """The tracking tokens the stand-ins received for these messages, once every push is in."""
+    wanted = set(message_ids)
+    with urllib.request.urlopen(f"{STANDIN_URL}/received", timeout=30) as response:
+        received = json.loads(response.read())["received"]
+    tokens = {}
+    for r in received:
+        if r.get("channel") == "push" and r.get("message_id") in wanted and r.get("answered") == 200:
+            tokens.setdefault(r["message_id"], set()).add(r["tracking_token"])
+    return tokens
+
+
+def send_and_collect(key, subs, count):
+    """Push messages sent now to subs: their ids and every recipient's tracking token, after
+    each message's `sent` is counted for every recipient (the baseline of its phase)."""
+    ids = []
+    for _ in range(count):
+        reply = call("POST", "/v1/messages", key,
+                     {"channel": "push", "contents": {"title": "load", "body": "tracked"},
+                      "include_subscription_ids": subs})
+        ids.append(reply["message_id"])
+    deadline = time.monotonic() + SEND_TIMEOUT_S
+    while True:
+        tokens = received_tokens(ids)
+        sent = [call("GET", f"/v1/messages/{m}", key)["stats"] for m in ids]
+        if all(len(tokens.get(m, ())) == len(subs) for m in ids) and all(
+                st.get("sent", 0) == len(subs) for st in sent):
+            baseline = sum(sum(st.values()) for st in sent)
+            return ids, [t for m in ids for t in sorted(tokens[m])], baseline
+        if time.monotonic() > deadline:
+            got = sum(len(tokens.get(m, ())) for m in ids)
+            raise SystemExit(f"prepare: after {SEND_TIMEOUT_S} s the stand-ins got {got} of "
+                             f"{len(ids) * len(subs)} pushes (stats: {sent})")
+        time.sleep(0.5)
+
+
+def forged(token):
+    """The token with one character of its MAC changed: same shape, same key id, bad MAC."""
+    at = len(token) - 10
+    swapped = BASE64URL[(BASE64URL.index(token[at]) + 1) % len(BASE64URL)]
+    return token[:at] + swapped + token[at + 1:]
+
+
+def write_track(path, tokens, alter=lambda t: t):
+    with open(path, "w") as f:
+        for token in tokens:
+            for kind in TRACK_KINDS:
+                body = json.dumps({"token": alter(token), "kind": kind}, separators=(",", ":"))
+                f.write(f"/v1/track\t\t{body}\n")
 
 
 def main():
@@ -134,10 +200,18 @@ def main():
                     f.write(f"/v1/webhooks/push/{app_id}\tt={t},v1={mac}\t{body}\n")
                     n += 1
 
-    json.dump(
-        {"app_id": app_id, "events": event_msgs, "twilio": twilio_msgs, "push": push_msgs},
-        open(os.path.join(out_dir, "fixtures.json"), "w"),
-    )
+    fixtures = {"app_id": app_id, "events": event_msgs, "twilio": twilio_msgs, "push": push_msgs,
+                "baseline": {}}
+    if STANDIN_URL:
+        track_msgs, tokens, baseline = send_and_collect(key, push_subs, TRACK_MESSAGES)
+        write_track(os.path.join(out_dir, "track.tsv"), tokens)
+        forged_msgs, forged_tokens, forged_baseline = send_and_collect(key, push_subs, 1)
+        write_track(os.path.join(out_dir, "track-forged.tsv"), forged_tokens, forged)
+        fixtures.update(track=track_msgs, track_forged=forged_msgs)
+        fixtures["baseline"].update(track=baseline, track_forged=forged_baseline)
+        print(f"track: {len(tokens)} tokens of {len(track_msgs)} pushes sent now, "
+              f"{len(forged_tokens)} more altered", file=sys.stderr)
+    json.dump(fixtures, open(os.path.join(out_dir, "fixtures.json"), "w"))
     print(
         f"{len(push_subs)} push + {len(sms_subs)} SMS subscriptions; messages: {len(event_msgs)} for "
         f"events, {len(twilio_msgs)} for Twilio callbacks, {len(push_msgs)} for push webhooks",

@@ -11,6 +11,10 @@ Lost events = events the API acknowledged that are not stored. Requests in fligh
 stopped may have been stored without wrk seeing the answer: those show up as "stored beyond
 acknowledged" and must stay within what was sent.
 
+The track phases' messages were really sent before the load: the `sent` items (and counters)
+of those sends are their baseline, subtracted. Forged tokens must all be answered 401 and store
+nothing.
+
 Usage: report.py OUT_DIR API_KEY   (run with .local/venv/bin/python: boto3)
 Exit 0 only with 0 errors and 0 lost events. Writes OUT_DIR/figures.json.
 """
@@ -28,7 +32,8 @@ import boto3
 STATS_LAG_S = 5.0
 
 PHASES = [("events", "POST /v1/events"), ("twilio", "POST /v1/webhooks/twilio/{app_id}"),
-          ("push", "POST /v1/webhooks/push/{app_id}")]
+          ("push", "POST /v1/webhooks/push/{app_id}"), ("track", "POST /v1/track"),
+          ("track_forged", "POST /v1/track, forged tokens (401)")]
 
 
 def count_stored(app_id, messages, api_key):
@@ -80,9 +85,14 @@ def main():
             continue
         w = json.load(open(path))
         items, stats, stats_wait_s = count_stored(fixtures["app_id"], fixtures[phase], api_key)
+        baseline = fixtures.get("baseline", {}).get(phase, 0)
+        items, stats = items - baseline, stats - baseline
+        forged = phase == "track_forged"
         socket_errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["timeouts"]
         if phase == "events":
             acknowledged, upper = w["accepted"], w["sent_events"]
+        elif forged:
+            acknowledged, upper = 0, 0
         else:
             acknowledged, upper = w["acked_distinct"], w["sent_distinct"]
         lost = max(0, acknowledged - items)
@@ -96,6 +106,7 @@ def main():
             "p99_ms": round(w["p99_us"] / 1000, 2),
             "max_ms": round(w["max_us"] / 1000, 2),
             "non_2xx": w["non_2xx"],
+            "expected_answers": w.get("ok_responses", w["requests"] - w["non_2xx"]),
             "socket_errors": socket_errors,
             "acknowledged_events": acknowledged,
             "stored_items": items,
@@ -110,7 +121,10 @@ def main():
             if w["rejected"]:
                 failures.append(f"{phase}: {w['rejected']} events rejected")
         figures[phase] = f
-        if w["non_2xx"] or w["other_status"]:
+        if forged:
+            if w["other_status"]:
+                failures.append(f"{phase}: {w['other_status']} answers other than 401")
+        elif w["non_2xx"] or w["other_status"]:
             failures.append(f"{phase}: {max(w['non_2xx'], w['other_status'])} non-2xx responses")
         if socket_errors:
             failures.append(f"{phase}: {socket_errors} socket errors")
@@ -133,7 +147,11 @@ def main():
         if phase == "events":
             print(f"  events: {f['events_sent']} sent, {f['acknowledged_events']} accepted "
                   f"({f['events_per_s']}/s), {f['duplicates']} duplicates, {f['rejected']} rejected")
-        print(f"  errors: {f['non_2xx']} non-2xx, {f['socket_errors']} socket errors")
+        if phase == "track_forged":
+            print(f"  answered 401: {f['expected_answers']} of {f['requests']}; "
+                  f"{f['socket_errors']} socket errors")
+        else:
+            print(f"  errors: {f['non_2xx']} non-2xx, {f['socket_errors']} socket errors")
         print(f"  acknowledged {f['acknowledged_events']}, stored items {f['stored_items']} "
               f"(stats counters {f['stats_counters']}, agreeing after {f['stats_wait_s']} s), lost {f['lost_events']}, in flight at stop and "
               f"stored anyway {f['stored_beyond_acknowledged']}")

@@ -36,10 +36,11 @@ stack_start() {
   export API_PORT STACK_ENV_FILE
   # Far-off scheduler ticks: nothing is due during a run, but keep the default behaviour.
   export SCHEDULE_TICK_SECONDS="${SCHEDULE_TICK_SECONDS:-60}"
-  # Providers on a closed loopback port: nothing may ever leave the machine.
-  local closed
-  closed="http://127.0.0.1:$(free_port)"
-  export TWILIO_API_BASE="$closed" FCM_API_BASE="$closed" APNS_API_BASE="$closed"
+  # Providers: the stand-ins at STANDIN_URL when the caller runs them, else a closed loopback
+  # port. Either way nothing may ever leave the machine.
+  local providers="${STANDIN_URL:-}"
+  [[ -n "$providers" ]] || providers="http://127.0.0.1:$(free_port)"
+  export TWILIO_API_BASE="$providers" FCM_API_BASE="$providers" APNS_API_BASE="$providers"
   # Info logs per request would cost more than the requests themselves under load.
   export RUST_LOG="${RUST_LOG:-warn}"
   rm -f "$STACK_ENV_FILE"
@@ -72,20 +73,32 @@ stack_start() {
 # shellcheck disable=SC2034 # read by the scripts that source this file
 STACK_TWILIO_AUTH_TOKEN=load-twilio-auth-token
 
-# stack_create_app FILE: a pro app with Twilio, FCM and APNs credentials (the demo's test-only
-# keys: push and SMS messages are accepted, not 422 channel_not_configured); writes
-# retarget-admin's JSON to FILE.
+# stack_create_app FILE: a pro app with Twilio, FCM and APNs credentials; writes retarget-admin's
+# JSON to FILE. Twilio's are always the throwaway ones above (the load's callbacks are signed
+# with them). FCM and APNs: with STANDIN_URL, the stand-ins' own credentials (retarget-standin
+# app-flags, from BIN_DIR), so pushes are really sent and their tracking tokens minted; else the
+# demo's test-only keys (push messages are accepted, not 422 channel_not_configured).
 stack_create_app() {
-  local fixtures="$ROOT/tools/demo/fixtures" account
-  account="$(dirname "$1")/fcm-service-account.json"
-  sed "s|REPLACED_AT_RUNTIME|${FCM_API_BASE:-http://127.0.0.1:9}/token|" \
-    "$fixtures/fcm-demo-service-account.json" >"$account"
+  local dir fixtures="$ROOT/tools/demo/fixtures" account push_flags=() all i
+  dir="$(dirname "$1")"
+  if [[ -n "${STANDIN_URL:-}" ]]; then
+    all="$("$BIN_DIR/retarget-standin" app-flags --standin-url "$STANDIN_URL" --dir "$dir")"
+    mapfile -t all <<<"$all"
+    # Flag, value pairs: keep all but the stand-ins' Twilio ones.
+    for ((i = 0; i + 1 < ${#all[@]}; i += 2)); do
+      [[ "${all[i]}" == --twilio-* ]] || push_flags+=("${all[i]}" "${all[i + 1]}")
+    done
+  else
+    account="$dir/fcm-service-account.json"
+    sed "s|REPLACED_AT_RUNTIME|${FCM_API_BASE:-http://127.0.0.1:9}/token|" \
+      "$fixtures/fcm-demo-service-account.json" >"$account"
+    push_flags=(--fcm-service-account "$account"
+      --apns-key "$fixtures/apns-demo-key.p8" --apns-key-id KEYID12345 --apns-team-id TEAMID1234
+      --apns-topic com.example.app)
+  fi
   "$BIN_DIR/retarget-admin" app create --name "load and schema checks" --plan pro \
     --twilio-account-sid ACload --twilio-auth-token "$STACK_TWILIO_AUTH_TOKEN" \
-    --twilio-from +15550001111 \
-    --fcm-service-account "$account" \
-    --apns-key "$fixtures/apns-demo-key.p8" --apns-key-id KEYID12345 --apns-team-id TEAMID1234 \
-    --apns-topic com.example.app >"$1"
+    --twilio-from +15550001111 "${push_flags[@]}" >"$1"
 }
 
 # stack_start_app DIR: stack_start, then DIR emptied and DIR/app.json from stack_create_app.

@@ -1,8 +1,12 @@
--- wrk script for the webhooks: cycles through pre-signed requests (scripts/load/prepare.py
--- writes them: path TAB signature header TAB body, one distinct event each). Thread t of T
--- sends lines t, t+T, t+2T… in order, so the distinct events a thread got answered are
--- min(answered, its lines) and at most min(sent, its lines) reached the server.
--- Args (after --): REQUESTS_FILE THREADS KIND (twilio|push)
+-- wrk script for the webhooks and /v1/track: cycles through prepared requests (scripts/load/
+-- prepare.py writes them: path TAB signature header TAB body, one distinct event each; the
+-- track lines have an empty signature, the token is in the body). Thread t of T sends lines
+-- t, t+T, t+2T… in order, so the distinct events a thread got answered are min(answered, its
+-- lines) and at most min(sent, its lines) reached the server; beyond its lines a thread sends
+-- replays, which must be answered the same and stored nothing more.
+-- Args (after --): REQUESTS_FILE THREADS KIND (twilio|push|track) [EXPECTED_STATUS]
+-- EXPECTED_STATUS (e.g. 401 for forged tokens) is the only answer counted as expected; without
+-- it, any 2xx.
 local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
 
 setup = common.setup
@@ -10,6 +14,7 @@ setup = common.setup
 function init(args)
   local nthreads = tonumber(args[2])
   local kind = args[3]
+  expected = tonumber(args[4])
   reqs = {}
   local line_no = 0
   for line in io.lines(args[1]) do
@@ -19,6 +24,8 @@ function init(args)
       if kind == "twilio" then
         headers = { ["X-Twilio-Signature"] = signature,
                     ["Content-Type"] = "application/x-www-form-urlencoded" }
+      elseif kind == "track" then
+        headers = { ["Content-Type"] = "application/json" }
       else
         headers = { ["Retarget-Signature"] = signature, ["Content-Type"] = "application/json" }
       end
@@ -37,7 +44,9 @@ function request()
 end
 
 function response(status, headers, body)
-  if status >= 200 and status < 300 then
+  local ok
+  if expected then ok = status == expected else ok = status >= 200 and status < 300 end
+  if ok then
     ok_responses = ok_responses + 1
   else
     other_status = other_status + 1
