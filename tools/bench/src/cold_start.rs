@@ -148,6 +148,8 @@ fn environment(function: &str, runtime_api: &str, closed: &str, home: &Path) -> 
             env.push(("EVENT_BUS_NAME", "retarget".into()));
         }
         "webhooks" => env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into())),
+        // Where audiences too big for a Lambda response are streamed from (the export URL).
+        "audiences" => env.push(("AUDIENCE_EXPORT_URL", "https://export.lambda-url.us-east-1.on.aws".into())),
         "sms-sender" => {
             env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into()));
             env.push(("SMS_QUEUE_URL", queue("sms")));
