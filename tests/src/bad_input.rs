@@ -115,7 +115,9 @@ impl Fixture {
             | Route::CreateRetarget
             | Route::Track
             | Route::TrackPreflight
-            | Route::ListMessages => None,
+            | Route::ListMessages
+            | Route::GetDeliveryPolicy
+            | Route::PutDeliveryPolicy => None,
             Route::GetSubscription | Route::Unsubscribe => Some(self.sms_subscription.clone()),
             Route::GetMessage
             | Route::Audience
@@ -123,7 +125,9 @@ impl Fixture {
             | Route::AudienceCsv
             | Route::MessageRetargets => Some(self.push_message.clone()),
             Route::GetRetarget | Route::CancelRetarget => Some(self.retarget.clone()),
-            Route::TwilioWebhook | Route::PushWebhook => Some(self.a.app.app_id.to_string()),
+            Route::TwilioWebhook | Route::TwilioInbound | Route::PushWebhook => {
+                Some(self.a.app.app_id.to_string())
+            }
             Route::OpenLink => Some(self.link_code.clone()),
         }
     }
@@ -164,6 +168,12 @@ impl Fixture {
             }),
             Route::PushWebhook => self.push_event(json!({})),
             Route::TwilioWebhook => return Some(b"MessageSid=SM1&MessageStatus=delivered".to_vec()),
+            Route::TwilioInbound => return Some(b"From=%2B15550000009&To=%2B15550001111&Body=HELP".to_vec()),
+            Route::PutDeliveryPolicy => json!({
+                "quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
+                "default_timezone": "America/New_York",
+                "frequency_cap": {"max": 3, "per_hours": 24, "channels": ["push", "sms"]},
+            }),
             Route::Track => json!({"token": self.track_token, "kind": "clicked"}),
             Route::TrackPreflight
             | Route::OpenLink
@@ -176,7 +186,8 @@ impl Fixture {
             | Route::AudienceCsv
             | Route::MessageRetargets
             | Route::GetRetarget
-            | Route::CancelRetarget => return None,
+            | Route::CancelRetarget
+            | Route::GetDeliveryPolicy => return None,
         };
         Some(json.to_string().into_bytes())
     }
@@ -204,7 +215,7 @@ impl Fixture {
     pub fn request_as(&self, method: &str, route: Route, target: &str, body: Option<&[u8]>) -> ApiRequest {
         let mut request = ApiRequest::new(method, target);
         match route {
-            Route::TwilioWebhook => {
+            Route::TwilioWebhook | Route::TwilioInbound => {
                 let params = retarget_shared::edge::request::url_decode_pairs(body.unwrap_or_default());
                 let signature = twilio_signature(TOKEN_A, &format!("{PUBLIC_BASE_URL}{target}"), &params);
                 request = request
@@ -408,6 +419,11 @@ pub fn allow_of(template: &str) -> String {
 pub fn needs_api_key(route: Route) -> bool {
     !matches!(
         route,
-        Route::TwilioWebhook | Route::PushWebhook | Route::Track | Route::TrackPreflight | Route::OpenLink
+        Route::TwilioWebhook
+            | Route::TwilioInbound
+            | Route::PushWebhook
+            | Route::Track
+            | Route::TrackPreflight
+            | Route::OpenLink
     )
 }

@@ -365,6 +365,11 @@ impl TestApp {
         ApiRequest::post(target).bearer(&self.api_key).json(body)
     }
 
+    /// `PUT target` of this JSON body with this app's key.
+    pub fn put(&self, target: &str, body: &serde_json::Value) -> ApiRequest {
+        ApiRequest::new("PUT", target).bearer(&self.api_key).json(body)
+    }
+
     /// `DELETE target` with this app's key.
     pub fn delete(&self, target: &str) -> ApiRequest {
         ApiRequest::new("DELETE", target).bearer(&self.api_key)
@@ -527,6 +532,8 @@ pub struct ApiResponse {
     /// The `Allow` header (405 answers).
     pub allow: Option<String>,
     pub headers: http::HeaderMap,
+    /// The body as sent (for answers that are not JSON).
+    pub raw: Vec<u8>,
 }
 
 impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
@@ -535,7 +542,8 @@ impl From<lambda_http::Response<lambda_http::Body>> for ApiResponse {
             r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = serde_json::from_slice(r.body().as_ref()).unwrap_or(serde_json::Value::Null);
         let allow = r.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Self { status: r.status().as_u16(), content_type, body, allow, headers: r.headers().clone() }
+        let raw = r.body().as_ref().to_vec();
+        Self { status: r.status().as_u16(), content_type, body, allow, headers: r.headers().clone(), raw }
     }
 }
 
@@ -564,7 +572,12 @@ impl World {
             Channel::Sms => Address::Sms { phone_number: PhoneNumber::parse(address).expect("E.164") },
         };
         let user = external_user_id.map(|u| ExternalUserId::parse(u).expect("external user id"));
-        self.store.upsert_subscription(app.app.app_id, address, user).await.expect("upsert").0.subscription_id
+        self.store
+            .upsert_subscription(app.app.app_id, address, user, None)
+            .await
+            .expect("upsert")
+            .0
+            .subscription_id
     }
 
     /// `n` stored subscriptions of `app` without external user ids, one at a time: push tokens
@@ -605,6 +618,8 @@ impl World {
                     phone_number,
                     external_user_id: None,
                     status: SubscriptionStatus::Active,
+                    unsubscribed_reason: None,
+                    timezone: None,
                     created_at: now,
                     updated_at: now,
                 }

@@ -12,6 +12,7 @@ use retarget_shared::adapters::store::Interaction;
 use retarget_shared::bootstrap::{HttpFunction, StreamingHttpFunction};
 use retarget_shared::domain::{
     Channel, EventKind, ExternalUserId, Plan, Platform, Subscription, SubscriptionId, SubscriptionStatus,
+    UnsubscribeReason,
 };
 use retarget_shared::edge::request::AppFunction;
 use retarget_shared::{Clock, Store};
@@ -104,7 +105,7 @@ async fn fixture(
     }
     let events: Vec<_> = events.iter().map(|(s, k, u)| (*s, *k, Some(u.as_str()))).collect();
     world.record(&message, &events).await;
-    world.store.unsubscribe(t.app.app_id, subs[4]).await.expect("unsubscribe");
+    world.store.unsubscribe(t.app.app_id, subs[4], UnsubscribeReason::Api).await.expect("unsubscribe");
     (message, subs)
 }
 
@@ -242,6 +243,8 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
             phone_number: None,
             external_user_id: Some(ExternalUserId::parse(&format!("{i:0>200}")).expect("an id")),
             status: SubscriptionStatus::Active,
+            unsubscribed_reason: None,
+            timezone: None,
             created_at: now,
             updated_at: now,
         })

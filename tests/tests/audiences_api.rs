@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
-use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId};
+use retarget_shared::domain::{Channel, EventKind, Plan, SubscriptionId, UnsubscribeReason};
 use retarget_shared::keys;
 use retarget_tests::model::{KINDS, PREDICATES, predicate, valid_for};
 use retarget_tests::{TestApp, World, block_on, proptest_cases};
@@ -63,7 +63,7 @@ async fn push_actions_on_the_same_channel() {
             ],
         )
         .await;
-    world.store.unsubscribe(t.app.app_id, s[5]).await.unwrap();
+    world.store.unsubscribe(t.app.app_id, s[5], UnsubscribeReason::Api).await.unwrap();
     let m = message.message_id;
     for (action, expected) in [
         ("sent", vec![s[0], s[1], s[2], s[3], s[4]]),
@@ -100,7 +100,7 @@ async fn sms_to_push_through_external_user_ids() {
     // Person b: one phone, device unsubscribed → unreachable.
     let b1 = world.subscription(&t, Channel::Sms, "+15550000003", Some("b")).await;
     let b_push = world.subscription(&t, Channel::Push, "b-1", Some("b")).await;
-    world.store.unsubscribe(t.app.app_id, b_push).await.unwrap();
+    world.store.unsubscribe(t.app.app_id, b_push, UnsubscribeReason::Api).await.unwrap();
     // No external user id → unreachable.
     let c1 = world.subscription(&t, Channel::Sms, "+15550000004", None).await;
     // Person d: delivered → not in not_delivered.
@@ -249,7 +249,7 @@ async fn check(scenario: Scenario) {
     }
     for (i, (_, _, unsubscribed)) in scenario.subscriptions.iter().enumerate() {
         if *unsubscribed {
-            world.store.unsubscribe(t.app.app_id, subs[i]).await.unwrap();
+            world.store.unsubscribe(t.app.app_id, subs[i], UnsubscribeReason::Api).await.unwrap();
         }
     }
     // Events: only for source-channel subscriptions and kinds valid there; duplicated, shuffled.

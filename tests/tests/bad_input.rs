@@ -118,7 +118,8 @@ async fn every_route_refuses_bodies_over_one_mebibyte() {
         let padding = "x".repeat(OVER_LIMIT);
         let json_big = format!(r#"{{"padding":"{padding}"}}"#).into_bytes();
         let form_big = format!("MessageStatus=delivered&Body={padding}").into_bytes();
-        let big = if *route == Route::TwilioWebhook { form_big } else { json_big };
+        let big =
+            if matches!(route, Route::TwilioWebhook | Route::TwilioInbound) { form_big } else { json_big };
         let request = f.request(*route, &target, Some(&big));
         let name = format!("{}: body of {} bytes", label(*route), big.len());
         f.expect(name, *route, request, 413, "payload_too_large");
@@ -223,6 +224,25 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
                 subscription(json!({"external_user_id": "bo\u{200d}b"})),
             ),
             bad("external_user_id with newline", subscription(json!({"external_user_id": "bob\nadmin"}))),
+            bad("timezone a number", subscription(json!({"timezone": 2}))),
+            (
+                "timezone unknown".into(),
+                subscription(json!({"timezone": "Europe/Atlantis"})),
+                400,
+                "invalid_timezone",
+            ),
+            (
+                "timezone of 10k characters".into(),
+                subscription(json!({"timezone": long})),
+                400,
+                "invalid_timezone",
+            ),
+            (
+                "timezone with NUL".into(),
+                subscription(json!({"timezone": "UTC\u{0}"})),
+                400,
+                "invalid_timezone",
+            ),
             bad("sms without a phone number", json!({"channel": "sms"})),
             bad("sms with a token", json!({"channel": "sms", "phone_number": "+15550000001", "token": "t"})),
             bad("phone number a number", json!({"channel": "sms", "phone_number": 15550000001_u64})),
@@ -396,6 +416,38 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
                 "not_found",
             ),
         ],
+        Route::PutDeliveryPolicy => {
+            let quiet = |o: Value| {
+                let mut q = json!({"start": "21:00", "end": "08:00", "channels": ["sms"]});
+                merge(&mut q, o);
+                json!({ "quiet_hours": q })
+            };
+            let cap = |o: Value| {
+                let mut c = json!({"max": 3, "per_hours": 24, "channels": ["push"]});
+                merge(&mut c, o);
+                json!({ "frequency_cap": c })
+            };
+            vec![
+                bad("start not HH:MM", quiet(json!({"start": "9pm"}))),
+                bad("end 24:00", quiet(json!({"end": "24:00"}))),
+                bad("start with NUL", quiet(json!({"start": "21:\u{0}0"}))),
+                bad("start = end", quiet(json!({"end": "21:00"}))),
+                bad("no channels", quiet(json!({"channels": []}))),
+                bad("channel twice", quiet(json!({"channels": ["sms", "sms"]}))),
+                bad("channel unknown", quiet(json!({"channels": ["pigeon"]}))),
+                bad("quiet hours unknown field", quiet(json!({"days": "mon"}))),
+                bad("default zone unknown", json!({"default_timezone": "Atlantis/Capital"})),
+                bad("default zone of 10k characters", json!({"default_timezone": long})),
+                bad("default zone with NUL", json!({"default_timezone": "Europe/Par\u{0}is"})),
+                bad("max 0", cap(json!({"max": 0}))),
+                bad("max a string", cap(json!({"max": "3"}))),
+                bad("max 2^64", cap(json!({"max": 18_446_744_073_709_551_615_u64}))),
+                bad("per_hours 721", cap(json!({"per_hours": 721}))),
+                bad("per_hours negative", cap(json!({"per_hours": -24}))),
+                bad("cap without channels", cap(json!({"channels": null}))),
+                bad("unknown field", json!({"quiet": null})),
+            ]
+        }
         Route::Track => {
             let token = f.track_token.clone();
             let track = |token: &str, kind: Value| json!({"token": token, "kind": kind});
@@ -828,7 +880,7 @@ const NOT_JSON: [&str; 8] = [
 async fn every_json_route_refuses_bodies_of_another_media_type_with_415() {
     let f = Fixture::new().await;
     let json_routes: Vec<Route> = ROUTES.iter().map(|r| r.2).filter(|r| r.takes_json()).collect();
-    assert_eq!(json_routes.len(), 4, "the JSON POST routes: {json_routes:?}");
+    assert_eq!(json_routes.len(), 5, "the JSON routes: {json_routes:?}");
     for route in json_routes {
         let target = f.valid_target(route);
         let valid = f.valid_body(route).expect("a JSON route has a JSON body");
@@ -944,5 +996,7 @@ fn route_has_id(route: Route) -> bool {
             | Route::Track
             | Route::TrackPreflight
             | Route::ListMessages
+            | Route::GetDeliveryPolicy
+            | Route::PutDeliveryPolicy
     )
 }

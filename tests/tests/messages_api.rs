@@ -2,7 +2,9 @@
 
 use chrono::Duration;
 use retarget_shared::Clock;
-use retarget_shared::domain::{Channel, EventKind, Plan, RECIPIENTS_PER_JOB, SubscriptionId};
+use retarget_shared::domain::{
+    Channel, EventKind, Plan, RECIPIENTS_PER_JOB, SubscriptionId, UnsubscribeReason,
+};
 use retarget_tests::{ApiRequest, ApiResponse, TestApp, TestQueues, World};
 use serde_json::{Value, json};
 
@@ -61,7 +63,7 @@ async fn a_message_to_subscription_ids_is_queued_to_its_channel() {
     let b = h.sms(&t, "+15550000002", None).await;
     let push = h.push(&t, "tok", None).await;
     let gone = h.sms(&t, "+15550000003", None).await;
-    h.world.store.unsubscribe(t.app.app_id, gone).await.unwrap();
+    h.world.store.unsubscribe(t.app.app_id, gone, UnsubscribeReason::Api).await.unwrap();
 
     let body = json!({
         "channel": "sms",

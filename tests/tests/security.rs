@@ -389,7 +389,7 @@ async fn secrets_and_phone_numbers_never_reach_the_logs() {
         "subscription upserted",
         "twilio did not accept the message",
         "twilio accepted the message",
-        "Twilio callback with a bad signature",
+        "Twilio request with a bad signature",
         "+155***4321",
     ] {
         assert!(
@@ -501,6 +501,26 @@ impl Tenants {
                     request(route, &target).header("x-twilio-signature", &signature).raw_body(b"MessageStatus=delivered");
                 (request, 404, Some("not_found"))
             }
+            // Signed by B, on B's URL, from A's subscriber's number: B has no such subscription.
+            Route::TwilioInbound => {
+                let target = on(&b.app.app_id.to_string());
+                let form = "From=%2B15550000001&Body=STOP";
+                let params = retarget_shared::edge::request::url_decode_pairs(form.as_bytes());
+                let token = b.credentials.twilio.as_ref().map(|t| t.auth_token.clone());
+                let signature = twilio_signature(&token.unwrap_or_default(), &format!("{PUBLIC}{target}"), &params);
+                let request = request(route, &target)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", &signature)
+                    .raw_body(form.as_bytes());
+                (request, 200, None)
+            }
+            // B's own policy: reading or replacing it touches nothing of A's.
+            Route::GetDeliveryPolicy => (request(route, template).bearer(&b.api_key), 200, None),
+            Route::PutDeliveryPolicy => (
+                request(route, template).bearer(&b.api_key).json(&json!({"default_timezone": "Europe/Paris"})),
+                200,
+                None,
+            ),
             Route::PushWebhook => {
                 let body = json!({
                     "event_id": "x", "kind": "clicked", "message_id": self.a_message,

@@ -26,7 +26,7 @@ async fn push_and_sms_subscriptions_upsert_by_address() {
     assert_eq!(got.status, 200);
     assert_eq!(
         got.body,
-        json!({"subscription_id": id, "channel": "push", "platform": "ios", "token": "fcm-token-1", "external_user_id": "user-2", "status": "active"})
+        json!({"subscription_id": id, "channel": "push", "platform": "ios", "token": "fcm-token-1", "external_user_id": "user-2", "status": "active", "timezone": null})
     );
 
     let sms = json!({"channel":"sms","phone_number":"+15551234567"});
@@ -48,6 +48,7 @@ async fn unsubscribe_and_resubscribe() {
     let off =
         world.call(ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key)).await;
     assert_eq!((off.status, off.body["status"].as_str()), (200, Some("unsubscribed")));
+    assert_eq!(off.body["unsubscribed_reason"], "api");
     let again =
         world.call(ApiRequest::post(&format!("/v1/subscriptions/{id}/unsubscribe")).bearer(&t.api_key)).await;
     assert_eq!(again.body["status"], "unsubscribed", "unsubscribing twice is harmless");
@@ -58,6 +59,8 @@ async fn unsubscribe_and_resubscribe() {
         (back.status, back.body["subscription_id"].as_str(), back.body["status"].as_str()),
         (200, Some(id.as_str()), Some("active"))
     );
+    let got = world.call(t.get(&format!("/v1/subscriptions/{id}"))).await;
+    assert!(got.body.get("unsubscribed_reason").is_none(), "an active one has no reason: {got:?}");
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
 //! Messages: create one (resolve its recipients, put them on the channel's queue in packed
-//! send jobs) and read one back with its per-kind stats.
+//! send jobs) and read one back with its per-kind stats; and the app's delivery policy, which
+//! every send obeys.
+
+mod policy;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -68,6 +71,8 @@ impl AppRoutes for Messages {
             Route::CreateMessage => create(deps, &call.app, call.request).await,
             Route::GetMessage => get(deps, &call.app, path_id(call.param)?).await,
             Route::ListMessages => list(deps, &call.app, call.request).await,
+            Route::GetDeliveryPolicy => policy::get(&call.app).await,
+            Route::PutDeliveryPolicy => policy::put(&deps.store, &call.app, call.request).await,
             _ => Err(ApiError::not_found()),
         }
     }

@@ -56,6 +56,7 @@ fn app(from: Option<&str>, messaging_service_sid: Option<&str>) -> SmsApp {
         twilio: Some(twilio.account.clone()),
         fcm: None,
         apns: None,
+        delivery_policy: Default::default(),
     };
     SmsApp { app, twilio: Some(twilio) }
 }
@@ -92,6 +93,8 @@ fn subscription(app: &App, phone: Option<&str>) -> Subscription {
         phone_number: phone.map(|p| PhoneNumber::parse(p).unwrap()),
         external_user_id: None,
         status: SubscriptionStatus::Active,
+        unsubscribed_reason: None,
+        timezone: None,
         created_at: now,
         updated_at: now,
     }

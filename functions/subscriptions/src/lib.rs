@@ -5,7 +5,9 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
 use retarget_shared::adapters::store::Upserted;
-use retarget_shared::domain::{Address, App, Channel, ExternalUserId, PhoneNumber, Platform, Subscription};
+use retarget_shared::domain::{
+    Address, App, Channel, ExternalUserId, PhoneNumber, Platform, Subscription, TimeZone, UnsubscribeReason,
+};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
 use retarget_shared::edge::request::{AppRequest, AppRoutes, json_body, path_id};
 use retarget_shared::edge::routes::Route;
@@ -28,7 +30,10 @@ impl AppRoutes for Subscriptions {
             }
             Route::Unsubscribe => {
                 let id = path_id(call.param)?;
-                let sub = store.unsubscribe(call.app.app_id, id).await?.ok_or_else(ApiError::not_found)?;
+                let sub = store
+                    .unsubscribe(call.app.app_id, id, UnsubscribeReason::Api)
+                    .await?
+                    .ok_or_else(ApiError::not_found)?;
                 tracing::info!(subscription_id = %sub.subscription_id, "unsubscribed");
                 Ok(json_response(StatusCode::OK, &SubscriptionView::from(&sub)))
             }
@@ -49,6 +54,9 @@ struct CreateSubscription {
     phone_number: Option<String>,
     #[serde(default)]
     external_user_id: Option<ExternalUserId>,
+    /// Checked after the address (400 `invalid_timezone`), so a bad one is told as such.
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 /// Push tokens: FCM registration tokens are ~160 characters and APNs device tokens 64 hex
@@ -96,7 +104,9 @@ fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
 async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let body: CreateSubscription = json_body(request)?;
     let address = address(&body)?;
-    let (sub, upserted) = store.upsert_subscription(app.app_id, address, body.external_user_id).await?;
+    let timezone = body.timezone.as_deref().map(TimeZone::parse).transpose()?;
+    let (sub, upserted) =
+        store.upsert_subscription(app.app_id, address, body.external_user_id, timezone).await?;
     let status = match upserted {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -117,6 +127,12 @@ struct SubscriptionView<'a> {
     phone_number: Option<&'a str>,
     external_user_id: Option<&'a str>,
     status: &'static str,
+    /// The zone given, else the one the phone number implies, else null; left out of the
+    /// upsert's summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<Option<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsubscribed_reason: Option<&'static str>,
 }
 
 impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
@@ -129,6 +145,11 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
             phone_number: s.phone_number.as_ref().map(PhoneNumber::as_e164),
             external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
             status: s.status.as_str(),
+            timezone: Some(s.known_zone().map(TimeZone::name)),
+            unsubscribed_reason: (!s.is_active())
+                .then_some(s.unsubscribed_reason)
+                .flatten()
+                .map(UnsubscribeReason::as_str),
         }
     }
 }
@@ -136,6 +157,13 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
 impl<'a> SubscriptionView<'a> {
     /// Without the address: what an upsert answers.
     fn summary(s: &'a Subscription) -> Self {
-        Self { platform: None, token: None, phone_number: None, ..Self::from(s) }
+        Self {
+            platform: None,
+            token: None,
+            phone_number: None,
+            timezone: None,
+            unsubscribed_reason: None,
+            ..Self::from(s)
+        }
     }
 }

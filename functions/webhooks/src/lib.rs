@@ -1,7 +1,8 @@
-//! Provider webhooks. Both verify a signature before reading anything, map the provider's
-//! status to an interaction kind, and record it through the same path as `POST /v1/events`,
-//! so duplicated and out-of-order deliveries leave the same state (a late `sent` never undoes
-//! a `delivered`: kinds are separate facts, not a status that is overwritten).
+//! Provider webhooks. Each verifies a signature before reading anything. The status webhooks
+//! map the provider's status to an interaction kind and record it through the same path as
+//! `POST /v1/events`, so duplicated and out-of-order deliveries leave the same state (a late
+//! `sent` never undoes a `delivered`: kinds are separate facts, not a status that is
+//! overwritten). Twilio's inbound webhook takes STOP and START replies.
 
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -18,8 +19,10 @@ use retarget_shared::services::ingest::{IncomingEvent, Outcome, Rejection, recor
 use retarget_shared::services::tracking::TrackingKeys;
 use serde::Deserialize;
 
+mod inbound;
 mod links;
 mod track;
+pub use inbound::{OptCommand, opt_command};
 pub use links::{NOT_FOUND_PAGE, not_found_page, redirect};
 pub use track::{TRACKABLE, TrackRequest, invalid_token, parse_track, trackable_kind};
 
@@ -78,6 +81,12 @@ async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiErro
                 tokio::try_join!(store.get_app(app_id), store.get_secret::<SmsSecret>(app_id))?;
             twilio(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await
         }
+        Route::TwilioInbound => {
+            let app_id = app_id()?;
+            let (app, secret) =
+                tokio::try_join!(store.get_app(app_id), store.get_secret::<SmsSecret>(app_id))?;
+            inbound::inbound(deps, &app.ok_or_else(ApiError::not_found)?, &secret, request).await
+        }
         Route::PushWebhook => {
             let app_id = app_id()?;
             let (app, secret) =
@@ -111,6 +120,21 @@ async fn twilio(
     secret: &SmsSecret,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
+    let params = verified_twilio_form(deps, app, secret, request)?;
+    match twilio_event(&params, request.uri().query().unwrap_or(""))? {
+        Some(event) => record_one(deps, app, event).await,
+        None => Ok(no_content()),
+    }
+}
+
+/// The decoded form fields of a Twilio request whose `X-Twilio-Signature` verifies against the
+/// app's auth token and the URL Twilio was given; 403 `invalid_signature` otherwise.
+pub(crate) fn verified_twilio_form(
+    deps: &Deps,
+    app: &App,
+    secret: &SmsSecret,
+    request: &Request,
+) -> Result<Vec<(String, String)>, ApiError> {
     let raw = body(request)?;
     let signature =
         request.headers().get(TWILIO_SIGNATURE).and_then(|v| v.to_str().ok()).ok_or_else(twilio_forbidden)?;
@@ -123,13 +147,10 @@ async fn twilio(
     let url = twilio_url(&base, request.raw_http_path(), query);
     let params = url_decode_pairs(raw);
     if !verify_twilio(auth_token, &url, &params, signature) {
-        tracing::warn!(app_id = %app.app_id, "Twilio callback with a bad signature");
+        tracing::warn!(app_id = %app.app_id, "Twilio request with a bad signature");
         return Err(twilio_forbidden());
     }
-    match twilio_event(&params, query)? {
-        Some(event) => record_one(deps, app, event).await,
-        None => Ok(no_content()),
-    }
+    Ok(params)
 }
 
 /// `https://{domain}` of the API Gateway request: the domain the caller used (the API's

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{AppId, Channel, Plan};
+use super::{AppId, Channel, DeliveryPolicy, Plan};
 
 /// A Twilio account without its auth token: what the app item keeps.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -121,6 +121,9 @@ pub struct App {
     pub fcm: Option<FcmAccount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apns: Option<ApnsAccount>,
+    /// Quiet hours, default zone, frequency cap (`GET`/`PUT /v1/app/delivery-policy`).
+    #[serde(default)]
+    pub delivery_policy: DeliveryPolicy,
 }
 
 impl App {
@@ -310,6 +313,7 @@ mod tests {
             }),
             fcm: None,
             apns: None,
+            delivery_policy: Default::default(),
         };
         assert!(app.can_send(Channel::Sms) && !app.can_send(Channel::Push));
         assert_eq!(SmsSecret::default().twilio(&app), None);

@@ -10,10 +10,13 @@ mod ids;
 mod link;
 mod message;
 mod phone;
+mod phone_zones;
+mod policy;
 mod predicate;
 mod retarget;
 mod send_job;
 mod subscription;
+mod timezone;
 mod tracking;
 
 pub use api_key::{ApiKey, ApiKeyHash};
@@ -27,10 +30,14 @@ pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, Su
 pub use link::{Link, LinkCode, LinkCodeError};
 pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use policy::{
+    DeliveryPolicy, FrequencyCap, LocalTime, MAX_CAP_HOURS, MAX_CAP_SENDS, PolicyError, QuietHours,
+};
 pub use predicate::{Action, KindSet, Predicate, PredicateError};
 pub use retarget::{DispatchOutcome, DispatchProgress, Retarget, RetargetStatus};
 pub use send_job::{RECIPIENTS_PER_JOB, SendJob};
-pub use subscription::{Address, Subscription, SubscriptionStatus};
+pub use subscription::{Address, Subscription, SubscriptionStatus, UnsubscribeReason};
+pub use timezone::{PHONE_ZONES_SOURCE, TimeZone, TimeZoneError};
 pub use tracking::{
     ACTIVATION_DELAY_SECONDS, Keyring, KeyringError, RETIRED_KEY_LIFETIME_DAYS, TOKEN_LEN, TokenError,
     Tracked, TrackingKey, token_kid,

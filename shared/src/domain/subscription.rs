@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AppId, Channel, ExternalUserId, PhoneNumber, Platform, SubscriptionId};
+use super::{AppId, Channel, ExternalUserId, PhoneNumber, Platform, SubscriptionId, TimeZone};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +19,48 @@ impl SubscriptionStatus {
             SubscriptionStatus::Active => "active",
             SubscriptionStatus::Unsubscribed => "unsubscribed",
         }
+    }
+}
+
+/// Why a subscription was unsubscribed: what decides whether an inbound START may bring it back
+/// (only an opt-out may be undone by the recipient; the app's own unsubscribe may not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsubscribeReason {
+    /// `POST /v1/subscriptions/{id}/unsubscribe`.
+    Api,
+    /// The recipient opted out: an inbound STOP, or Twilio error 21610.
+    Stop,
+    /// The provider says the push token is gone (FCM UNREGISTERED, APNs 410/BadDeviceToken).
+    DeadToken,
+    /// A permanent email bounce.
+    Bounce,
+    /// An email complaint.
+    Complaint,
+}
+
+impl UnsubscribeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsubscribeReason::Api => "api",
+            UnsubscribeReason::Stop => "stop",
+            UnsubscribeReason::DeadToken => "dead_token",
+            UnsubscribeReason::Bounce => "bounce",
+            UnsubscribeReason::Complaint => "complaint",
+        }
+    }
+
+    /// The reason a provider's "this address is dead" gives on `channel`.
+    pub fn dead_address(channel: Channel) -> Self {
+        match channel {
+            Channel::Push => UnsubscribeReason::DeadToken,
+            Channel::Sms => UnsubscribeReason::Stop,
+        }
+    }
+
+    /// Whether the recipient may undo it (an inbound START).
+    pub fn opted_out(self) -> bool {
+        self == UnsubscribeReason::Stop
     }
 }
 
@@ -60,6 +102,13 @@ pub struct Subscription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<ExternalUserId>,
     pub status: SubscriptionStatus,
+    /// Set when unsubscribed; absent on active subscriptions and on ones unsubscribed before
+    /// reasons were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_reason: Option<UnsubscribeReason>,
+    /// The zone the app gave, if any (see [`Subscription::local_zone`] for the one that applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<TimeZone>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -86,6 +135,8 @@ impl Subscription {
             phone_number,
             external_user_id,
             status: SubscriptionStatus::Active,
+            unsubscribed_reason: None,
+            timezone: None,
             created_at: now,
             updated_at: now,
         }
@@ -93,5 +144,51 @@ impl Subscription {
 
     pub fn is_active(&self) -> bool {
         self.status == SubscriptionStatus::Active
+    }
+
+    /// The recipient's zone as far as it is known: the one given, else the one the phone
+    /// number implies. `None`: the app's default applies.
+    pub fn known_zone(&self) -> Option<TimeZone> {
+        self.timezone.or_else(|| self.phone_number.as_ref().and_then(TimeZone::of_phone))
+    }
+
+    /// The zone a send to this recipient is timed in.
+    pub fn local_zone(&self, default: TimeZone) -> TimeZone {
+        self.known_zone().unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sms(number: &str) -> Subscription {
+        let phone_number = PhoneNumber::parse(number).unwrap();
+        Subscription::new(AppId::new(), Address::Sms { phone_number }, None, Utc::now())
+    }
+
+    #[test]
+    fn the_given_zone_beats_the_numbers_which_beats_the_default() {
+        let paris = TimeZone::parse("Europe/Paris").unwrap();
+        let tokyo = TimeZone::parse("Asia/Tokyo").unwrap();
+        let mut ny = sms("+12125551234");
+        assert_eq!(ny.local_zone(paris).name(), "America/New_York");
+        ny.timezone = Some(tokyo);
+        assert_eq!(ny.local_zone(paris), tokyo);
+        assert_eq!(sms("+15555551234").local_zone(paris), paris, "an ambiguous number: the default");
+        assert_eq!(sms("+15555551234").known_zone(), None);
+    }
+
+    #[test]
+    fn reasons_are_stored_by_their_contract_names() {
+        for r in [
+            UnsubscribeReason::Api,
+            UnsubscribeReason::Stop,
+            UnsubscribeReason::DeadToken,
+            UnsubscribeReason::Bounce,
+            UnsubscribeReason::Complaint,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 }

@@ -7,7 +7,9 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::adapters::store::StoreError;
-use crate::domain::{ChannelNotConfigured, ContentsError, PredicateError, SourceError};
+use crate::domain::{
+    ChannelNotConfigured, ContentsError, PolicyError, PredicateError, SourceError, TimeZoneError,
+};
 use crate::edge::routes::NoMatch;
 use crate::services::audience::SourceLookupError;
 
@@ -17,6 +19,7 @@ use crate::services::audience::SourceLookupError;
 pub enum ErrorCode {
     InvalidRequest,
     InvalidPhoneNumber,
+    InvalidTimezone,
     InvalidAction,
     Unauthorized,
     InvalidSignature,
@@ -42,6 +45,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidPhoneNumber => "invalid_phone_number",
+            ErrorCode::InvalidTimezone => "invalid_timezone",
             ErrorCode::InvalidAction => "invalid_action",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidSignature => "invalid_signature",
@@ -69,6 +73,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidPhoneNumber
+            | ErrorCode::InvalidTimezone
             | ErrorCode::InvalidAction
             | ErrorCode::InvalidKind => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized | ErrorCode::InvalidSignature | ErrorCode::InvalidToken => {
@@ -94,6 +99,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "The request is malformed",
             ErrorCode::InvalidPhoneNumber => "The phone number is not E.164",
+            ErrorCode::InvalidTimezone => "The time zone is not an IANA zone name",
             ErrorCode::InvalidAction => "The action does not apply to this channel",
             ErrorCode::Unauthorized => "A valid API key is required",
             ErrorCode::InvalidSignature => "The request signature does not verify",
@@ -223,6 +229,18 @@ impl From<StoreError> for ApiError {
 
 impl From<ContentsError> for ApiError {
     fn from(e: ContentsError) -> Self {
+        ApiError::invalid_request(e.to_string())
+    }
+}
+
+impl From<TimeZoneError> for ApiError {
+    fn from(e: TimeZoneError) -> Self {
+        ApiError::new(ErrorCode::InvalidTimezone, format!("timezone: {e}"))
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
         ApiError::invalid_request(e.to_string())
     }
 }

@@ -29,6 +29,7 @@ pub enum Route {
     MessageRetargets,
     RecordEvents,
     TwilioWebhook,
+    TwilioInbound,
     PushWebhook,
     Track,
     TrackPreflight,
@@ -36,6 +37,8 @@ pub enum Route {
     CreateRetarget,
     GetRetarget,
     CancelRetarget,
+    GetDeliveryPolicy,
+    PutDeliveryPolicy,
 }
 
 impl Route {
@@ -48,7 +51,8 @@ impl Route {
             Route::CreateSubscription
             | Route::CreateMessage
             | Route::RecordEvents
-            | Route::CreateRetarget => true,
+            | Route::CreateRetarget
+            | Route::PutDeliveryPolicy => true,
             Route::GetSubscription
             | Route::Unsubscribe
             | Route::GetMessage
@@ -58,13 +62,15 @@ impl Route {
             | Route::AudienceCsv
             | Route::MessageRetargets
             | Route::TwilioWebhook
+            | Route::TwilioInbound
             | Route::PushWebhook
             // JSON, but also taken as `text/plain`: see `takes_beacon`.
             | Route::Track
             | Route::TrackPreflight
             | Route::OpenLink
             | Route::GetRetarget
-            | Route::CancelRetarget => false,
+            | Route::CancelRetarget
+            | Route::GetDeliveryPolicy => false,
         }
     }
 }
@@ -107,6 +113,7 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::GET, "/v1/messages/{id}/retargets", Route::MessageRetargets, Function::Retargets),
     (Method::POST, "/v1/events", Route::RecordEvents, Function::Events),
     (Method::POST, "/v1/webhooks/twilio/{app_id}", Route::TwilioWebhook, Function::Webhooks),
+    (Method::POST, "/v1/webhooks/twilio/{app_id}/inbound", Route::TwilioInbound, Function::Webhooks),
     (Method::POST, "/v1/webhooks/push/{app_id}", Route::PushWebhook, Function::Webhooks),
     (Method::POST, "/v1/track", Route::Track, Function::Webhooks),
     (Method::OPTIONS, "/v1/track", Route::TrackPreflight, Function::Webhooks),
@@ -114,6 +121,8 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::POST, "/v1/retargets", Route::CreateRetarget, Function::Retargets),
     (Method::GET, "/v1/retargets/{id}", Route::GetRetarget, Function::Retargets),
     (Method::DELETE, "/v1/retargets/{id}", Route::CancelRetarget, Function::Retargets),
+    (Method::GET, "/v1/app/delivery-policy", Route::GetDeliveryPolicy, Function::Messages),
+    (Method::PUT, "/v1/app/delivery-policy", Route::PutDeliveryPolicy, Function::Messages),
 ];
 
 /// A matched route with its one path parameter (every templated route has at most one).
@@ -213,11 +222,17 @@ mod tests {
     }
 
     #[test]
-    fn json_routes_are_the_posts_with_a_json_body() {
+    fn json_routes_are_the_writes_with_a_json_body() {
         let json: Vec<Route> = ROUTES.iter().map(|r| r.2).filter(|r| r.takes_json()).collect();
         assert_eq!(
             json,
-            [Route::CreateSubscription, Route::CreateMessage, Route::RecordEvents, Route::CreateRetarget]
+            [
+                Route::CreateSubscription,
+                Route::CreateMessage,
+                Route::RecordEvents,
+                Route::CreateRetarget,
+                Route::PutDeliveryPolicy
+            ]
         );
     }
 

@@ -28,7 +28,9 @@ use futures::{FutureExt, StreamExt, stream};
 use crate::Store;
 use crate::adapters::queue::{Queue, QueueError};
 use crate::adapters::store::{Interaction, SendClaim, StoreError};
-use crate::domain::{App, Channel, EventKind, Message, SendJob, Subscription, SubscriptionId};
+use crate::domain::{
+    App, Channel, EventKind, Message, SendJob, Subscription, SubscriptionId, UnsubscribeReason,
+};
 use crate::retry::RetryPolicy;
 use crate::services::provider::{Provider, SendError};
 
@@ -348,7 +350,8 @@ async fn send_one<P: Provider>(
             tracing::warn!(subscription_id = %subscription.subscription_id, error = %e, dead, "permanent provider error");
             retried(|| store.complete_send(&scope, subscription.subscription_id, EventKind::Failed)).await?;
             if dead {
-                store.unsubscribe(app.app_id, subscription.subscription_id).await?;
+                let reason = UnsubscribeReason::dead_address(subscription.channel);
+                store.unsubscribe(app.app_id, subscription.subscription_id, reason).await?;
             }
             Ok(Outcome::Recorded(EventKind::Failed))
         }

@@ -127,6 +127,7 @@ pub fn app(fcm: Option<FcmConfig>, apns: Option<ApnsConfig>) -> PushApp {
         twilio: None,
         fcm: fcm.as_ref().map(|f| f.account.clone()),
         apns: apns.as_ref().map(|a| a.account.clone()),
+        delivery_policy: Default::default(),
     };
     PushApp { app, credentials: PushCredentials { fcm, apns } }
 }
@@ -163,6 +164,8 @@ pub fn subscription(app: &App, platform: Option<Platform>, token: Option<&str>) 
         phone_number: None,
         external_user_id: None,
         status: SubscriptionStatus::Active,
+        unsubscribed_reason: None,
+        timezone: None,
         created_at: now,
         updated_at: now,
     }

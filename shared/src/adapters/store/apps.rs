@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::{key, s};
 use super::{Store, StoreError};
 use crate::domain::{
-    ApiKey, ApiKeyHash, App, AppId, CreatedApp, Credentials, HookSecret, NewApp, Plan, PushSecret, Secret,
-    SecretScope, SmsSecret,
+    ApiKey, ApiKeyHash, App, AppId, CreatedApp, Credentials, DeliveryPolicy, HookSecret, NewApp, Plan,
+    PushSecret, Secret, SecretScope, SmsSecret,
 };
 use crate::keys;
 
@@ -66,6 +66,7 @@ impl Store {
             twilio: twilio.as_ref().map(|t| t.account.clone()),
             fcm: fcm.as_ref().map(|f| f.account.clone()),
             apns: apns.as_ref().map(|a| a.account.clone()),
+            delivery_policy: Default::default(),
         };
         let push_webhook_secret = new_secret();
         let app_id = app.app_id;
@@ -160,6 +161,30 @@ impl Store {
             update.update_expression("SET #plan = :new")
         };
         let output = update.send().await.map_err(StoreError::dynamo("UpdateItem plan"))?;
+        let item = output.attributes.ok_or(StoreError::NotFound)?;
+        Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
+    }
+
+    /// Replaces an app's delivery policy; `NotFound` for an unknown app (nothing written).
+    pub async fn set_delivery_policy(
+        &self,
+        app_id: AppId,
+        policy: &DeliveryPolicy,
+    ) -> Result<App, StoreError> {
+        let value = serde_dynamo::to_attribute_value(policy)?;
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::app(app_id), keys::SK_APP)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET delivery_policy = :policy")
+            .expression_attribute_values(":policy", value)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem delivery policy"));
+        let output = super::unless_condition_failed(result)?.ok_or(StoreError::NotFound)?;
         let item = output.attributes.ok_or(StoreError::NotFound)?;
         Ok(serde_dynamo::from_item::<_, AppItem>(item)?.app)
     }

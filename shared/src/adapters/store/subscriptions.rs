@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::{key, put_request, s};
 use super::{Store, StoreError, unless_condition_failed};
 use crate::domain::{
-    Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus,
+    Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus, TimeZone,
+    UnsubscribeReason,
 };
 use crate::keys;
 
@@ -49,19 +50,22 @@ pub enum Upserted {
 
 impl Store {
     /// Creates the subscription of an address, or — when the app already has that token or
-    /// phone number — updates and reactivates the existing one, keeping its id. Races between
-    /// two upserts of one address resolve to one subscription (the address claim is a
-    /// conditional put in the same transaction as the subscription).
+    /// phone number — updates and reactivates the existing one, keeping its id (and its zone
+    /// when none is given). Races between two upserts of one address resolve to one
+    /// subscription (the address claim is a conditional put in the same transaction as the
+    /// subscription).
     pub async fn upsert_subscription(
         &self,
         app_id: AppId,
         address: Address,
         external_user_id: Option<ExternalUserId>,
+        timezone: Option<TimeZone>,
     ) -> Result<(Subscription, Upserted), StoreError> {
         let now = self.clock().now();
         let channel = address.channel();
         let claim_pk = keys::address(app_id, channel, address.value());
-        let subscription = Subscription::new(app_id, address.clone(), external_user_id.clone(), now);
+        let mut subscription = Subscription::new(app_id, address.clone(), external_user_id.clone(), now);
+        subscription.timezone = timezone;
         let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
         claim.insert("subscription_id".into(), s(subscription.subscription_id.to_string()));
         let put_claim = self.transact_put_new(claim)?;
@@ -86,14 +90,19 @@ impl Store {
                         source: Box::new(e),
                     });
                 }
-                let existing = self.claimed_subscription(&claim_pk).await?;
-                let updated = self.refresh_subscription(app_id, existing, &address, external_user_id).await?;
+                let existing = self
+                    .claimed_subscription(&claim_pk)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("address claim {claim_pk} vanished")))?;
+                let updated =
+                    self.refresh_subscription(app_id, existing, &address, external_user_id, timezone).await?;
                 Ok((updated, Upserted::Updated))
             }
         }
     }
 
-    async fn claimed_subscription(&self, claim_pk: &str) -> Result<SubscriptionId, StoreError> {
+    /// The subscription that holds an address claim, if any.
+    async fn claimed_subscription(&self, claim_pk: &str) -> Result<Option<SubscriptionId>, StoreError> {
         let output = self
             .client()
             .get_item()
@@ -103,12 +112,23 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::dynamo("GetItem address claim"))?;
-        match output.item.as_ref().and_then(|i| i.get("subscription_id")) {
+        let Some(item) = output.item else { return Ok(None) };
+        match item.get("subscription_id") {
             Some(AttributeValue::S(id)) => {
-                SubscriptionId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))
+                SubscriptionId::parse(id).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
             }
             _ => Err(StoreError::Corrupt(format!("address claim {claim_pk} without subscription"))),
         }
+    }
+
+    /// The app's subscription of this address on its channel, if it has one (any status).
+    pub async fn subscription_of_address(
+        &self,
+        app_id: AppId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Option<SubscriptionId>, StoreError> {
+        self.claimed_subscription(&keys::address(app_id, channel, address)).await
     }
 
     async fn refresh_subscription(
@@ -117,6 +137,7 @@ impl Store {
         id: SubscriptionId,
         address: &Address,
         external_user_id: Option<ExternalUserId>,
+        timezone: Option<TimeZone>,
     ) -> Result<Subscription, StoreError> {
         let mut sets = vec!["#status = :active", "updated_at = :now"];
         let mut update = self
@@ -141,8 +162,15 @@ impl Store {
                 .expression_attribute_values(":person", s(keys::person(app_id, user)))
                 .expression_attribute_values(":person_sort", s(keys::person_sort(address.channel(), id)));
         }
+        if let Some(zone) = timezone {
+            // TIMEZONE is one of DynamoDB's reserved words.
+            sets.push("#zone = :zone");
+            update = update
+                .expression_attribute_names("#zone", "timezone")
+                .expression_attribute_values(":zone", s(zone.name()));
+        }
         let output = update
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {} REMOVE unsubscribed_reason", sets.join(", ")))
             .send()
             .await
             .map_err(StoreError::dynamo("UpdateItem subscription"))?;
@@ -206,8 +234,44 @@ impl Store {
             .collect()
     }
 
-    /// Marks a subscription unsubscribed; `None` when the app has no such subscription.
+    /// Marks a subscription unsubscribed, for `reason`; `None` when the app has no such
+    /// subscription. Unsubscribing one already unsubscribed keeps its first reason: an
+    /// opt-out stays undoable by START however often the app unsubscribes it too, and the
+    /// app's own unsubscribe is never turned into an opt-out by a later STOP.
     pub async fn unsubscribe(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+        reason: UnsubscribeReason,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression(
+                "SET #status = :unsubscribed, updated_at = :now, \
+                 unsubscribed_reason = if_not_exists(unsubscribed_reason, :reason)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
+            .expression_attribute_values(":reason", s(reason.as_str()))
+            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem unsubscribe"));
+        unless_condition_failed(result)?
+            .and_then(|output| output.attributes)
+            .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
+            .transpose()
+    }
+
+    /// Reactivates a subscription the recipient opted out of (an inbound START): only one
+    /// unsubscribed for [`UnsubscribeReason::Stop`], never one the app unsubscribed. `None`
+    /// when there is no such subscription or it is not opted out.
+    pub async fn resubscribe_opted_out(
         &self,
         app_id: AppId,
         id: SubscriptionId,
@@ -217,15 +281,17 @@ impl Store {
             .update_item()
             .table_name(self.table())
             .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET #status = :unsubscribed, updated_at = :now")
+            .condition_expression("#status = :unsubscribed AND unsubscribed_reason = :stop")
+            .update_expression("SET #status = :active, updated_at = :now REMOVE unsubscribed_reason")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
+            .expression_attribute_values(":stop", s(UnsubscribeReason::Stop.as_str()))
             .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
             .return_values(ReturnValue::AllNew)
             .send()
             .await
-            .map_err(StoreError::dynamo("UpdateItem unsubscribe"));
+            .map_err(StoreError::dynamo("UpdateItem resubscribe"));
         unless_condition_failed(result)?
             .and_then(|output| output.attributes)
             .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
