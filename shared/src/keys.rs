@@ -20,6 +20,7 @@
 //! | tracked link         | `LINK#{code}`                        | `LINK`              |                                                      | `GET /r/{code}`: one SMS recipient's link (URL, message, subscription), with the message's TTL |
 //! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
 //! | retarget             | `APP#{app}#RT#{rt}`                  | `RT`                | 1: `APP#{app}#MSG#{source}#RTS` / `{rt}`; 2 while scheduled: `DUE` / `{send_at epoch:010}#{app}#{rt}` | by id; per source; due ones |
+//! | deferred send        | `APP#{app}#DEFER#{msg}.{release}.{digest}` | `DEFER`       | 2 until released: `DUE#DEFER` / `{release:010}#{app}#{id}` | recipients of one message waiting for their quiet hours to end, with the message's TTL |
 //!
 //! Ids are ULIDs (fixed length, `#`-free), so every key splits unambiguously.
 //! `{nn}` is a two-digit shard number in `0..shards` (the message records its shard count).
@@ -79,8 +80,16 @@ pub const SK_RT: &str = "RT";
 pub const DUE: &str = "DUE";
 /// The due index partition of scheduled original messages (retargets use [`DUE`]).
 pub const DUE_MESSAGES: &str = "DUE#MSG";
+/// The due index partition of deferred sends (recipients waiting for their quiet hours to end).
+pub const DUE_DEFERRED: &str = "DUE#DEFER";
+pub const SK_DEFER: &str = "DEFER";
 /// Sort-key prefix of a scheduled message's recipient chunks (under the message's partition).
 pub const SK_RECIPIENTS_PREFIX: &str = "RCPT#";
+
+/// A deferred send's item.
+pub fn deferral(app: AppId, id: &crate::domain::DeferralId) -> String {
+    format!("APP#{app}#DEFER#{id}")
+}
 
 pub fn app(app: AppId) -> String {
     format!("APP#{app}")

@@ -98,7 +98,7 @@ async fn push_to_push_schedules_a_retarget_with_its_own_retargetable_message() {
         json!({
             "retarget_id": rt, "message_id": msg, "source_message_id": source.message_id.to_string(),
             "action": "clicked", "channel": "push", "send_at": rfc3339(send_at), "status": "scheduled",
-            "audience_size": null, "enqueued": null, "unreachable": null, "created_at": rfc3339(h.now()),
+            "audience_size": null, "enqueued": null, "unreachable": null, "deferred": 0, "capped": 0, "created_at": rfc3339(h.now()),
         })
     );
     let stored = h.world.store.get_retarget(t.app.app_id, rt.parse().unwrap()).await.unwrap().unwrap();

@@ -67,6 +67,7 @@ impl Harness {
             channel: Channel::Sms,
             subscription_ids: subs.to_vec(),
             retry: 0,
+            released: false,
         })
         .unwrap()
     }
@@ -193,6 +194,7 @@ async fn a_poison_record_fails_alone() {
         channel: Channel::Push,
         subscription_ids: subs.clone(),
         retry: 0,
+        released: false,
     })
     .unwrap();
     let event = sqs_event(&["{not json".into(), h.job(&message, &subs), push_job]);

@@ -96,6 +96,9 @@ struct CreateMessage {
     send_at: Option<DateTime<Utc>>,
     #[serde(default)]
     follow_ups: Option<Vec<FollowUpIn>>,
+    /// Exempt from the delivery policy (quiet hours, frequency cap).
+    #[serde(default)]
+    transactional: bool,
 }
 
 /// At most this many follow-ups per message.
@@ -118,6 +121,8 @@ struct FollowUpIn {
     #[serde(default)]
     channel: Option<Channel>,
     contents: Contents,
+    #[serde(default)]
+    transactional: bool,
 }
 
 /// A follow-up checked for form (400 `invalid_request`, naming `follow_ups[i]`).
@@ -126,6 +131,7 @@ struct FollowUp {
     predicate: PredicateIn,
     channel: Option<Channel>,
     contents: Contents,
+    transactional: bool,
 }
 
 fn follow_ups_of(body: Option<Vec<FollowUpIn>>) -> Result<Vec<FollowUp>, ApiError> {
@@ -148,6 +154,7 @@ fn follow_ups_of(body: Option<Vec<FollowUpIn>>) -> Result<Vec<FollowUp>, ApiErro
                 predicate,
                 channel: f.channel,
                 contents: f.contents,
+                transactional: f.transactional,
             })
         })
         .collect()
@@ -187,7 +194,10 @@ fn schedule_follow_ups(
                 ),
             )));
         }
-        scheduled.push(Retarget::schedule(app, message, predicate, channel, f.contents, send_at, now));
+        let (retarget, mut follow_up) =
+            Retarget::schedule(app, message, predicate, channel, f.contents, send_at, now);
+        follow_up.transactional = f.transactional;
+        scheduled.push((retarget, follow_up));
     }
     Ok(scheduled)
 }
@@ -284,6 +294,7 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
     message.recipients = recipients.len() as u64;
     message.send_at = send_at;
     message.status = if send_at > now { MessageStatus::Scheduled } else { MessageStatus::Sending };
+    message.transactional = body.transactional;
     // Every follow-up is checked before anything is written: one refused, nothing created.
     let follow_ups = schedule_follow_ups(app, &message, follow_ups, now)?;
     let scheduled = message.status == MessageStatus::Scheduled;

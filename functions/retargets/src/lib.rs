@@ -73,6 +73,9 @@ struct CreateRetarget {
     // Parsed strictly as RFC 3339 below.
     #[serde(default)]
     send_at: Option<String>,
+    /// Exempt from the delivery policy (quiet hours, frequency cap).
+    #[serde(default)]
+    transactional: bool,
     // Segments a retarget audience cannot be combined with: any value counts (422
     // `segments_not_combinable`); only their presence is looked at.
     #[serde(default)]
@@ -128,6 +131,7 @@ async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<
     // most lenient channel now and against the source's channel once the source is known.
     body.contents.check(body.channel.unwrap_or(Channel::Push))?;
     let contents = body.contents;
+    let transactional = body.transactional;
 
     if !segments.is_empty() {
         return Err(ApiError::new(
@@ -166,7 +170,9 @@ async fn create(store: &Store, app: &App, request: &Request) -> Result<Response<
     // A time within the grace period means "now".
     let send_at = send_at.max(now);
 
-    let (retarget, message) = Retarget::schedule(app, &source, predicate, channel, contents, send_at, now);
+    let (retarget, mut message) =
+        Retarget::schedule(app, &source, predicate, channel, contents, send_at, now);
+    message.transactional = transactional;
     store.create_retarget(&retarget, &message).await?;
     tracing::info!(
         retarget_id = %retarget.retarget_id,
@@ -202,6 +208,8 @@ fn view(r: &Retarget) -> Value {
         "audience_size": r.audience_size,
         "enqueued": r.enqueued,
         "unreachable": r.unreachable,
+        "deferred": r.deferred,
+        "capped": r.capped,
         "created_at": rfc3339(r.created_at),
     });
     match &r.predicate {

@@ -222,6 +222,7 @@ mod tests {
                     channel: Channel::Sms,
                     subscription_ids: vec![SubscriptionId::new()],
                     retry: 0,
+                    released: false,
                 })
                 .collect()
         }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{App, AppId, Channel, Contents, MessageId, Plan};
+use super::{App, AppId, Channel, Contents, MessageId, Plan, RetargetId};
 use crate::keys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,14 @@ pub struct Message {
     pub retargetable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retarget_of: Option<MessageId>,
+    /// The retarget this message is the send of (what its senders count `deferred` and
+    /// `capped` on); `None` for originals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retarget_id: Option<RetargetId>,
+    /// Exempt from the delivery policy: neither waits for quiet hours nor counts toward (or is
+    /// stopped by) the frequency cap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transactional: bool,
     pub recipients: u64,
     pub send_at: DateTime<Utc>,
     pub status: MessageStatus,
@@ -57,6 +65,8 @@ impl Message {
             expires_at: keys::data_expires_at(now),
             retargetable: false,
             retarget_of: None,
+            retarget_id: None,
+            transactional: false,
             recipients: 0,
             send_at: now,
             status: MessageStatus::Sending,

@@ -6,6 +6,7 @@ mod api_key;
 mod app;
 mod channel;
 mod contents;
+mod deferral;
 mod ids;
 mod link;
 mod message;
@@ -26,6 +27,7 @@ pub use app::{
 };
 pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
 pub use contents::{Contents, ContentsError};
+pub use deferral::{Deferral, DeferralId, DeferralIdError};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
 pub use link::{Link, LinkCode, LinkCodeError};
 pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};

@@ -70,6 +70,12 @@ pub struct Retarget {
     pub enqueued: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<u64>,
+    /// Recipients whose send waited for their quiet hours to end (counted by the senders).
+    #[serde(default)]
+    pub deferred: u64,
+    /// Recipients not sent because of the frequency cap (counted by the senders).
+    #[serde(default)]
+    pub capped: u64,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
@@ -109,8 +115,10 @@ impl Retarget {
         message.retarget_of = Some(source.message_id);
         message.status = MessageStatus::Scheduled;
         message.send_at = send_at;
+        let retarget_id = RetargetId::at(now);
+        message.retarget_id = Some(retarget_id);
         let retarget = Retarget {
-            retarget_id: RetargetId::at(now),
+            retarget_id,
             app_id: app.app_id,
             message_id: message.message_id,
             source_message_id: source.message_id,
@@ -121,6 +129,8 @@ impl Retarget {
             audience_size: None,
             enqueued: None,
             unreachable: None,
+            deferred: 0,
+            capped: 0,
             created_at: now,
             failure: None,
             progress: None,

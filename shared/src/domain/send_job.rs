@@ -20,6 +20,10 @@ pub struct SendJob {
     /// from before retries were counted, and left out of first tries.
     #[serde(default, skip_serializing_if = "is_first_try")]
     pub retry: u32,
+    /// Put back on the queue by the scheduler once the recipients' quiet hours ended: already
+    /// counted `deferred`, so a further wait (the policy changed since) is not counted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 fn is_first_try(retry: &u32) -> bool {
@@ -36,7 +40,14 @@ impl SendJob {
     ) -> Vec<SendJob> {
         recipients
             .chunks(RECIPIENTS_PER_JOB)
-            .map(|chunk| SendJob { app_id, message_id, channel, subscription_ids: chunk.to_vec(), retry: 0 })
+            .map(|chunk| SendJob {
+                app_id,
+                message_id,
+                channel,
+                subscription_ids: chunk.to_vec(),
+                retry: 0,
+                released: false,
+            })
             .collect()
     }
 

@@ -1,4 +1,5 @@
-//! The scheduler's work: queue scheduled original messages whose time has come, and claim due
+//! The scheduler's work: queue scheduled original messages whose time has come, put deferred
+//! sends back on their queue once their recipients' quiet hours are over, and claim due
 //! retargets and put their audience on the target channel's
 //! queue, computed now (not at creation), packed 500 recipients per SQS message and 10
 //! messages per SendMessageBatch.
@@ -20,7 +21,7 @@ use crate::adapters::bus::{BusError, EventBus, RetargetDispatched};
 use crate::adapters::queue::{Queue, QueueError};
 use crate::adapters::store::{Start, StoreError};
 use crate::domain::{
-    Channel, DispatchOutcome, DispatchProgress, Message, RECIPIENTS_PER_JOB, Retarget, SendJob,
+    Channel, Deferral, DispatchOutcome, DispatchProgress, Message, RECIPIENTS_PER_JOB, Retarget, SendJob,
     SubscriptionId, check_source,
 };
 use crate::keys;
@@ -68,6 +69,8 @@ pub struct TickReport {
     pub paused: usize,
     /// Scheduled original messages put on their queue.
     pub messages_sent: usize,
+    /// Deferred sends put back on their queue, their recipients' quiet hours over.
+    pub deferrals_released: usize,
     pub errors: usize,
 }
 
@@ -112,7 +115,21 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
             }
         }
     }
-    if report.claimed > 0 || report.messages_sent > 0 {
+    for (app_id, deferral_id) in deps.store.due_deferrals(now, DUE_PER_TICK * 10).await? {
+        if near(deadline) {
+            break;
+        }
+        let Some(deferral) = deps.store.claim_deferral(app_id, &deferral_id, now).await? else { continue };
+        match release(deps, &deferral).await {
+            Ok(()) => report.deferrals_released += 1,
+            Err(e) => {
+                // Its lease runs out and a later tick releases it again (senders deduplicate).
+                tracing::error!(%deferral_id, error = %e, "deferred send not released");
+                report.errors += 1;
+            }
+        }
+    }
+    if report.claimed > 0 || report.messages_sent > 0 || report.deferrals_released > 0 {
         tracing::info!(?report, "scheduler tick");
     }
     Ok(report)
@@ -125,6 +142,20 @@ async fn send_scheduled(deps: &DispatchDeps, message: &Message) -> Result<(), Di
     deps.queue(message.channel).send_jobs(&jobs).await?;
     deps.store.finish_scheduled_message(message.app_id, message.message_id).await?;
     tracing::info!(message_id = %message.message_id, recipients = recipients.len(), "scheduled message queued");
+    Ok(())
+}
+
+/// Puts a deferral's recipients back on their channel's queue, marked released (counted
+/// `deferred` already), then forgets the deferral.
+async fn release(deps: &DispatchDeps, deferral: &Deferral) -> Result<(), DispatchError> {
+    let mut jobs =
+        SendJob::split(deferral.app_id, deferral.message_id, deferral.channel, &deferral.subscription_ids);
+    for job in &mut jobs {
+        job.released = true;
+    }
+    deps.queue(deferral.channel).send_jobs(&jobs).await?;
+    deps.store.finish_deferral(deferral.app_id, &deferral.deferral_id).await?;
+    tracing::info!(message_id = %deferral.message_id, recipients = deferral.subscription_ids.len(), "deferred send released");
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! The channel senders' pipeline: an SQS consumer with `ReportBatchItemFailures`, provider-
 //! agnostic. For each send job (one SQS message, many recipients):
 //!
+//! 0. recipients whose quiet hours are on (the app's delivery policy, their local time) wait:
+//!    grouped by the instant those hours end, stored as deferrals the scheduler puts back on
+//!    the queue then ([`Deferral`]); no Lambda waits;
 //! 1. claim each recipient's idempotency record (in progress, with a lease);
 //! 2. call the provider for the ones claimed;
 //! 3. complete the record and record the outcome (`sent` / `failed`) as an interaction;
@@ -28,8 +31,10 @@ use futures::{FutureExt, StreamExt, stream};
 use crate::Store;
 use crate::adapters::queue::{Queue, QueueError};
 use crate::adapters::store::{Interaction, SendClaim, StoreError};
+use std::collections::HashMap;
+
 use crate::domain::{
-    App, Channel, EventKind, Message, SendJob, Subscription, SubscriptionId, UnsubscribeReason,
+    App, Channel, Deferral, EventKind, Message, SendJob, Subscription, SubscriptionId, UnsubscribeReason,
 };
 use crate::retry::RetryPolicy;
 use crate::services::provider::{Provider, SendError};
@@ -90,6 +95,8 @@ pub struct JobReport {
     pub retry: usize,
     pub retry_jobs: usize,
     pub dead_lettered: usize,
+    /// Recipients whose quiet hours were on: stored to be sent when they end.
+    pub deferred: usize,
 }
 
 /// Handles one SQS batch; each failed record is reported for redelivery, the rest deleted.
@@ -165,20 +172,19 @@ pub async fn process_job<P: Provider>(
     let subscriptions =
         retried(|| store.get_subscriptions(app.app_id, job.subscription_ids.iter().copied())).await?;
     let credentials = P::credentials(&app, &secret);
+    let (now_ids, deferred) = defer_quiet(deps, &app, &message, job, &subscriptions).await?;
 
-    let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> = stream::iter(
-        job.subscription_ids.iter().copied(),
-    )
-    .map(|sub| {
-        let subscription = subscriptions.get(&sub);
-        let (app, credentials, message) = (&app, &credentials, &message);
-        async move { (sub, send_one(deps, (app, credentials), message, subscription, deadline).await) }
-    })
-    .buffer_unordered(SENDS_IN_FLIGHT)
-    .collect()
-    .await;
+    let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> = stream::iter(now_ids)
+        .map(|sub| {
+            let subscription = subscriptions.get(&sub);
+            let (app, credentials, message) = (&app, &credentials, &message);
+            async move { (sub, send_one(deps, (app, credentials), message, subscription, deadline).await) }
+        })
+        .buffer_unordered(SENDS_IN_FLIGHT)
+        .collect()
+        .await;
 
-    let mut report = JobReport::default();
+    let mut report = JobReport { deferred, ..JobReport::default() };
     let mut events = Vec::new();
     let mut to_retry = Vec::new();
     let mut first_error = None;
@@ -226,6 +232,54 @@ pub async fn process_job<P: Provider>(
         (report.retry_jobs, report.dead_lettered) = (jobs, dead);
     }
     Ok(report)
+}
+
+/// Splits a job's recipients into those to send now and those whose quiet hours are on (the
+/// app's policy on this channel, each recipient's local time): these are stored as deferrals,
+/// one per instant their hours end, and counted `deferred` on the retarget unless the job is
+/// itself a release (counted when first deferred). A transactional message never waits.
+/// Recipients that will be skipped (gone, unsubscribed) are left to the send path as before.
+/// Deferrals are written before the job is done: a crash repeats them, idempotently.
+async fn defer_quiet<P>(
+    deps: &SenderDeps<P>,
+    app: &App,
+    message: &Message,
+    job: &SendJob,
+    subscriptions: &HashMap<SubscriptionId, Subscription>,
+) -> Result<(Vec<SubscriptionId>, usize), StoreError> {
+    let policy = &app.delivery_policy;
+    let quiet = policy.quiet_hours_for(deps.channel).filter(|_| !message.transactional);
+    let Some(quiet) = quiet else { return Ok((job.subscription_ids.clone(), 0)) };
+    let now = deps.store.clock().now();
+    let mut send_now = Vec::with_capacity(job.subscription_ids.len());
+    let mut waits = Vec::new();
+    for id in &job.subscription_ids {
+        let sendable = subscriptions.get(id).filter(|s| s.is_active() && s.channel == deps.channel);
+        match sendable.and_then(|sub| quiet.release(now, sub.local_zone(policy.default_timezone))) {
+            Some(release) => waits.push((*id, release)),
+            None => send_now.push(*id),
+        }
+    }
+    let deferred = waits.len();
+    let groups = Deferral::group(
+        app.app_id,
+        message.message_id,
+        deps.channel,
+        message.retarget_id,
+        message.expires_at,
+        waits,
+    );
+    for deferral in &groups {
+        let stored = retried(|| deps.store.defer(deferral, !job.released)).await?;
+        tracing::info!(
+            message_id = %message.message_id,
+            recipients = deferral.subscription_ids.len(),
+            release = %deferral.release,
+            new = stored,
+            "recipients deferred to the end of their quiet hours"
+        );
+    }
+    Ok((send_now, deferred))
 }
 
 /// Puts the recipients that failed transiently back on the sender's queue, delayed, or, the
@@ -382,6 +436,7 @@ mod tests {
             channel: Channel::Sms,
             subscription_ids: vec![],
             retry,
+            released: false,
         }
     }
 

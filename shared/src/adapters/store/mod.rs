@@ -3,6 +3,7 @@
 
 mod apps;
 mod batch;
+mod deferrals;
 mod interactions;
 mod links;
 mod messages;

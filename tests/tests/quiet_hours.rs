@@ -1,0 +1,229 @@
+//! Quiet hours end to end against DynamoDB Local, the SQS emulator and a Twilio stand-in: the
+//! SMS sender defers the recipients whose local time is inside the app's quiet hours (grouped
+//! by the instant they end), the scheduler puts each group back on the queue at that instant
+//! on the test clock — never before — and every recipient is sent exactly once, whatever SQS
+//! redelivers; a retarget counts its deferred recipients once; transactional messages never wait.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use retarget_shared::Clock;
+use retarget_shared::bootstrap::ScheduleFunction;
+use retarget_shared::domain::{Channel, EventKind, SendJob, SubscriptionId};
+use retarget_shared::services::dispatch::{DispatchDeps, TickReport};
+use retarget_shared::services::sender::{SenderDeps, handle_batch};
+use retarget_sms_sender::TwilioProvider;
+use retarget_tests::{TestApp, TestBus, TestQueues, World, twilio};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer};
+
+struct Harness {
+    world: World,
+    queues: TestQueues,
+    deps: DispatchDeps,
+    twilio: MockServer,
+    sender: SenderDeps<TwilioProvider>,
+    app: TestApp,
+    /// Keeps the bus's emulator resources alive.
+    _bus: TestBus,
+}
+
+fn scheduled_event() -> EventBridgeEvent<Value> {
+    serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json")).expect("fixture")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("a time").with_timezone(&Utc)
+}
+
+/// The recipients of the scenario (the test clock starts at 2026-11-28T14:00:00Z, a Saturday in
+/// November: US standard time). Quiet hours 21:00–08:00 on SMS; default zone Asia/Tokyo.
+const PEOPLE: [(&str, Option<&str>, &str); 6] = [
+    // New York 09:00: now.
+    ("+12125550101", None, "2026-11-28T14:00:00Z"),
+    // Los Angeles 06:00: at 08:00 PST = 16:00Z.
+    ("+14155550102", None, "2026-11-28T16:00:00Z"),
+    // Paris 15:00: now.
+    ("+33612345678", None, "2026-11-28T14:00:00Z"),
+    // Given Tokyo (23:00): at 08:00 JST = 23:00Z.
+    ("+15555550103", Some("Asia/Tokyo"), "2026-11-28T23:00:00Z"),
+    // No zone from the number: the default, Tokyo.
+    ("+15555550104", None, "2026-11-28T23:00:00Z"),
+    // A New York number whose given zone is Los Angeles: the given zone wins.
+    ("+12125550105", Some("America/Los_Angeles"), "2026-11-28T16:00:00Z"),
+];
+
+impl Harness {
+    async fn new() -> Self {
+        let world = World::new().await;
+        let queues = world.queues().await.clone();
+        let bus = TestBus::new().await;
+        let deps = DispatchDeps {
+            store: world.store.clone(),
+            push_queue: queues.push.clone(),
+            sms_queue: queues.sms.clone(),
+            bus: bus.bus.clone(),
+        };
+        let twilio_server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(twilio::messages_path(twilio::ACCOUNT)))
+            .respond_with(twilio::accepted())
+            .mount(&twilio_server)
+            .await;
+        let sender = world.sender(
+            Channel::Sms,
+            twilio::provider(&world.store, twilio_server.uri(), std::time::Duration::from_secs(5)),
+        );
+        let app = world.twilio_app("tok", "+15550000000").await;
+        let policy = json!({
+            "quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
+            "default_timezone": "Asia/Tokyo",
+        });
+        let r = world.call(app.put("/v1/app/delivery-policy", &policy)).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        Self { world, queues, deps, twilio: twilio_server, sender, app, _bus: bus }
+    }
+
+    async fn people(&self) -> Vec<SubscriptionId> {
+        let mut subs = Vec::new();
+        for (i, (phone, zone, _)) in PEOPLE.iter().enumerate() {
+            let mut body =
+                json!({"channel": "sms", "phone_number": phone, "external_user_id": format!("p{i}")});
+            if let Some(zone) = zone {
+                body["timezone"] = (*zone).into();
+            }
+            let r = self.world.call(self.app.post("/v1/subscriptions", &body)).await;
+            assert_eq!(r.status, 201, "{r:?}");
+            subs.push(r.body["subscription_id"].as_str().expect("id").parse().expect("an id"));
+        }
+        subs
+    }
+
+    async fn tick(&self) -> TickReport {
+        self.deps.handle(scheduled_event(), None).await.expect("tick")
+    }
+
+    /// What is on the SMS queue, through the sender `times` times (SQS redelivering it).
+    async fn send_queued(&self, times: usize) -> Vec<SendJob> {
+        let bodies = self.queues.bodies(&self.queues.sms).await;
+        let event = retarget_tests::sqs_event(&bodies);
+        for _ in 0..times {
+            let response = handle_batch(&self.sender, event.clone(), None).await;
+            assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+        }
+        bodies.iter().map(|b| serde_json::from_str(b).expect("a job")).collect()
+    }
+
+    async fn sent_to(&self) -> Vec<String> {
+        let mut to = twilio::recipients(&self.twilio).await;
+        to.sort();
+        to
+    }
+
+    fn advance_to(&self, when: DateTime<Utc>) {
+        let now = self.world.clock.now();
+        assert!(when >= now, "the clock only moves forward");
+        self.world.clock.advance(when - now);
+    }
+}
+
+/// The numbers due at or before `t`, sorted.
+fn due_by(t: &str) -> Vec<String> {
+    let mut v: Vec<String> = PEOPLE
+        .iter()
+        .filter(|(_, _, release)| at(release) <= at(t))
+        .map(|(p, _, _)| (*p).to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn each_recipient_waits_for_their_own_morning_and_is_sent_once_then() {
+    let h = Harness::new().await;
+    let subs = h.people().await;
+    let body = json!({"channel": "sms", "contents": {"body": "Your cart misses you"}, "include_subscription_ids": subs});
+    let r = h.world.call(h.app.post("/v1/messages", &body)).await;
+    assert_eq!(r.status, 202, "{r:?}");
+
+    // Sent now to those outside their quiet hours; the others wait. SQS delivers it twice.
+    h.send_queued(2).await;
+    assert_eq!(h.sent_to().await, due_by("2026-11-28T14:00:00Z"));
+    let pending = h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals");
+    let mut releases: Vec<(DateTime<Utc>, usize)> =
+        pending.iter().map(|d| (d.release, d.subscription_ids.len())).collect();
+    releases.sort();
+    assert_eq!(
+        releases,
+        [(at("2026-11-28T16:00:00Z"), 2), (at("2026-11-28T23:00:00Z"), 2)],
+        "one deferral per instant, not one per recipient, and none twice"
+    );
+
+    // Not a second early.
+    assert_eq!(h.tick().await.deferrals_released, 0);
+    h.advance_to(at("2026-11-28T15:59:59Z"));
+    assert_eq!(h.tick().await.deferrals_released, 0);
+    assert!(h.queues.bodies(&h.queues.sms).await.is_empty());
+    // Los Angeles' 08:00.
+    h.advance_to(at("2026-11-28T16:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 1);
+    let jobs = h.send_queued(2).await;
+    assert!(jobs.iter().all(|j| j.released), "{jobs:?}");
+    assert_eq!(h.sent_to().await, due_by("2026-11-28T16:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 0, "released once");
+    // Tokyo's 08:00.
+    h.advance_to(at("2026-11-28T22:59:59Z"));
+    assert_eq!(h.tick().await.deferrals_released, 0);
+    h.advance_to(at("2026-11-28T23:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 1);
+    h.send_queued(1).await;
+    let sent = h.sent_to().await;
+    assert_eq!(sent, due_by("2026-11-28T23:00:00Z"));
+    assert_eq!(sent.iter().collect::<BTreeSet<_>>().len(), PEOPLE.len(), "each once");
+    assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+}
+
+#[tokio::test]
+async fn a_retarget_counts_its_deferred_recipients_once_and_transactional_sends_never_wait() {
+    let h = Harness::new().await;
+    let subs = h.people().await;
+    // A source everyone was sent, then a retarget to it by SMS now.
+    let source = h.world.message(&h.app, Channel::Sms).await;
+    let events: Vec<(SubscriptionId, EventKind, Option<&str>)> =
+        subs.iter().map(|s| (*s, EventKind::Sent, None)).collect();
+    h.world.record(&source, &events).await;
+    let r = h
+        .world
+        .call(h.app.post(
+            "/v1/retargets",
+            &json!({"source_message_id": source.message_id, "action": "sent", "contents": {"body": "Still there?"}}),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let retarget = r.body["retarget_id"].as_str().expect("id").to_owned();
+    assert_eq!(h.tick().await.dispatched, 1);
+    // Delivered three times by SQS: four recipients deferred, counted once.
+    h.send_queued(3).await;
+    assert_eq!(h.sent_to().await, due_by("2026-11-28T14:00:00Z"));
+    let view = h.world.call(h.app.get(&format!("/v1/retargets/{retarget}"))).await.body;
+    assert_eq!((view["deferred"].as_u64(), view["capped"].as_u64()), (Some(4), Some(0)), "{view}");
+    // Released and sent: still counted once.
+    h.advance_to(at("2026-11-28T23:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 2);
+    h.send_queued(2).await;
+    assert_eq!(h.sent_to().await.len(), PEOPLE.len());
+    let view = h.world.call(h.app.get(&format!("/v1/retargets/{retarget}"))).await.body;
+    assert_eq!(view["deferred"].as_u64(), Some(4), "{view}");
+
+    // A transactional message at 23:00Z: Paris (00:00) and New York (18:00)... and everyone
+    // inside their quiet hours still gets it now.
+    let before = h.sent_to().await.len();
+    let body = json!({"channel": "sms", "contents": {"body": "Your code: 123456"}, "include_subscription_ids": subs, "transactional": true});
+    let r = h.world.call(h.app.post("/v1/messages", &body)).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    h.send_queued(1).await;
+    assert_eq!(h.sent_to().await.len(), before + PEOPLE.len(), "nobody waited");
+    assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+}
