@@ -20,6 +20,7 @@
 //! | tracked link         | `LINK#{code}`                        | `LINK`              |                                                      | `GET /r/{code}`: one SMS recipient's link (URL, message, subscription), with the message's TTL |
 //! | send record          | `SEND#{msg}#{sub}`                   | `SEND`              |                                                      | senders: at most one provider call per (message, subscription) |
 //! | retarget             | `APP#{app}#RT#{rt}`                  | `RT`                | 1: `APP#{app}#MSG#{source}#RTS` / `{rt}`; 2 while scheduled: `DUE` / `{send_at epoch:010}#{app}#{rt}` | by id; per source; due ones |
+//! | frequency-cap ledger | `APP#{app}#CAP#{sha256(person)[..16] hex}` | `CAP`       |                                                      | the messages a person was sent within the cap's window (TTL: the window) |
 //! | deferred send        | `APP#{app}#DEFER#{msg}.{release}.{digest}` | `DEFER`       | 2 until released: `DUE#DEFER` / `{release:010}#{app}#{id}` | recipients of one message waiting for their quiet hours to end, with the message's TTL |
 //!
 //! Ids are ULIDs (fixed length, `#`-free), so every key splits unambiguously.
@@ -85,6 +86,14 @@ pub const DUE_DEFERRED: &str = "DUE#DEFER";
 pub const SK_DEFER: &str = "DEFER";
 /// Sort-key prefix of a scheduled message's recipient chunks (under the message's partition).
 pub const SK_RECIPIENTS_PREFIX: &str = "RCPT#";
+
+pub const SK_CAP: &str = "CAP";
+
+/// A person's frequency-cap ledger: `person` is `u:{external_user_id}` or `s:{subscription}`,
+/// hashed so any external id makes a fixed-length, `#`-free key.
+pub fn cap(app: AppId, person: &str) -> String {
+    format!("APP#{app}#CAP#{}", hex::encode(&Sha256::digest(person.as_bytes())[..16]))
+}
 
 /// A deferred send's item.
 pub fn deferral(app: AppId, id: &crate::domain::DeferralId) -> String {

@@ -4,6 +4,7 @@
 
 mod api_key;
 mod app;
+mod cap;
 mod channel;
 mod contents;
 mod deferral;
@@ -25,6 +26,7 @@ pub use app::{
     ApnsAccount, ApnsConfig, App, ChannelNotConfigured, CreatedApp, Credentials, FcmAccount, FcmConfig,
     HookSecret, NewApp, PushSecret, Secret, SecretScope, SmsSecret, TwilioAccount, TwilioConfig,
 };
+pub use cap::{Admission, Ledger, admit};
 pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
 pub use contents::{Contents, ContentsError};
 pub use deferral::{Deferral, DeferralId, DeferralIdError};

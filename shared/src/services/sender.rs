@@ -5,6 +5,8 @@
 //!    grouped by the instant those hours end, stored as deferrals the scheduler puts back on
 //!    the queue then ([`Deferral`]); no Lambda waits;
 //! 1. claim each recipient's idempotency record (in progress, with a lease);
+//!    then the frequency cap (one ledger per person across the capped channels, taken
+//!    conditionally): a recipient over it is marked capped, counted once, sent nothing;
 //! 2. call the provider for the ones claimed;
 //! 3. complete the record and record the outcome (`sent` / `failed`) as an interaction;
 //!    a dead token or a STOP unsubscribes the subscription;
@@ -97,6 +99,8 @@ pub struct JobReport {
     pub dead_lettered: usize,
     /// Recipients whose quiet hours were on: stored to be sent when they end.
     pub deferred: usize,
+    /// Recipients not sent: their frequency cap was reached.
+    pub capped: usize,
 }
 
 /// Handles one SQS batch; each failed record is reported for redelivery, the rest deleted.
@@ -205,6 +209,7 @@ pub async fn process_job<P: Provider>(
                 });
             }
             Ok(Outcome::Skipped) => report.skipped += 1,
+            Ok(Outcome::Capped) => report.capped += 1,
             Ok(Outcome::Retry { after }) => {
                 report.retry += 1;
                 to_retry.push((sub, after));
@@ -355,6 +360,8 @@ enum Outcome {
     Recorded(EventKind),
     /// Nothing to do: unsubscribed, gone, or on the wrong channel.
     Skipped,
+    /// Not sent: the person's frequency cap is reached (nothing recorded).
+    Capped,
     /// Try again later, not before the provider's `Retry-After` if it gave one.
     Retry { after: Option<Duration> },
 }
@@ -382,7 +389,23 @@ async fn send_one<P: Provider>(
     match retried(|| store.claim_send(&scope, subscription.subscription_id, lease_until)).await? {
         SendClaim::Done(kind) => return Ok(Outcome::Recorded(kind)),
         SendClaim::InFlight => return Ok(Outcome::Retry { after: None }),
+        SendClaim::Capped => return Ok(Outcome::Capped),
         SendClaim::Go => {}
+    }
+    // The frequency cap, decided once the send is ours: a redelivery finds it decided.
+    if let Some(cap) = app.delivery_policy.cap_for(deps.channel).filter(|_| !message.transactional) {
+        let person = match &subscription.external_user_id {
+            Some(user) => format!("u:{}", user.as_str()),
+            None => format!("s:{}", subscription.subscription_id),
+        };
+        let message_key = message.message_id.to_string();
+        let admitted = retried(|| store.take_cap_slot(app.app_id, &person, &message_key, cap)).await?;
+        if !admitted {
+            let retarget = message.retarget_id.map(|rt| (app.app_id, rt));
+            retried(|| store.complete_send_capped(&scope, subscription.subscription_id, retarget)).await?;
+            tracing::info!(subscription_id = %subscription.subscription_id, "frequency cap reached: not sent");
+            return Ok(Outcome::Capped);
+        }
     }
     let result =
         AssertUnwindSafe(deps.provider.send(app, credentials, subscription, message)).catch_unwind().await;

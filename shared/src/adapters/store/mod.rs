@@ -3,6 +3,7 @@
 
 mod apps;
 mod batch;
+mod caps;
 mod deferrals;
 mod interactions;
 mod links;

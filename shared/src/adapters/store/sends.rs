@@ -2,12 +2,14 @@
 //! written `in_progress` with a lease before the provider call and `completed` after it, so
 //! whatever SQS redelivers, a recipient reaches the provider at most once.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 
 use super::batch::{Item, key, n, s};
 use super::{Store, StoreError, unless_condition_failed};
-use crate::domain::{EventKind, MessageScope, SubscriptionId};
+use crate::domain::{AppId, EventKind, MessageScope, RetargetId, SubscriptionId};
 use crate::keys;
 
 /// What a sender may do for one recipient.
@@ -19,10 +21,14 @@ pub enum SendClaim {
     Done(EventKind),
     /// Another run is sending it right now: try again later.
     InFlight,
+    /// Not sent because of the frequency cap (counted once on the retarget, nothing recorded).
+    Capped,
 }
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+/// The outcome of a send the frequency cap stopped (not an interaction kind: nothing is recorded).
+const CAPPED: &str = "capped";
 
 impl Store {
     pub async fn claim_send(
@@ -106,6 +112,63 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a claimed send stopped by the frequency cap and, for a retarget's message, adds it
+    /// to the retarget's `capped` in the same transaction: counted once whatever redelivers.
+    pub async fn complete_send_capped(
+        &self,
+        scope: &MessageScope,
+        sub: SubscriptionId,
+        retarget: Option<(AppId, RetargetId)>,
+    ) -> Result<(), StoreError> {
+        let record = StoreError::request(
+            Update::builder()
+                .table_name(self.table())
+                .set_key(Some(key(keys::send(scope.message_id, sub), keys::SK_SEND)))
+                .condition_expression("#state = :in_progress")
+                .update_expression("SET #state = :completed, outcome = :capped REMOVE lease_until")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+                .expression_attribute_values(":completed", s(COMPLETED))
+                .expression_attribute_values(":capped", s(CAPPED))
+                .build(),
+        )?;
+        let mut transaction = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(record).build());
+        if let Some((app_id, retarget_id)) = retarget {
+            let counter = StoreError::request(
+                Update::builder()
+                    .table_name(self.table())
+                    .set_key(Some(key(keys::retarget(app_id, retarget_id), keys::SK_RT)))
+                    .condition_expression("attribute_exists(pk)")
+                    .update_expression("ADD #capped :one")
+                    .expression_attribute_names("#capped", "capped")
+                    .expression_attribute_values(":one", n(1))
+                    .build(),
+            )?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().update(counter).build());
+        }
+        let Err(e) = transaction.send().await else { return Ok(()) };
+        let e = aws_sdk_dynamodb::Error::from(e);
+        let reasons: Vec<Option<String>> = match &e {
+            aws_sdk_dynamodb::Error::TransactionCanceledException(t) => {
+                t.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let failed = |i: usize| reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            // No longer ours (its lease ran out and another run took it): that run decides.
+            return Ok(());
+        }
+        if failed(1) {
+            // The retarget is gone: nothing to count on.
+            return Box::pin(self.complete_send_capped(scope, sub, None)).await;
+        }
+        Err(StoreError::Dynamo { operation: "TransactWriteItems capped send", source: Box::new(e) })
+    }
+
     /// Gives a send back after a transient failure, so a redelivery may try it again.
     pub async fn release_send(&self, scope: &MessageScope, sub: SubscriptionId) -> Result<(), StoreError> {
         let result = self
@@ -129,6 +192,9 @@ fn claim_of(item: &Item) -> SendClaim {
         Some(AttributeValue::S(v)) => Some(v.as_str()),
         _ => None,
     };
+    if text("state") == Some(COMPLETED) && text("outcome") == Some(CAPPED) {
+        return SendClaim::Capped;
+    }
     match (text("state"), text("outcome").and_then(|o| o.parse().ok())) {
         (Some(COMPLETED), Some(outcome)) => SendClaim::Done(outcome),
         (Some(COMPLETED), None) => SendClaim::Done(EventKind::Sent),
