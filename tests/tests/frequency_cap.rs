@@ -78,9 +78,9 @@ impl Harness {
     async fn send_all_concurrently(&self) {
         let bodies = self.queues.bodies(&self.queues.sms).await;
         for _ in 0..2 {
-            let runs = bodies
-                .iter()
-                .map(|b| handle_batch(&self.sender, retarget_tests::sqs_event(std::slice::from_ref(b)), None));
+            let runs = bodies.iter().map(|b| {
+                handle_batch(&self.sender, retarget_tests::sqs_event(std::slice::from_ref(b)), None)
+            });
             for response in join_all(runs).await {
                 assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
             }

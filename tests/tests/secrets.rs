@@ -457,3 +457,39 @@ async fn every_function_works_under_its_own_policy_and_the_policy_is_enforced() 
     assert!(!stack.twilio.accepted().contains_key(&phone(7)));
     assert!(stack.dynamodb_proxy.refused().iter().any(|(_, key)| *key == sms_secret));
 }
+
+/// The delivery policy's writes, each allowed to the function that makes it (a missing action
+/// is an AccessDenied on AWS that no emulator here would show): the policy on the app item
+/// (messages), inbound STOP/START on subscriptions (webhooks), deferrals and cap ledgers (the
+/// senders, also counting on the retarget), releasing deferrals (scheduler).
+#[test]
+fn the_delivery_policys_writes_are_allowed_where_they_are_made() {
+    use retarget_shared::domain::{DeferralId, MessageId, RetargetId, SubscriptionId};
+    let t = template();
+    let app = AppId::new();
+    let deferral = DeferralId::of(MessageId::new(), chrono::Utc::now(), &[SubscriptionId::new()]);
+    let mut cases: Vec<(&str, &str, String)> = vec![
+        ("MessagesFunction", "dynamodb:UpdateItem", keys::app(app)),
+        (
+            "WebhooksFunction",
+            "dynamodb:GetItem",
+            keys::address(app, retarget_shared::domain::Channel::Sms, "+15550000001"),
+        ),
+        ("WebhooksFunction", "dynamodb:UpdateItem", keys::subscription(app, SubscriptionId::new())),
+        ("SchedulerFunction", "dynamodb:UpdateItem", keys::deferral(app, &deferral)),
+        ("SchedulerFunction", "dynamodb:DeleteItem", keys::deferral(app, &deferral)),
+    ];
+    for sender in ["SmsSenderFunction", "PushSenderFunction"] {
+        cases.push((sender, "dynamodb:PutItem", keys::deferral(app, &deferral)));
+        cases.push((sender, "dynamodb:UpdateItem", keys::retarget(app, RetargetId::new())));
+        cases.push((sender, "dynamodb:GetItem", keys::cap(app, "u:ada")));
+        cases.push((sender, "dynamodb:PutItem", keys::cap(app, "u:ada")));
+        cases.push((sender, "dynamodb:UpdateItem", keys::send(MessageId::new(), SubscriptionId::new())));
+    }
+    for (function, action, key) in cases {
+        assert!(
+            allowed(&statements_of(&t, function), action, &Res::Table, Some(&key)),
+            "{function} may not {action} {key}"
+        );
+    }
+}
