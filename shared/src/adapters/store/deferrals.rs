@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Item, key, n, s};
-use super::{Store, StoreError, unless_condition_failed};
+use super::{Store, StoreError, condition_failed_at, unless_condition_failed};
 use crate::domain::{AppId, Channel, Deferral, DeferralId, MessageId, RetargetId, SubscriptionId};
 use crate::keys;
 
@@ -119,13 +119,7 @@ impl Store {
             .await;
         let Err(e) = result else { return Ok(true) };
         let e = aws_sdk_dynamodb::Error::from(e);
-        let reasons: Vec<Option<String>> = match &e {
-            aws_sdk_dynamodb::Error::TransactionCanceledException(t) => {
-                t.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
-            }
-            _ => Vec::new(),
-        };
-        let failed = |i: usize| reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+        let failed = |i: usize| condition_failed_at(&e, i);
         if failed(0) {
             return Ok(false);
         }

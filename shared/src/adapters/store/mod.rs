@@ -95,6 +95,13 @@ impl StoreError {
     }
 }
 
+/// Whether a cancelled transaction's `index`th item is one whose condition failed (what tells
+/// "already there" from "the other item is gone" when a transaction writes two).
+pub(crate) fn condition_failed_at(e: &aws_sdk_dynamodb::Error, index: usize) -> bool {
+    matches!(e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
+        if t.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+}
+
 /// A conditional write's result: `None` when its condition failed (an expected race, not a
 /// fault), the other errors as they are.
 pub(crate) fn unless_condition_failed<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {

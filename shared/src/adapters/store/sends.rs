@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::batch::{Item, key, n, s};
-use super::{Store, StoreError, unless_condition_failed};
+use super::{Store, StoreError, condition_failed_at, unless_condition_failed};
 use crate::domain::{AppId, EventKind, MessageScope, RetargetId, SubscriptionId};
 use crate::keys;
 
@@ -151,13 +151,7 @@ impl Store {
         }
         let Err(e) = transaction.send().await else { return Ok(()) };
         let e = aws_sdk_dynamodb::Error::from(e);
-        let reasons: Vec<Option<String>> = match &e {
-            aws_sdk_dynamodb::Error::TransactionCanceledException(t) => {
-                t.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
-            }
-            _ => Vec::new(),
-        };
-        let failed = |i: usize| reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+        let failed = |i: usize| condition_failed_at(&e, i);
         if failed(0) {
             // No longer ours (its lease ran out and another run took it): that run decides.
             return Ok(());

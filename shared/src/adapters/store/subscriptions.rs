@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{key, put_request, s};
-use super::{Store, StoreError, unless_condition_failed};
+use super::{Store, StoreError, condition_failed_at, unless_condition_failed};
 use crate::domain::{
     Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus, TimeZone,
     UnsubscribeReason,
@@ -82,8 +82,7 @@ impl Store {
             Ok(_) => Ok((subscription, Upserted::Created)),
             Err(e) => {
                 let e = aws_sdk_dynamodb::Error::from(e);
-                let claimed = matches!(&e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
-                    if t.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed"));
+                let claimed = condition_failed_at(&e, 0);
                 if !claimed {
                     return Err(StoreError::Dynamo {
                         operation: "TransactWriteItems subscription",
