@@ -5,7 +5,7 @@
 #   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about a minute after the build
 #   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M
 #
-# Both also time the cold start of the ten functions' x86_64 release binaries (built here)
+# Both also time the cold start of the eleven functions' x86_64 release binaries (built here)
 # against a local Runtime API stub, 20 starts each.
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
@@ -80,7 +80,7 @@ fi
 [[ -x "$BIN" ]] || die "$BIN not built"
 
 # Before the services start, so the emulators' JVM and Python do not share the cores.
-log "cold start: the ten functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
+log "cold start: the eleven functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
 "$BIN" cold-start --bin-dir "$ROOT/target/$PROFILE_DIR" --zip-dir "$ROOT/target/lambda" --starts 20 |
   tee -a "$RESULTS"
 

@@ -10,6 +10,7 @@ pub mod bad_input;
 pub mod faults;
 pub mod model;
 pub mod push;
+pub mod sending;
 pub mod stack;
 pub mod template;
 pub mod twilio;

@@ -5,86 +5,41 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Duration;
-use futures::future::join_all;
-use retarget_shared::bootstrap::ScheduleFunction;
 use retarget_shared::domain::{Channel, EventKind, SubscriptionId};
-use retarget_shared::services::dispatch::DispatchDeps;
-use retarget_shared::services::sender::{SenderDeps, handle_batch};
-use retarget_sms_sender::TwilioProvider;
-use retarget_tests::{TestApp, TestBus, TestQueues, World, twilio};
-use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use retarget_tests::sending::SmsHarness;
+use retarget_tests::twilio;
+use serde_json::json;
 
-struct Harness {
-    world: World,
-    queues: TestQueues,
-    deps: DispatchDeps,
-    twilio: MockServer,
-    sender: SenderDeps<TwilioProvider>,
-    app: TestApp,
-    _bus: TestBus,
+struct Harness(SmsHarness);
+
+impl std::ops::Deref for Harness {
+    type Target = SmsHarness;
+    fn deref(&self) -> &SmsHarness {
+        &self.0
+    }
 }
 
 impl Harness {
     async fn new(max: u32) -> Self {
-        let world = World::new().await;
-        let queues = world.queues().await.clone();
-        let bus = TestBus::new().await;
-        let deps = DispatchDeps {
-            store: world.store.clone(),
-            push_queue: queues.push.clone(),
-            sms_queue: queues.sms.clone(),
-            bus: bus.bus.clone(),
-        };
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(twilio::messages_path(twilio::ACCOUNT)))
-            .respond_with(twilio::accepted())
-            .mount(&server)
-            .await;
-        let sender = world.sender(
-            Channel::Sms,
-            twilio::provider(&world.store, server.uri(), std::time::Duration::from_secs(5)),
-        );
-        let app = world.twilio_app("tok", "+15550000000").await;
-        let policy = json!({"frequency_cap": {"max": max, "per_hours": 24, "channels": ["push", "sms"]}});
-        let r = world.call(app.put("/v1/app/delivery-policy", &policy)).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        Self { world, queues, deps, twilio: server, sender, app, _bus: bus }
+        Self(
+            SmsHarness::new(
+                &json!({"frequency_cap": {"max": max, "per_hours": 24, "channels": ["push", "sms"]}}),
+            )
+            .await,
+        )
     }
 
     async fn people(&self, n: usize) -> Vec<SubscriptionId> {
         let mut subs = Vec::new();
         for i in 0..n {
-            let body = json!({"channel": "sms", "phone_number": format!("+1555010{i:04}"), "external_user_id": format!("p{i}")});
-            let r = self.world.call(self.app.post("/v1/subscriptions", &body)).await;
-            assert_eq!(r.status, 201, "{r:?}");
-            subs.push(r.body["subscription_id"].as_str().expect("id").parse().expect("an id"));
+            subs.push(self.subscribe(&format!("+1555010{i:04}"), Some(&format!("p{i}")), None).await);
         }
         subs
     }
 
     async fn message(&self, subs: &[SubscriptionId], transactional: bool) {
-        let body = json!({"channel": "sms", "contents": {"body": "hello"}, "include_subscription_ids": subs, "transactional": transactional});
-        let r = self.world.call(self.app.post("/v1/messages", &body)).await;
-        assert_eq!(r.status, 202, "{r:?}");
-    }
-
-    /// Every job on the SMS queue handed to the sender at once, each in its own invocation, as
-    /// concurrent Lambda instances would take them; then all of them once more (redelivery).
-    async fn send_all_concurrently(&self) {
-        let bodies = self.queues.bodies(&self.queues.sms).await;
-        for _ in 0..2 {
-            let runs = bodies.iter().map(|b| {
-                handle_batch(&self.sender, retarget_tests::sqs_event(std::slice::from_ref(b)), None)
-            });
-            for response in join_all(runs).await {
-                assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-            }
-        }
+        self.0.message(subs, "hello", transactional).await;
     }
 
     async fn sends_per_number(&self) -> HashMap<String, usize> {
@@ -94,10 +49,6 @@ impl Harness {
         }
         counts
     }
-}
-
-fn scheduled_event() -> EventBridgeEvent<Value> {
-    serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json")).expect("fixture")
 }
 
 #[tokio::test]
@@ -152,7 +103,7 @@ async fn transactional_sends_neither_obey_nor_count_and_a_retarget_counts_capped
     assert_eq!(r.status, 201, "{r:?}");
     let retarget = r.body["retarget_id"].as_str().expect("id").to_owned();
     let message_id = r.body["message_id"].as_str().expect("id").to_owned();
-    assert_eq!(h.deps.handle(scheduled_event(), None).await.expect("tick").dispatched, 1);
+    assert_eq!(h.tick().await.dispatched, 1);
     h.send_all_concurrently().await;
     assert!(h.sends_per_number().await.values().all(|n| *n == 4), "nobody got the retarget");
     let view = h.world.call(h.app.get(&format!("/v1/retargets/{retarget}"))).await.body;

@@ -6,32 +6,19 @@
 
 use std::collections::BTreeSet;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
-use retarget_shared::Clock;
-use retarget_shared::bootstrap::ScheduleFunction;
-use retarget_shared::domain::{Channel, EventKind, SendJob, SubscriptionId};
-use retarget_shared::services::dispatch::{DispatchDeps, TickReport};
-use retarget_shared::services::sender::{SenderDeps, handle_batch};
-use retarget_sms_sender::TwilioProvider;
-use retarget_tests::{TestApp, TestBus, TestQueues, World, twilio};
-use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use retarget_shared::domain::{Channel, EventKind, SubscriptionId};
+use retarget_tests::sending::SmsHarness;
+use retarget_tests::twilio;
+use serde_json::json;
 
-struct Harness {
-    world: World,
-    queues: TestQueues,
-    deps: DispatchDeps,
-    twilio: MockServer,
-    sender: SenderDeps<TwilioProvider>,
-    app: TestApp,
-    /// Keeps the bus's emulator resources alive.
-    _bus: TestBus,
-}
+struct Harness(SmsHarness);
 
-fn scheduled_event() -> EventBridgeEvent<Value> {
-    serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json")).expect("fixture")
+impl std::ops::Deref for Harness {
+    type Target = SmsHarness;
+    fn deref(&self) -> &SmsHarness {
+        &self.0
+    }
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -57,75 +44,27 @@ const PEOPLE: [(&str, Option<&str>, &str); 6] = [
 
 impl Harness {
     async fn new() -> Self {
-        let world = World::new().await;
-        let queues = world.queues().await.clone();
-        let bus = TestBus::new().await;
-        let deps = DispatchDeps {
-            store: world.store.clone(),
-            push_queue: queues.push.clone(),
-            sms_queue: queues.sms.clone(),
-            bus: bus.bus.clone(),
-        };
-        let twilio_server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(twilio::messages_path(twilio::ACCOUNT)))
-            .respond_with(twilio::accepted())
-            .mount(&twilio_server)
-            .await;
-        let sender = world.sender(
-            Channel::Sms,
-            twilio::provider(&world.store, twilio_server.uri(), std::time::Duration::from_secs(5)),
-        );
-        let app = world.twilio_app("tok", "+15550000000").await;
-        let policy = json!({
-            "quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
-            "default_timezone": "Asia/Tokyo",
-        });
-        let r = world.call(app.put("/v1/app/delivery-policy", &policy)).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        Self { world, queues, deps, twilio: twilio_server, sender, app, _bus: bus }
+        Self(
+            SmsHarness::new(&json!({
+                "quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
+                "default_timezone": "Asia/Tokyo",
+            }))
+            .await,
+        )
     }
 
     async fn people(&self) -> Vec<SubscriptionId> {
         let mut subs = Vec::new();
         for (i, (phone, zone, _)) in PEOPLE.iter().enumerate() {
-            let mut body =
-                json!({"channel": "sms", "phone_number": phone, "external_user_id": format!("p{i}")});
-            if let Some(zone) = zone {
-                body["timezone"] = (*zone).into();
-            }
-            let r = self.world.call(self.app.post("/v1/subscriptions", &body)).await;
-            assert_eq!(r.status, 201, "{r:?}");
-            subs.push(r.body["subscription_id"].as_str().expect("id").parse().expect("an id"));
+            subs.push(self.subscribe(phone, Some(&format!("p{i}")), *zone).await);
         }
         subs
-    }
-
-    async fn tick(&self) -> TickReport {
-        self.deps.handle(scheduled_event(), None).await.expect("tick")
-    }
-
-    /// What is on the SMS queue, through the sender `times` times (SQS redelivering it).
-    async fn send_queued(&self, times: usize) -> Vec<SendJob> {
-        let bodies = self.queues.bodies(&self.queues.sms).await;
-        let event = retarget_tests::sqs_event(&bodies);
-        for _ in 0..times {
-            let response = handle_batch(&self.sender, event.clone(), None).await;
-            assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-        }
-        bodies.iter().map(|b| serde_json::from_str(b).expect("a job")).collect()
     }
 
     async fn sent_to(&self) -> Vec<String> {
         let mut to = twilio::recipients(&self.twilio).await;
         to.sort();
         to
-    }
-
-    fn advance_to(&self, when: DateTime<Utc>) {
-        let now = self.world.clock.now();
-        assert!(when >= now, "the clock only moves forward");
-        self.world.clock.advance(when - now);
     }
 }
 

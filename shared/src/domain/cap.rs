@@ -22,10 +22,12 @@ pub enum Admission {
 
 /// Whether `message` may be sent to a person whose ledger is `ledger`, at `now`.
 pub fn admit(ledger: &Ledger, message: &str, now: i64, cap: &FrequencyCap) -> Admission {
-    if ledger.contains_key(message) {
+    let since = now - cap.window().num_seconds();
+    // Counted within the window: a retry or a redelivery of that send, or the same message to
+    // another of the person's numbers. Sent longer ago, it counts anew.
+    if ledger.get(message).is_some_and(|at| *at > since) {
         return Admission::Counted;
     }
-    let since = now - cap.window().num_seconds();
     let mut recent: Ledger =
         ledger.iter().filter(|(_, at)| **at > since).map(|(m, at)| (m.clone(), *at)).collect();
     if recent.len() >= cap.max as usize {
@@ -61,6 +63,19 @@ mod tests {
         assert_eq!(admit(&ledger, "c", 3599, &c), Admission::Capped);
         let Admission::Take(next) = admit(&ledger, "c", 3600, &c) else { panic!("room after the window") };
         assert_eq!(next.keys().collect::<Vec<_>>(), ["b", "c"], "sends outside the window are dropped");
+    }
+
+    #[test]
+    fn a_message_counted_before_the_window_counts_anew() {
+        // A message sent to one of a person's numbers, then — its quiet hours over a day later —
+        // to another: the window has moved on, so it takes a slot (or is capped) like any send.
+        let c = cap(1, 1);
+        let ledger = Ledger::from([("a".to_owned(), 0)]);
+        assert_eq!(admit(&ledger, "a", 3599, &c), Admission::Counted);
+        let Admission::Take(next) = admit(&ledger, "a", 3600, &c) else { panic!("a new slot") };
+        assert_eq!(next, Ledger::from([("a".to_owned(), 3600)]));
+        let full = Ledger::from([("a".to_owned(), 0), ("b".to_owned(), 3000)]);
+        assert_eq!(admit(&full, "a", 3600, &c), Admission::Capped, "the window is full with b");
     }
 
     proptest! {

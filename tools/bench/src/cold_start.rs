@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-/// The ten functions (directories under `functions/`, packages `retarget-<name>`).
-pub const FUNCTIONS: [&str; 10] = [
+/// The eleven functions, each run as its binary `retarget-<name>`: one package per directory
+/// under `functions/`, except the audience export, the audiences package's second binary.
+pub const FUNCTIONS: [&str; 11] = [
     "audiences",
+    "audience-export",
     "events",
     "messages",
     "push-sender",
@@ -229,7 +231,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let package = format!("retarget-{function}");
         let binary = opts.bin_dir.join(&package);
         if !binary.is_file() {
-            bail!("{} is missing: cargo build --release -p {package}", binary.display());
+            let built_by = if *function == "audience-export" { "retarget-audiences" } else { &package };
+            bail!("{} is missing: cargo build --release -p {built_by}", binary.display());
         }
         let env = environment(function, &runtime_api, &closed, &home);
         start_once(&binary, &env, &rx)?; // warm-up: page cache, not counted

@@ -479,6 +479,8 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ok("GET /v1/messages lists the push, the SMS retarget's message and the follow-up's, newest first");
     demo.none_refused()?;
 
+    delivery_policy(demo, &app_id).await?;
+
     demo.heading("Thirty days after the source, its data has expired");
     demo.advance(30 * 86_400).await?;
     let (status, _, body) =
@@ -489,6 +491,171 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ok(
         "audiences answer 410 source_expired and stats read 0 (DynamoDB Local never deletes; reads filter expires_at)",
     );
+    Ok(())
+}
+
+/// Seconds from `now` to the next `hour`:00 in `zone`'s local time (always ahead, at most a day).
+fn until_local(now: DateTime<Utc>, zone: chrono_tz::Tz, hour: u32) -> anyhow::Result<i64> {
+    use chrono::TimeZone as _;
+    let local = now.with_timezone(&zone);
+    for days in 0..=2 {
+        let date = local.date_naive() + chrono::Duration::days(days);
+        let at = date.and_hms_opt(hour, 0, 0).context("hour")?;
+        if let Some(at) = zone.from_local_datetime(&at).earliest()
+            && at.with_timezone(&Utc) > now
+        {
+            return Ok((at.with_timezone(&Utc) - now).num_seconds());
+        }
+    }
+    bail!("no {hour}:00 in {zone} within two days")
+}
+
+/// The delivery policy: quiet hours in each recipient's own time zone (a New York number waits
+/// for its morning, a Tokyo number does not), one frequency cap per person, STOP and START.
+async fn delivery_policy(demo: &mut Demo, app_id: &str) -> anyhow::Result<()> {
+    const NEW_YORK: &str = "+12125550107";
+    const TOKYO: &str = "+819012345678";
+    let new_york: chrono_tz::Tz = "America/New_York".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    demo.heading("A delivery policy: no SMS 21:00-08:00 in the recipient's own time, at most one message per person per 12 hours");
+    let policy = json!({"quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
+        "default_timezone": "America/New_York",
+        "frequency_cap": {"max": 1, "per_hours": 12, "channels": ["push", "sms"]}});
+    let request =
+        demo.http.put(format!("{}/v1/app/delivery-policy", demo.api_url)).bearer_auth(&demo.api_key);
+    let (status, _, body) = Demo::read(request.json(&policy).send().await?).await?;
+    ensure!(status == 200 && body == policy, "PUT /v1/app/delivery-policy answered {status}: {body}");
+    ok("PUT /v1/app/delivery-policy: 200, stored as given");
+
+    demo.heading("Two new shoppers sign up for texts: a New York number and a Tokyo one; their zones come from the numbers");
+    let mut subs = Vec::new();
+    for (user, number, zone) in
+        [("shopper-7", NEW_YORK, "America/New_York"), ("shopper-8", TOKYO, "Asia/Tokyo")]
+    {
+        let (status, _, body) = demo
+            .post(
+                "/v1/subscriptions",
+                json!({"channel": "sms", "phone_number": number, "external_user_id": user}),
+            )
+            .await?;
+        ensure!(status == 201, "sms subscription answered {status}: {body}");
+        let id = body["subscription_id"].as_str().context("no id")?.to_owned();
+        let (_, _, view) = demo.get(&format!("/v1/subscriptions/{id}")).await?;
+        ensure!(view["timezone"] == zone, "{number}: timezone {}", view["timezone"]);
+        ok(format!("{user} {number}: timezone {zone}"));
+        subs.push(id);
+    }
+    let texts_to = |d: &Demo, number: &str| {
+        d.standin.of(Provider::Twilio).into_iter().filter(|r| r.to.as_deref() == Some(number)).count()
+    };
+
+    let wait = until_local(demo.clock().await?, new_york, 19)?;
+    let now = demo.advance(wait).await?;
+    demo.heading(&format!(
+        "At 19:00 in New York ({} in Tokyo) a text goes to both; both are awake",
+        now.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M")
+    ));
+    let (status, _, body) = demo
+        .post(
+            "/v1/messages",
+            json!({"channel": "sms", "contents": {"body": "Flash sale tonight: 20% off sneakers"},
+            "include_external_user_ids": ["shopper-7", "shopper-8"]}),
+        )
+        .await?;
+    ensure!(status == 202 && body["recipients"] == 2, "message answered {status}: {body}");
+    let flash_sale = body["message_id"].as_str().context("no message id")?.to_owned();
+    demo.wait_for("a text to each", |d| texts_to(d, NEW_YORK) == 1 && texts_to(d, TOKYO) == 1).await?;
+    demo.message_when(&flash_sale, StdDuration::from_secs(30), |s| s["sent"] == 2).await?;
+    ok("both texted at once: sent 2");
+
+    let now = demo.advance(7 * 3600).await?;
+    demo.heading(&format!(
+        "Seven hours later, {} in New York ({} in Tokyo), a retarget to those who did not click",
+        now.with_timezone(&new_york).format("%H:%M"),
+        now.with_timezone(&chrono_tz::Asia::Tokyo).format("%H:%M")
+    ));
+    let (status, _, body) = demo
+        .post(
+            "/v1/retargets",
+            json!({"source_message_id": flash_sale, "action": "not_clicked", "channel": "sms",
+            "contents": {"body": "Last hours of the flash sale"}}),
+        )
+        .await?;
+    ensure!(status == 201, "retarget answered {status}: {body}");
+    let retarget_id = body["retarget_id"].as_str().context("no retarget id")?.to_owned();
+    let started = Instant::now();
+    let view = loop {
+        let (_, _, view) = demo.get(&format!("/v1/retargets/{retarget_id}")).await?;
+        if view["status"] == "dispatched" && view["deferred"] == 1 && view["capped"] == 1 {
+            break view;
+        }
+        ensure!(started.elapsed() < StdDuration::from_secs(60), "retarget still {view}");
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+    };
+    ok(format!(
+        "audience_size {}, enqueued {}: deferred {} (New York is asleep), capped {} (Tokyo had its one text of 12 hours)",
+        view["audience_size"], view["enqueued"], view["deferred"], view["capped"]
+    ));
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    ensure!(
+        texts_to(demo, NEW_YORK) == 1 && texts_to(demo, TOKYO) == 1,
+        "a text went out at night or over the cap"
+    );
+    ok("no text sent: neither at night nor over the cap");
+
+    let wait = until_local(demo.clock().await?, new_york, 8)?;
+    demo.advance(wait - 60).await?;
+    demo.heading("At 07:59 in New York it still waits; at 08:00 it goes");
+    tokio::time::sleep(StdDuration::from_secs(3)).await; // a few scheduler ticks
+    ensure!(texts_to(demo, NEW_YORK) == 1, "the deferred text went out before 08:00");
+    ok("07:59: nothing yet, after three scheduler ticks");
+    let now = demo.advance(60).await?;
+    demo.wait_for("the deferred text", |d| texts_to(d, NEW_YORK) == 2).await?;
+    ok(format!(
+        "{}: the New York shopper gets it ({} UTC); Tokyo never does (capped, nothing recorded)",
+        now.with_timezone(&new_york).format("%H:%M local"),
+        now.format("%H:%M")
+    ));
+    ensure!(texts_to(demo, TOKYO) == 1, "the capped recipient was texted");
+    demo.none_refused()?;
+
+    demo.heading("The New York shopper replies STOP, later START (Twilio's inbound webhook, signed)");
+    let public = std::env::var("PUBLIC_BASE_URL").unwrap_or_else(|_| demo.api_url.clone());
+    for (reply, status, reason) in [("STOP", "unsubscribed", Some("stop")), ("start", "active", None)] {
+        let path = format!("/v1/webhooks/twilio/{app_id}/inbound");
+        let params: Vec<(String, String)> = [
+            ("MessageSid", "SMinbound1"),
+            ("AccountSid", credentials::TWILIO_ACCOUNT_SID),
+            ("From", NEW_YORK),
+            ("To", credentials::TWILIO_FROM),
+            ("Body", reply),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let signature = twilio_signature(credentials::TWILIO_AUTH_TOKEN, &format!("{public}{path}"), &params);
+        let form: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+        let response = demo
+            .http
+            .post(format!("{}{path}", demo.api_url))
+            .header("X-Twilio-Signature", signature)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await?;
+        let code = response.status().as_u16();
+        let twiml = response.text().await?;
+        ensure!(code == 200 && twiml == "<Response></Response>", "inbound {reply} answered {code}: {twiml}");
+        let (_, _, view) = demo.get(&format!("/v1/subscriptions/{}", subs[0])).await?;
+        ensure!(
+            view["status"] == status && view["unsubscribed_reason"].as_str() == reason,
+            "after {reply}: {view}"
+        );
+        ok(format!(
+            "{reply:?}: empty TwiML; the subscription is {status}{}",
+            reason.map(|r| format!(", unsubscribed_reason {r}")).unwrap_or_default()
+        ));
+    }
     Ok(())
 }
 
