@@ -7,6 +7,7 @@
 //! message saying so.
 
 pub mod bad_input;
+pub mod crash;
 pub mod faults;
 pub mod model;
 pub mod push;

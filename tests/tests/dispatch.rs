@@ -15,6 +15,7 @@ use retarget_shared::domain::{
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::services::sender::handle_batch;
 use retarget_shared::{Clock, keys};
+use retarget_tests::crash::FailAfter;
 use retarget_tests::{ApiResponse, TestApp, TestBus, TestQueues, World, twilio};
 use serde_json::{Value, json};
 
@@ -227,11 +228,7 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
 
     // The first run's queue accepts one SendMessageBatch, then the "crash": every later
     // call fails, as if the process had died after its first checkpoint.
-    let dying_sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(retarget_tests::sdk().await)
-            .interceptor(FailAfter::new(1))
-            .build(),
-    );
+    let dying_sqs = FailAfter::new(1).sqs(retarget_tests::sdk().await);
     let crashing = DispatchDeps {
         store: h.world.store.clone(),
         push_queue: Arc::new(Queue::new(dying_sqs, h.queues.push.url())),
@@ -256,38 +253,6 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
     let view = h.get_retarget(&t, &id).await;
     assert_eq!((view["audience_size"].as_u64(), view["enqueued"].as_u64()), (Some(6200), Some(6200)));
     let _ = RetargetStatus::Dispatched;
-}
-
-/// An SDK interceptor that lets `n` requests through and fails every later one before it is
-/// sent: a process that dies part-way, seen from the outside.
-#[derive(Debug)]
-struct FailAfter {
-    remaining: std::sync::atomic::AtomicI64,
-}
-
-impl FailAfter {
-    fn new(n: i64) -> Self {
-        Self { remaining: std::sync::atomic::AtomicI64::new(n) }
-    }
-}
-
-impl aws_sdk_sqs::config::Intercept for FailAfter {
-    fn name(&self) -> &'static str {
-        "FailAfter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_sdk_sqs::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_sqs::config::ConfigBag,
-    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
-        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) > 0 {
-            Ok(())
-        } else {
-            Err("injected crash: the process is gone".into())
-        }
-    }
 }
 
 #[tokio::test]

@@ -5,11 +5,16 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
 use retarget_shared::domain::{Channel, EventKind, SubscriptionId};
+use retarget_shared::keys;
+use retarget_shared::services::sender::handle_batch;
 use retarget_tests::sending::SmsHarness;
 use retarget_tests::twilio;
 use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, ResponseTemplate};
 
 struct Harness(SmsHarness);
 
@@ -111,4 +116,50 @@ async fn transactional_sends_neither_obey_nor_count_and_a_retarget_counts_capped
     let message = h.world.call(h.app.get(&format!("/v1/messages/{message_id}"))).await.body;
     assert_eq!(message["stats"]["sent"], 0, "nothing recorded for capped recipients: {message}");
     assert_eq!(message["stats"]["failed"], 0, "{message}");
+}
+
+/// Twilio fails (503) the send right after its cap slot was taken — what a crash between the
+/// slot and the send leaves too: the redelivered job finds the message already counted for the
+/// person and sends it in that slot, while another message, meanwhile, is capped. Nobody loses
+/// a send to a slot their own failed attempt took, and nobody gets more than `max`.
+#[tokio::test]
+async fn a_send_failing_after_its_cap_slot_is_retried_into_that_slot() {
+    let h = Harness::new(1).await;
+    let subs = h.people(1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.twilio)
+        .await;
+    let first = h.0.message(&subs, "first", false).await;
+    let job = h.queues.bodies(&h.queues.sms).await;
+    let event = retarget_tests::sqs_event(&job);
+    let response = handle_batch(&h.sender, event.clone(), None).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "the job fails: SQS will redeliver it");
+
+    // Meanwhile a second message for the same person: the slot is the first one's.
+    h.0.message(&subs, "second", false).await;
+    h.send_all_concurrently().await;
+    // The first job redelivered: sent, in its own slot.
+    let response = handle_batch(&h.sender, event, None).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+
+    let bodies: Vec<String> = h.texts().await.into_iter().map(|(_, body)| body).collect();
+    assert_eq!(bodies, ["first", "first"], "the failed attempt, then its retry; the second message capped");
+    let item = h
+        .world
+        .dynamodb
+        .get_item()
+        .table_name(&h.world.table)
+        .key(keys::PK, AttributeValue::S(keys::cap(h.app.app.app_id, "u:p0")))
+        .key(keys::SK, AttributeValue::S(keys::SK_CAP.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("the ledger")
+        .item
+        .expect("a ledger");
+    let counted: Vec<&String> = item["sends"].as_m().expect("sends").keys().collect();
+    assert_eq!(counted, [&first], "one slot, the first message's");
 }

@@ -5,10 +5,16 @@
 //! redelivers; a retarget counts its deferred recipients once; transactional messages never wait.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+use retarget_shared::adapters::queue::Queue;
+use retarget_shared::bootstrap::ScheduleFunction;
 use retarget_shared::domain::{Channel, EventKind, SubscriptionId};
-use retarget_tests::sending::SmsHarness;
+use retarget_shared::services::dispatch::DispatchDeps;
+use retarget_shared::{Clock, Store, keys};
+use retarget_tests::crash::FailAfter;
+use retarget_tests::sending::{SmsHarness, scheduled_event};
 use retarget_tests::twilio;
 use serde_json::json;
 
@@ -164,5 +170,62 @@ async fn a_retarget_counts_its_deferred_recipients_once_and_transactional_sends_
     assert_eq!(r.status, 202, "{r:?}");
     h.send_queued(1).await;
     assert_eq!(h.sent_to().await.len(), before + PEOPLE.len(), "nobody waited");
+    assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+}
+
+/// The scheduler dies while releasing a deferral, once before its recipients are back on the
+/// queue (SQS gone) and once after, before it forgets the deferral (its DeleteItem never
+/// made): each time the lease runs out and a later tick releases it again, never before; the
+/// recipients are texted once, and nothing is left waiting.
+#[tokio::test]
+async fn a_release_that_dies_on_either_side_of_its_enqueue_is_redone_and_texts_once() {
+    let h = Harness::new().await;
+    let subs = h.people().await;
+    h.message(&subs, "Your cart misses you", false).await;
+    h.send_queued(1).await;
+    assert_eq!(h.sent_to().await, due_by("2026-11-28T14:00:00Z"));
+    let sdk = retarget_tests::sdk().await;
+    let with = |store: Store, sms_queue: Arc<Queue>| DispatchDeps {
+        store,
+        push_queue: h.deps.push_queue.clone(),
+        sms_queue,
+        bus: h.deps.bus.clone(),
+    };
+    let clock: Arc<dyn Clock> = h.world.clock.clone();
+
+    // Los Angeles' 08:00: the release dies before it enqueues.
+    h.advance_to(at("2026-11-28T16:00:00Z"));
+    let dead_queue = Arc::new(Queue::new(FailAfter::new(0).sqs(sdk), h.queues.sms.url()));
+    let report = with(h.world.store.clone(), dead_queue).handle(scheduled_event(), None).await.expect("tick");
+    assert_eq!(report.deferrals_released, 0, "{report:?}");
+    assert!(h.queues.bodies(&h.queues.sms).await.is_empty());
+    // Its lease holds: nobody releases it meanwhile.
+    h.advance_to(at("2026-11-28T16:00:00Z") + Duration::seconds(keys::DUE_LEASE_SECONDS - 1));
+    assert_eq!(h.tick().await.deferrals_released, 0);
+
+    // Lease over: released again, and this time the process dies after the enqueue, before
+    // the deferral is forgotten.
+    h.advance_to(at("2026-11-28T16:00:00Z") + Duration::seconds(keys::DUE_LEASE_SECONDS));
+    let no_delete = Store::new(FailAfter::only("DeleteItem", 0).dynamodb(sdk), h.world.table.clone(), clock);
+    let report =
+        with(no_delete, h.deps.sms_queue.clone()).handle(scheduled_event(), None).await.expect("tick");
+    assert_eq!(report.deferrals_released, 0, "{report:?}");
+    h.send_queued(2).await;
+    let la = due_by("2026-11-28T16:00:00Z");
+    assert_eq!(h.sent_to().await, la, "released recipients texted at the second attempt");
+
+    // Once more after that lease: the same recipients are queued again, and nobody is texted twice.
+    h.advance_to(at("2026-11-28T16:00:00Z") + Duration::seconds(2 * keys::DUE_LEASE_SECONDS));
+    assert_eq!(h.tick().await.deferrals_released, 1);
+    let jobs = h.send_queued(1).await;
+    assert!(!jobs.is_empty() && jobs.iter().all(|j| j.released), "{jobs:?}");
+    assert_eq!(h.sent_to().await, la, "each once");
+    assert_eq!(h.tick().await.deferrals_released, 0, "forgotten");
+
+    // Tokyo's group was never touched and goes at its own hour.
+    h.advance_to(at("2026-11-28T23:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 1);
+    h.send_queued(1).await;
+    assert_eq!(h.sent_to().await, due_by("2026-11-28T23:00:00Z"));
     assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
 }
