@@ -104,13 +104,14 @@ impl Demo {
         Ok(response.status().as_u16())
     }
 
-    /// A Twilio status callback to the URL the sender gave Twilio, signed as Twilio signs.
+    /// A Twilio request (a status callback, an inbound message) to `callback_url`, the public
+    /// URL Twilio calls, signed as Twilio signs. Its status and body.
     async fn twilio_callback(
         &self,
         callback_url: &str,
         auth_token: &str,
         params: &[(&str, &str)],
-    ) -> anyhow::Result<u16> {
+    ) -> anyhow::Result<(u16, String)> {
         let params: Vec<(String, String)> =
             params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let signature = twilio_signature(auth_token, callback_url, &params);
@@ -126,7 +127,8 @@ impl Demo {
             .body(body)
             .send()
             .await?;
-        Ok(response.status().as_u16())
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
     }
 
     /// Every request the stand-ins got so far was one they accept (right credentials, well formed).
@@ -401,7 +403,7 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
             &["sent", "undelivered", "sent"]
         };
         for status in statuses {
-            let code = demo
+            let (code, _) = demo
                 .twilio_callback(
                     &callback,
                     twilio_token,
@@ -622,29 +624,15 @@ async fn delivery_policy(demo: &mut Demo, app_id: &str) -> anyhow::Result<()> {
     demo.heading("The New York shopper replies STOP, later START (Twilio's inbound webhook, signed)");
     let public = std::env::var("PUBLIC_BASE_URL").unwrap_or_else(|_| demo.api_url.clone());
     for (reply, status, reason) in [("STOP", "unsubscribed", Some("stop")), ("start", "active", None)] {
-        let path = format!("/v1/webhooks/twilio/{app_id}/inbound");
-        let params: Vec<(String, String)> = [
+        let url = format!("{public}/v1/webhooks/twilio/{app_id}/inbound");
+        let params = [
             ("MessageSid", "SMinbound1"),
             ("AccountSid", credentials::TWILIO_ACCOUNT_SID),
             ("From", NEW_YORK),
             ("To", credentials::TWILIO_FROM),
             ("Body", reply),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        let signature = twilio_signature(credentials::TWILIO_AUTH_TOKEN, &format!("{public}{path}"), &params);
-        let form: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
-        let response = demo
-            .http
-            .post(format!("{}{path}", demo.api_url))
-            .header("X-Twilio-Signature", signature)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await?;
-        let code = response.status().as_u16();
-        let twiml = response.text().await?;
+        ];
+        let (code, twiml) = demo.twilio_callback(&url, credentials::TWILIO_AUTH_TOKEN, &params).await?;
         ensure!(code == 200 && twiml == "<Response></Response>", "inbound {reply} answered {code}: {twiml}");
         let (_, _, view) = demo.get(&format!("/v1/subscriptions/{}", subs[0])).await?;
         ensure!(
