@@ -229,3 +229,24 @@ async fn a_release_that_dies_on_either_side_of_its_enqueue_is_redone_and_texts_o
     assert_eq!(h.sent_to().await, due_by("2026-11-28T23:00:00Z"));
     assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
 }
+
+/// A recipient whose quiet hours end after the message's 30 days are over is still texted at
+/// their morning: waiting never drops a send. (The message's data has expired by then, so its
+/// `sent` is not shown, as for anything past `expires_at`.)
+#[tokio::test]
+async fn a_recipient_released_after_the_message_expired_is_still_texted() {
+    let h = Harness::new().await;
+    // No zone from the number: the default, Tokyo.
+    let sub = h.subscribe("+15555550199", None, None).await;
+    h.message(&[sub], "Last day of the sale", false).await;
+    // The job comes up an hour before the message expires (2026-12-28T14:00Z): 22:00 in Tokyo.
+    h.advance_to(at("2026-12-28T13:00:00Z"));
+    h.send_queued(1).await;
+    assert!(h.sent_to().await.is_empty(), "quiet hours");
+    // 08:00 in Tokyo, nine hours after the message expired.
+    h.advance_to(at("2026-12-28T23:00:00Z"));
+    assert_eq!(h.tick().await.deferrals_released, 1);
+    h.send_queued(1).await;
+    assert_eq!(h.sent_to().await, ["+15555550199"]);
+    assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+}

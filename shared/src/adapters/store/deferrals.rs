@@ -33,7 +33,9 @@ struct DeferralItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retarget_id: Option<RetargetId>,
     data_expires_at: DateTime<Utc>,
-    /// The TTL: the message's data expiry.
+    /// The TTL: the message's data expiry, or a day after the release when that comes later —
+    /// DynamoDB may delete an item any time after its TTL, and a deferral must outlive its
+    /// release (the message item outlives its data by 90 days, so it can still be sent).
     expires_at: i64,
 }
 
@@ -53,7 +55,7 @@ impl DeferralItem {
             subscription_ids: ids.join(","),
             retarget_id: d.retarget_id,
             data_expires_at: d.expires_at,
-            expires_at: d.expires_at.timestamp(),
+            expires_at: d.expires_at.max(d.release + chrono::Duration::days(1)).timestamp(),
         }
     }
 
@@ -216,5 +218,40 @@ impl Store {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferral_outlives_its_release_even_past_the_message_data() {
+        let expires = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let group = |release: DateTime<Utc>| {
+            Deferral::group(
+                AppId::new(),
+                MessageId::new(),
+                Channel::Sms,
+                None,
+                expires,
+                vec![(SubscriptionId::new(), release)],
+            )
+            .remove(0)
+        };
+        // Released 9 hours after the message's data expired: its TTL is a day after the release.
+        let late = group(expires + chrono::Duration::hours(9));
+        assert_eq!(
+            DeferralItem::new(&late).expires_at,
+            (late.release + chrono::Duration::days(1)).timestamp()
+        );
+        // Released well before: the data's expiry, as every item of the message.
+        let early = group(expires - chrono::Duration::days(3));
+        assert_eq!(DeferralItem::new(&early).expires_at, expires.timestamp());
+        assert_eq!(
+            DeferralItem::new(&late).deferral().unwrap().expires_at,
+            expires,
+            "the data expiry is kept"
+        );
     }
 }
