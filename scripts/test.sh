@@ -13,17 +13,50 @@ cd "$ROOT"
 
 export SERVICES_DIR=.local/test-services
 
+# Every cargo test's output also goes to $TALLY; the script ends with the total of its
+# "test result:" lines (how many tests ran, passed, failed), so a run that executed no test shows.
+mkdir -p .local
+TALLY=.local/test-tally.log
+: >"$TALLY"
+# tallied CMD...: run_fg CMD, its output shown and kept in $TALLY.
+tallied() {
+  run_fg bash -o pipefail -c '"$@" 2>&1 | tee -a "$0"' "$TALLY" "$@"
+}
+# tally: print the total of $TALLY's "test result:" lines; false if there is none.
+tally() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^(passed|failed|ignored)/) t[$(i+1)] += $i }; n++ }
+       END { printf "test: %d test targets ran: %d passed, %d failed, %d ignored\n", n, t["passed;"], t["failed;"], t["ignored;"] }' "$TALLY" >&2
+  grep -q '^test result:' "$TALLY" && return 0
+  log "error: no test ran"
+  return 1
+}
+# finish: the EXIT trap of the integration tier: the tally (no test ran is a failure), then the
+# services stopped, keeping the exit status.
+# shellcheck disable=SC2317 # only called from the EXIT trap
+finish() {
+  local rc=$?
+  tally || ((rc != 0)) || rc=1
+  bash scripts/services.sh stop || true
+  exit "$rc"
+}
+
 if (($# == 0)); then
   log "fast tier: cargo test --workspace --all-targets --exclude retarget-tests (no AWS stand-ins)"
   started=$SECONDS
-  run_fg env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_ENDPOINT_URL_SQS \
+  tallied env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u AWS_ENDPOINT_URL_SQS \
     -u AWS_ENDPOINT_URL_EVENTBRIDGE cargo test --workspace --all-targets --exclude retarget-tests
-  ((FG_STATUS == 0)) || exit "$FG_STATUS"
+  if ((FG_STATUS != 0)); then
+    tally || true
+    exit "$FG_STATUS"
+  fi
   log "fast tier passed in $((SECONDS - started)) s"
-  [[ ${TEST_TIER:-all} == fast ]] && exit 0
+  if [[ ${TEST_TIER:-all} == fast ]]; then
+    tally
+    exit
+  fi
 fi
 
-trap stop_services_on_exit EXIT
+trap finish EXIT
 
 bash scripts/services.sh install
 
@@ -46,7 +79,7 @@ if (($# == 0)); then
     # shellcheck source=/dev/null
     . "$SERVICES_DIR/services.env"
     started=$SECONDS
-    run_fg cargo test -p retarget-tests "$target"
+    tallied cargo test -p retarget-tests "$target"
     log "$target: exit $FG_STATUS in $((SECONDS - started)) s"
     ((FG_SIGNALLED == 0)) || exit "$FG_STATUS"
     ((FG_STATUS == 0)) || status=$FG_STATUS
@@ -59,5 +92,5 @@ bash scripts/services.sh start
 . "$SERVICES_DIR/services.env"
 
 log "cargo test --workspace --all-targets $*"
-run_fg cargo test --workspace --all-targets "$@"
+tallied cargo test --workspace --all-targets "$@"
 exit "$FG_STATUS"
