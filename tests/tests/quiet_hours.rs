@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::adapters::queue::Queue;
 use retarget_shared::bootstrap::ScheduleFunction;
-use retarget_shared::domain::{Channel, EventKind, SubscriptionId};
+use retarget_shared::domain::{Channel, Deferral, EventKind, SubscriptionId};
 use retarget_shared::services::dispatch::DispatchDeps;
 use retarget_shared::{Clock, Store, keys};
 use retarget_tests::crash::FailAfter;
@@ -249,4 +250,51 @@ async fn a_recipient_released_after_the_message_expired_is_still_texted() {
     h.send_queued(1).await;
     assert_eq!(h.sent_to().await, ["+15555550199"]);
     assert!(h.world.store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+}
+
+/// A million recipients over ten zones are about two thousand send jobs, so about two thousand
+/// deferrals end at each zone's 08:00 (more where zones share an offset). EventBridge calls the
+/// scheduler once a minute: one tick must release every deferral due, not one page of them and
+/// the rest minutes late.
+#[tokio::test]
+async fn one_tick_releases_every_deferral_due_however_many() {
+    const DEFERRALS: usize = 601;
+    let h = Harness::new().await;
+    let sub = h.subscribe("+15555550199", None, None).await;
+    let message_id = h.message(&[sub], "Good morning", false).await.parse().expect("an id");
+    // Tokyo's 08:00; each deferral a job's worth of one recipient (distinct ids: distinct deferrals).
+    let release = at("2026-11-28T23:00:00Z");
+    let store = &h.world.store;
+    let deferrals: Vec<_> = (0..DEFERRALS)
+        .flat_map(|_| {
+            Deferral::group(
+                h.app.app.app_id,
+                message_id,
+                Channel::Sms,
+                None,
+                release + Duration::days(30),
+                [(SubscriptionId::new(), release)],
+            )
+        })
+        .collect();
+    let stored: Vec<bool> = stream::iter(&deferrals)
+        .map(|d| store.defer(d, false))
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .expect("deferrals stored");
+    assert!(stored.iter().all(|s| *s));
+
+    h.advance_to(release);
+    let report = h.tick().await;
+    assert_eq!(report.deferrals_released, DEFERRALS, "{report:?}");
+    assert!(store.pending_deferrals(h.app.app.app_id).await.expect("deferrals").is_empty());
+    // The message's own job is on the queue too.
+    let jobs = h.queues.bodies(&h.queues.sms).await;
+    let released = jobs
+        .iter()
+        .filter(|b| serde_json::from_str::<retarget_shared::domain::SendJob>(b).expect("a job").released)
+        .count();
+    assert_eq!(released, DEFERRALS);
+    assert_eq!(h.tick().await.deferrals_released, 0, "nothing left for the next tick");
 }

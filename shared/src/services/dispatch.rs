@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
 use serde::Serialize;
 
 use crate::Store;
@@ -31,6 +33,10 @@ use crate::services::audience::{AudienceSpec, AudienceStream};
 const FLUSH_RECIPIENTS: usize = 10 * RECIPIENTS_PER_JOB;
 /// Due retargets looked at per tick.
 const DUE_PER_TICK: usize = 50;
+/// Due deferrals read per page of the due index; a tick reads pages until none is left.
+const DEFERRALS_PER_PAGE: usize = 500;
+/// Deferrals released at once (each a claim, an enqueue and a delete, one after the other).
+const RELEASES_IN_FLIGHT: usize = 16;
 /// Stop dispatching this long before the invocation's deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 
@@ -115,20 +121,7 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
             }
         }
     }
-    for (app_id, deferral_id) in deps.store.due_deferrals(now, DUE_PER_TICK * 10).await? {
-        if near(deadline) {
-            break;
-        }
-        let Some(deferral) = deps.store.claim_deferral(app_id, &deferral_id, now).await? else { continue };
-        match release(deps, &deferral).await {
-            Ok(()) => report.deferrals_released += 1,
-            Err(e) => {
-                // Its lease runs out and a later tick releases it again (senders deduplicate).
-                tracing::error!(%deferral_id, error = %e, "deferred send not released");
-                report.errors += 1;
-            }
-        }
-    }
+    release_due(deps, now, deadline, &mut report).await?;
     if report.claimed > 0 || report.messages_sent > 0 || report.deferrals_released > 0 {
         tracing::info!(?report, "scheduler tick");
     }
@@ -143,6 +136,63 @@ async fn send_scheduled(deps: &DispatchDeps, message: &Message) -> Result<(), Di
     deps.store.finish_scheduled_message(message.app_id, message.message_id).await?;
     tracing::info!(message_id = %message.message_id, recipients = recipients.len(), "scheduled message queued");
     Ok(())
+}
+
+/// Releases every deferral due at `now`, page after page of the due index, several at once:
+/// a zone's morning can hold thousands (a million recipients over ten zones: about two
+/// thousand per zone), and all of them are due now, not at the next ticks. A page in which
+/// nothing could be claimed ends it (what is listed but held elsewhere, or not yet gone from
+/// the eventually consistent index, is not read again and again).
+async fn release_due(
+    deps: &DispatchDeps,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+    report: &mut TickReport,
+) -> Result<(), StoreError> {
+    enum Released {
+        Done,
+        NotClaimed,
+        Failed,
+    }
+    loop {
+        if near(deadline) {
+            return Ok(());
+        }
+        let due = deps.store.due_deferrals(now, DEFERRALS_PER_PAGE).await?;
+        let full = due.len() == DEFERRALS_PER_PAGE;
+        let results: Vec<Result<Released, StoreError>> = stream::iter(due)
+            .map(|(app_id, deferral_id)| async move {
+                if near(deadline) {
+                    return Ok(Released::NotClaimed);
+                }
+                let Some(deferral) = deps.store.claim_deferral(app_id, &deferral_id, now).await? else {
+                    return Ok(Released::NotClaimed);
+                };
+                Ok(match release(deps, &deferral).await {
+                    Ok(()) => Released::Done,
+                    Err(e) => {
+                        // Its lease runs out and a later tick releases it again (senders deduplicate).
+                        tracing::error!(%deferral_id, error = %e, "deferred send not released");
+                        Released::Failed
+                    }
+                })
+            })
+            .buffer_unordered(RELEASES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut claimed = 0;
+        for result in results {
+            match result? {
+                Released::Done => report.deferrals_released += 1,
+                Released::Failed => report.errors += 1,
+                Released::NotClaimed => continue,
+            }
+            claimed += 1;
+        }
+        if !full || claimed == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Puts a deferral's recipients back on their channel's queue, marked released (counted
