@@ -50,7 +50,9 @@ until [[ -s "$STACK_ENV" ]] &&
 done
 
 log "running the README's walkthrough"
-timeout 300 bash -e -o pipefail -c "$walkthrough" || die "the walkthrough failed (exit $?)"
+# Through a pipe: a command of the walkthrough that opens /dev/stderr itself (`tee /dev/stderr`)
+# would truncate a log file this script's stderr is redirected to (CI's whole log, up to here).
+timeout 300 bash -e -o pipefail -c "$walkthrough" 2>&1 | cat || die "the walkthrough failed (exit $?)"
 
 # The scheduled retarget: the clock was moved past its send_at; the next ticks send it.
 # shellcheck source=/dev/null
