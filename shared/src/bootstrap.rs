@@ -173,6 +173,7 @@ pub const fn queue_url_var(channel: Channel) -> &'static str {
     match channel {
         Channel::Push => "PUSH_QUEUE_URL",
         Channel::Sms => "SMS_QUEUE_URL",
+        Channel::Email => "EMAIL_QUEUE_URL",
     }
 }
 
@@ -182,6 +183,7 @@ pub const fn dead_letter_queue_url_var(channel: Channel) -> &'static str {
     match channel {
         Channel::Push => "PUSH_DEAD_LETTER_QUEUE_URL",
         Channel::Sms => "SMS_DEAD_LETTER_QUEUE_URL",
+        Channel::Email => "EMAIL_DEAD_LETTER_QUEUE_URL",
     }
 }
 

@@ -26,8 +26,7 @@ use retarget_shared::adapters::store::Interaction;
 use retarget_shared::bootstrap::{FromEnv, Infra, dead_letter_queue_url_var, queue_url_var};
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    Address, Channel, EventKind, ExternalUserId, Message, PhoneNumber, Platform, Subscription,
-    SubscriptionId, SubscriptionStatus,
+    Address, Channel, EventKind, ExternalUserId, Message, PhoneNumber, Platform, Subscription, SubscriptionId,
 };
 use retarget_shared::edge::routes::Function;
 use retarget_shared::services::sender::SenderDeps;
@@ -444,6 +443,7 @@ pub fn placeholder_credentials() -> retarget_shared::domain::Credentials {
     let mut twilio = twilio_config("placeholder-auth-token", "+15550009999");
     twilio.account.account_sid = "AC-placeholder".into();
     retarget_shared::domain::Credentials {
+        ses: None,
         twilio: Some(twilio),
         fcm: Some(FcmConfig {
             account: FcmAccount {
@@ -572,6 +572,9 @@ impl World {
         let address = match channel {
             Channel::Push => Address::Push { platform: Platform::Android, token: address.into() },
             Channel::Sms => Address::Sms { phone_number: PhoneNumber::parse(address).expect("E.164") },
+            Channel::Email => Address::Email {
+                email: retarget_shared::domain::EmailAddress::parse(address).expect("an addr-spec"),
+            },
         };
         let user = external_user_id.map(|u| ExternalUserId::parse(u).expect("external user id"));
         self.store
@@ -583,13 +586,14 @@ impl World {
     }
 
     /// `n` stored subscriptions of `app` without external user ids, one at a time: push tokens
-    /// `tok-{i}`, phone numbers `+1555000{i:04}`.
+    /// `tok-{i}`, phone numbers `+1555000{i:04}`, emails `user-{i}@example.com`.
     pub async fn subscriptions(&self, app: &TestApp, channel: Channel, n: usize) -> Vec<SubscriptionId> {
         let mut subs = Vec::with_capacity(n);
         for i in 0..n {
             let address = match channel {
                 Channel::Push => format!("tok-{i}"),
                 Channel::Sms => format!("+1555000{i:04}"),
+                Channel::Email => format!("user-{i}@example.com"),
             };
             subs.push(self.subscription(app, channel, &address, None).await);
         }
@@ -607,24 +611,9 @@ impl World {
         let now = self.clock.now();
         let subs: Vec<Subscription> = (0..n)
             .map(|i| {
-                let (channel, platform, token, phone_number) = match address(i) {
-                    Address::Push { platform, token } => (Channel::Push, Some(platform), Some(token), None),
-                    Address::Sms { phone_number } => (Channel::Sms, None, None, Some(phone_number)),
-                };
-                Subscription {
-                    subscription_id: SubscriptionId::at(now),
-                    app_id: app.app.app_id,
-                    channel,
-                    platform,
-                    token,
-                    phone_number,
-                    external_user_id: None,
-                    status: SubscriptionStatus::Active,
-                    unsubscribed_reason: None,
-                    timezone: None,
-                    created_at: now,
-                    updated_at: now,
-                }
+                let mut sub = Subscription::new(app.app.app_id, address(i), None, now);
+                sub.subscription_id = SubscriptionId::at(now);
+                sub
             })
             .collect();
         self.store.bulk_load_subscriptions(&subs).await.expect("bulk load subscriptions");
@@ -687,7 +676,8 @@ impl World {
     /// A stored message of `app`, created now (by the test clock), retargetable as the plan says.
     pub async fn message(&self, app: &TestApp, channel: Channel) -> Message {
         let now = self.clock.now();
-        let contents = retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None };
+        let contents =
+            retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None, html: None };
         let mut message = Message::new(app.app.app_id, channel, contents, now);
         message.retargetable = app.app.retargetable_at(now);
         self.store.create_message(&message).await.expect("create message");

@@ -4,21 +4,25 @@ use std::collections::BTreeSet;
 
 use retarget_shared::domain::Channel;
 
-/// Every event kind of the contract, push and SMS.
-pub const KINDS: [&str; 6] = ["sent", "delivered", "clicked", "undelivered", "failed", "converted"];
+/// Every event kind of the contract: push and SMS, then email's own.
+pub const KINDS: [&str; 9] =
+    ["sent", "delivered", "clicked", "undelivered", "failed", "converted", "opened", "bounced", "complained"];
 
-/// The number of predicates [`predicate`] knows.
-pub const PREDICATES: usize = 11;
+/// The number of predicates [`predicate`] knows; the last one applies to every channel.
+pub const PREDICATES: usize = 13;
 
 /// The model's rule for one predicate: which recorded kinds put a source subscription in.
 pub type Rule = Box<dyn Fn(&BTreeSet<&str>) -> bool>;
 
 /// Whether `kind` is an event of `channel`.
 pub fn valid_for(channel: Channel, kind: &str) -> bool {
+    let email_only = ["opened", "bounced", "complained"].contains(&kind);
     match channel {
-        Channel::Push => kind != "undelivered",
+        Channel::Push => kind != "undelivered" && !email_only,
         // An SMS click is a tracked link opened.
-        Channel::Sms => true,
+        Channel::Sms => !email_only,
+        // SES reports bounces, not "undelivered".
+        Channel::Email => kind != "undelivered",
     }
 }
 
@@ -33,6 +37,13 @@ pub fn predicate(i: usize, channel: Channel) -> (String, Option<Rule>) {
             Some(Box::new(move |s: &BTreeSet<&str>| has("delivered")(s) || has("clicked")(s))),
         ),
         (1, Channel::Sms) => ("action=delivered", Some(Box::new(has("delivered")))),
+        // Email: an open or a click proves the delivery.
+        (1, Channel::Email) => (
+            "action=delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| {
+                has("delivered")(s) || has("opened")(s) || has("clicked")(s)
+            })),
+        ),
         (2, Channel::Push) => (
             "action=not_delivered",
             Some(Box::new(move |s: &BTreeSet<&str>| {
@@ -45,6 +56,26 @@ pub fn predicate(i: usize, channel: Channel) -> (String, Option<Rule>) {
                 (has("undelivered")(s) || has("failed")(s)) && !has("delivered")(s)
             })),
         ),
+        (2, Channel::Email) => (
+            "action=not_delivered",
+            Some(Box::new(move |s: &BTreeSet<&str>| {
+                (has("bounced")(s) || has("failed")(s))
+                    && !has("delivered")(s)
+                    && !has("opened")(s)
+                    && !has("clicked")(s)
+            })),
+        ),
+        (10, Channel::Email) => {
+            ("action=opened", Some(Box::new(move |s: &BTreeSet<&str>| has("opened")(s) || has("clicked")(s))))
+        }
+        (10, _) => ("action=opened", None),
+        (11, Channel::Email) => (
+            "action=not_opened",
+            Some(Box::new(move |s: &BTreeSet<&str>| {
+                !s.is_empty() && !has("opened")(s) && !has("clicked")(s)
+            })),
+        ),
+        (11, _) => ("action=not_opened", None),
         (3, _) => ("action=clicked", Some(Box::new(has("clicked")))),
         (4, _) => (
             "action=not_clicked",
@@ -55,7 +86,7 @@ pub fn predicate(i: usize, channel: Channel) -> (String, Option<Rule>) {
             "action=not_converted",
             Some(Box::new(move |s: &BTreeSet<&str>| !s.is_empty() && !has("converted")(s))),
         ),
-        (10, _) => (
+        (12, _) => (
             "did=sent&did_not=converted",
             Some(Box::new(move |s: &BTreeSet<&str>| has("sent")(s) && !has("converted")(s))),
         ),

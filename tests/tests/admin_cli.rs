@@ -94,6 +94,11 @@ async fn bad_arguments_are_refused_before_anything_is_written() {
         [&twilio_without_from[..], &["--twilio-from", "5550001111"]].concat(),
         [&pro[..], &["--fcm-service-account", "/nonexistent.json"]].concat(),
         vec!["app", "set-plan", "--app-id", "not-an-id", "--plan", "pro"],
+        [&pro[..], &["--ses-from", "not an address"]].concat(),
+        [&pro[..], &["--ses-from", "Shop <shop@localhost>"]].concat(),
+        [&pro[..], &["--ses-from", "Shop <shop@example.com>\r\nBcc: eve@example.com"]].concat(),
+        [&pro[..], &["--ses-from", "shop@example.com", "--ses-configuration-set", "has space"]].concat(),
+        [&pro[..], &["--ses-configuration-set", "events"]].concat(),
     ] {
         assert!(admin(&world, &args).await.is_err(), "{args:?} was accepted");
     }
@@ -169,6 +174,23 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
         (t.auth_token.as_str(), t.account.from, t.account.messaging_service_sid.as_deref()),
         ("rotated", None, Some("MG1"))
     );
+
+    // SES: a from address (with its display name) and a configuration set, no secret; the
+    // other providers are kept.
+    admin(
+        &world,
+        &[&set[..], &["--ses-from", "Later Co <news@later.example.com>", "--ses-configuration-set", "retarget-events"]]
+            .concat(),
+    )
+    .await
+    .unwrap();
+    let now = app().await;
+    let ses = now.ses.as_ref().expect("SES settings kept on the app");
+    assert_eq!(
+        (ses.from.as_str(), ses.configuration_set.as_deref()),
+        ("Later Co <news@later.example.com>", Some("retarget-events"))
+    );
+    assert!(now.fcm.is_some() && now.twilio.is_some(), "kept");
 
     // Refused, nothing written.
     let before = world.snapshot().await;

@@ -241,6 +241,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
             platform: Some(Platform::Android),
             token: Some(format!("tok-{i}")),
             phone_number: None,
+            email: None,
             external_user_id: Some(ExternalUserId::parse(&format!("{i:0>200}")).expect("an id")),
             status: SubscriptionStatus::Active,
             unsubscribed_reason: None,

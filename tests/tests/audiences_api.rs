@@ -211,16 +211,16 @@ struct Scenario {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     let sub = (
-        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms), Just(Channel::Email)],
         proptest::option::of(0..5usize),
         proptest::bool::weighted(0.2),
     );
     (
         proptest::collection::vec(sub, 1..18),
-        proptest::collection::vec((0..18usize, 0..5usize), 0..50),
-        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
-        prop_oneof![Just(Channel::Push), Just(Channel::Sms)],
-        0..8usize,
+        proptest::collection::vec((0..18usize, 0..KINDS.len()), 0..50),
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms), Just(Channel::Email)],
+        prop_oneof![Just(Channel::Push), Just(Channel::Sms), Just(Channel::Email)],
+        0..PREDICATES,
         1..4usize,
         proptest::bool::weighted(0.15),
     )
@@ -243,6 +243,7 @@ async fn check(scenario: Scenario) {
         let address = match channel {
             Channel::Push => format!("token-{i}"),
             Channel::Sms => format!("+1555000{i:04}"),
+            Channel::Email => format!("Person.{i}@Example.com"),
         };
         let user = person.map(|p| format!("person-{p}"));
         subs.push(world.subscription(&t, *channel, &address, user.as_deref()).await);

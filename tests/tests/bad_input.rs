@@ -196,7 +196,7 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
         Route::CreateSubscription => vec![
             bad("channel missing", subscription(json!({"channel": null}))),
             bad("channel a number", subscription(json!({"channel": 1}))),
-            bad("channel unknown", subscription(json!({"channel": "email"}))),
+            bad("channel unknown", subscription(json!({"channel": "fax"}))),
             bad("channel in upper case", subscription(json!({"channel": "PUSH"}))),
             bad("token missing", subscription(json!({"token": null}))),
             bad("token an array", subscription(json!({"token": ["a"]}))),
@@ -338,7 +338,7 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
                 json!({"events": vec![json!({"message_id": f.sms_message, "subscription_id": f.sms_subscription, "kind": "sent"}); 1001]}),
             ),
             bad("kind missing", event(json!({"kind": null}))),
-            bad("kind unknown", event(json!({"kind": "opened"}))),
+            bad("kind unknown", event(json!({"kind": "opend"}))),
             bad("kind a number", event(json!({"kind": 3}))),
             bad("kind with zero-width space", event(json!({"kind": "sent\u{200b}"}))),
             bad("message_id missing", event(json!({"message_id": null}))),
@@ -361,7 +361,7 @@ fn route_cases(f: &Fixture, route: Route) -> Vec<(String, Value, u16, &'static s
             bad("action a number", retarget(json!({"action": 1}))),
             bad("action and did together", retarget(json!({"did": ["sent"]}))),
             bad("did a number", retarget(json!({"action": null, "did": 5}))),
-            bad("channel unknown", retarget(json!({"channel": "email"}))),
+            bad("channel unknown", retarget(json!({"channel": "fax"}))),
             (
                 "did with 10k unknown names".into(),
                 retarget(json!({"action": null, "did": vec!["opened"; 10_000]})),
@@ -535,7 +535,7 @@ async fn audience_query_strings_and_cursors_are_checked() {
         ("limit not a number", "?action=sent&limit=ten".into(), 400, "invalid_request"),
         ("limit 1001", "?action=sent&limit=1001".into(), 400, "invalid_request"),
         ("limit past u64", "?action=sent&limit=99999999999999999999999".into(), 400, "invalid_request"),
-        ("channel unknown", "?action=sent&channel=email".into(), 400, "invalid_request"),
+        ("channel unknown", "?action=sent&channel=fax".into(), 400, "invalid_request"),
         ("channel with NUL", "?action=sent&channel=push%00".into(), 400, "invalid_request"),
         ("cursor not base64", "?action=sent&cursor=!!!***".into(), 400, "invalid_request"),
         (

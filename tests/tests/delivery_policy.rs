@@ -16,11 +16,11 @@ async fn a_new_apps_policy_is_the_contracts_and_a_put_replaces_it_whole() {
     assert_eq!(got.status, 200, "{got:?}");
     assert_eq!(got.body, json!({"quiet_hours": null, "default_timezone": "UTC", "frequency_cap": null}));
 
-    // The contract's example, email left out until that channel exists here.
+    // The contract's example.
     let policy = json!({
         "quiet_hours": {"start": "21:00", "end": "08:00", "channels": ["sms"]},
         "default_timezone": "America/New_York",
-        "frequency_cap": {"max": 3, "per_hours": 24, "channels": ["push", "sms"]},
+        "frequency_cap": {"max": 3, "per_hours": 24, "channels": ["push", "sms", "email"]},
     });
     let put = world.call(t.put(POLICY, &policy)).await;
     assert_eq!((put.status, &put.body), (200, &policy), "{put:?}");

@@ -288,7 +288,8 @@ async fn a_write_whose_answer_was_lost_is_still_its_writers() {
 
     // A message created through the losing store exists once and the create succeeded.
     let now = world.clock.now();
-    let contents = retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None };
+    let contents =
+        retarget_shared::domain::Contents { title: None, body: "hello".into(), url: None, html: None };
     let mut message = Message::new(app.app.app_id, Channel::Push, contents, now);
     message.retargetable = app.app.retargetable_at(now);
     losing.create_message(&message).await.expect("created although the answer was lost");

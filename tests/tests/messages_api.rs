@@ -249,3 +249,24 @@ async fn a_channel_without_credentials_is_refused_and_nothing_is_created() {
     assert_eq!(h.create(&bare, &to_one("push", push_sub)).await.status, 202);
     h.create(&bare, &to_one("sms", bare_sms)).await.assert_problem(422, "channel_not_configured");
 }
+
+/// Issue 17, part 1: email subscriptions and an app's SES settings exist, the email sender not
+/// yet. A message on email is refused whole (422 `channel_not_configured`, saying why), even
+/// for an app with SES settings: nothing is created, nothing queued for a sender that is not
+/// there.
+#[tokio::test]
+async fn an_email_message_is_refused_while_there_is_no_email_sender() {
+    let (h, t) = Harness::with_app(Plan::Pro).await;
+    let ses = retarget_shared::domain::SesConfig::new("Shop <shop@example.com>", Some("retarget-events"))
+        .expect("SES settings");
+    let credentials = retarget_shared::domain::Credentials { ses: Some(ses.clone()), ..Default::default() };
+    h.world.store.set_credentials(t.app.app_id, credentials).await.unwrap();
+    assert_eq!(h.world.store.get_app(t.app.app_id).await.unwrap().unwrap().ses, Some(ses), "kept");
+    let sub = h.world.subscription(&t, Channel::Email, "ada@example.com", None).await;
+    let before = h.world.snapshot().await;
+    let body = json!({"channel": "email", "contents": {"title": "Hello", "body": "x"}, "include_subscription_ids": [sub]});
+    let refused = h.create(&t, &body).await;
+    refused.assert_problem(422, "channel_not_configured");
+    assert!(refused.body["detail"].as_str().unwrap().contains("no email sender"), "{refused:?}");
+    assert_eq!(h.world.snapshot().await, before, "nothing written");
+}

@@ -47,7 +47,7 @@ impl Harness {
     /// A stored message of a pro app that is not retargetable (created while the app was free).
     async fn not_retargetable(&self, t: &TestApp) -> Message {
         let now = self.now();
-        let contents = Contents { title: None, body: "old".into(), url: None };
+        let contents = Contents { title: None, body: "old".into(), url: None, html: None };
         let message = Message::new(t.app.app_id, Channel::Push, contents, now);
         assert!(!message.retargetable);
         self.world.store.create_message(&message).await.unwrap();
@@ -523,7 +523,7 @@ async fn errors_follow_the_contracts_precedence_and_write_nothing() {
                 json!({"source_message_id": src(&fresh), "action": "sent", "send_at": "tomorrow", "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "action": "sent", "send_at": "2026-12-28 14:00:00", "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "action": "sent", "send_at": 1_800_000_000, "contents": {"body": "x"}}),
-                json!({"source_message_id": src(&fresh), "action": "sent", "channel": "email", "contents": {"body": "x"}}),
+                json!({"source_message_id": src(&fresh), "action": "sent", "channel": "fax", "contents": {"body": "x"}}),
                 json!({"source_message_id": src(&fresh), "action": "sent", "contents": {"body": "  "}}),
                 json!({"source_message_id": src(&fresh), "action": "sent", "contents": {"body": "x", "url": "javascript:alert(1)"}}),
                 json!({"source_message_id": src(&fresh), "action": "sent", "channel": "sms", "contents": {"body": "x".repeat(1601)}}),

@@ -131,6 +131,26 @@ async fn bad_requests_are_refused_and_write_nothing() {
         (post(json!({"channel":"push","token":"has space","platform":"ios"})), 400, "invalid_request"),
         (post(json!({"channel":"sms","phone_number":"+15551234567","token":"x"})), 400, "invalid_request"),
         (post(json!({"channel":"sms","phone_number":12345})), 400, "invalid_request"),
+        (post(json!({"channel":"email","email":"ada"})), 400, "invalid_email"),
+        (post(json!({"channel":"email","email":"Ada <ada@example.com>"})), 400, "invalid_email"),
+        (post(json!({"channel":"email","email":"ada@localhost"})), 400, "invalid_email"),
+        (
+            post(json!({"channel":"email","email":"ada@example.com\r\nBcc: eve@example.com"})),
+            400,
+            "invalid_email",
+        ),
+        (post(json!({"channel":"email"})), 400, "invalid_request"),
+        (
+            post(json!({"channel":"email","email":"ada@example.com","phone_number":"+15551234567"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            post(json!({"channel":"sms","phone_number":"+15551234567","email":"ada@example.com"})),
+            400,
+            "invalid_request",
+        ),
+        (post(json!({"channel":"email","email":42})), 400, "invalid_request"),
         (post(json!({"channel":"sms","phone_number":"+15551234567","colour":"red"})), 400, "invalid_request"),
         (
             post(json!({"channel":"sms","phone_number":"+15551234567","external_user_id":""})),
@@ -157,4 +177,37 @@ async fn errors_name_the_field() {
     let r = world.call(t.post("/v1/subscriptions", &body)).await;
     r.assert_problem(400, "invalid_request");
     assert!(r.body["detail"].as_str().unwrap().starts_with("platform:"), "{r:?}");
+}
+
+#[tokio::test]
+async fn email_subscriptions_upsert_whatever_the_case_and_keep_the_address_as_given() {
+    let (world, t) = World::with_app(Plan::Pro).await;
+    let first = json!({"channel":"email","email":"Ada.Lovelace@Example.com","external_user_id":"ada"});
+    let created = world.call(t.post("/v1/subscriptions", &first)).await;
+    assert_eq!((created.status, created.body["channel"].as_str()), (201, Some("email")), "{created:?}");
+    let id = created.body["subscription_id"].as_str().unwrap().to_owned();
+
+    // The same address in another case is the same subscription.
+    let again = json!({"channel":"email","email":"ada.lovelace@EXAMPLE.COM","external_user_id":"ada-2"});
+    let updated = world.call(t.post("/v1/subscriptions", &again)).await;
+    assert_eq!((updated.status, updated.body["subscription_id"].as_str()), (200, Some(id.as_str())));
+    let got = world.call(t.get(&format!("/v1/subscriptions/{id}"))).await;
+    assert_eq!(
+        got.body,
+        json!({"subscription_id": id, "channel": "email", "email": "Ada.Lovelace@Example.com",
+            "external_user_id": "ada-2", "status": "active", "timezone": null})
+    );
+
+    // Another address is another subscription; a phone number with those digits is not it either.
+    let other =
+        world.call(t.post("/v1/subscriptions", &json!({"channel":"email","email":"ada@example.org"}))).await;
+    assert_eq!(other.status, 201);
+    assert_ne!(other.body["subscription_id"].as_str(), Some(id.as_str()));
+
+    // Given a zone, an email subscription keeps it (no number to imply one).
+    let zoned = json!({"channel":"email","email":"grace@example.com","timezone":"America/New_York"});
+    let r = world.call(t.post("/v1/subscriptions", &zoned)).await;
+    let zid = r.body["subscription_id"].as_str().unwrap().to_owned();
+    let got = world.call(t.get(&format!("/v1/subscriptions/{zid}"))).await;
+    assert_eq!(got.body["timezone"], "America/New_York");
 }

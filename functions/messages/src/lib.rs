@@ -17,8 +17,8 @@ use retarget_shared::bootstrap::{Error, FromEnv, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    App, Channel, Contents, ExternalUserId, Message, MessageId, MessageStatus, Retarget, SendJob,
-    SubscriptionId, check_source,
+    App, Channel, ChannelNotConfigured, Contents, ExternalUserId, Message, MessageId, MessageStatus,
+    Retarget, SendJob, SubscriptionId, check_source,
 };
 use retarget_shared::edge::audience_body::{KindNames, PredicateIn};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
@@ -52,10 +52,13 @@ impl HasStore for Deps {
 }
 
 impl Deps {
-    pub fn queue(&self, channel: Channel) -> &Queue {
+    /// `channel`'s work queue; `None` for email, which has no sender in this build (a message
+    /// on it is refused before this: `App::check_can_send`).
+    pub fn queue(&self, channel: Channel) -> Option<&Queue> {
         match channel {
-            Channel::Push => &self.push_queue,
-            Channel::Sms => &self.sms_queue,
+            Channel::Push => Some(&self.push_queue),
+            Channel::Sms => Some(&self.sms_queue),
+            Channel::Email => None,
         }
     }
 }
@@ -310,7 +313,8 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
 
     if message.status == MessageStatus::Sending {
         let jobs = SendJob::split(app.app_id, message.message_id, message.channel, &recipients);
-        deps.queue(message.channel).send_jobs(&jobs).await.map_err(|e| {
+        let queue = deps.queue(message.channel).ok_or(ChannelNotConfigured(message.channel))?;
+        queue.send_jobs(&jobs).await.map_err(|e| {
             tracing::error!(error = %e, message_id = %message.message_id, "enqueueing recipients failed");
             ApiError::new(ErrorCode::Unavailable, "the message could not be queued for sending; try again")
         })?;
@@ -356,7 +360,7 @@ fn view(message: &Message, stats: &retarget_shared::domain::KindCounts) -> Value
         "send_at": rfc3339(message.send_at),
         "recipients": message.recipients,
         "contents": message.contents,
-        "stats": stats,
+        "stats": stats.view(message.channel),
     });
     if let Some(source) = message.retarget_of {
         view["retarget_of"] = source.to_string().into();

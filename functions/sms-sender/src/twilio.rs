@@ -357,7 +357,12 @@ mod tests {
     use retarget_shared::domain::TwilioAccount;
 
     fn contents(url: Option<&str>) -> Contents {
-        Contents { title: Some("Ignored".into()), body: "Sale ends tonight".into(), url: url.map(Into::into) }
+        Contents {
+            title: Some("Ignored".into()),
+            body: "Sale ends tonight".into(),
+            url: url.map(Into::into),
+            html: None,
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ fn app(from: Option<&str>, messaging_service_sid: Option<&str>) -> SmsApp {
         twilio: Some(twilio.account.clone()),
         fcm: None,
         apns: None,
+        ses: None,
         delivery_policy: Default::default(),
     };
     SmsApp { app, twilio: Some(twilio) }
@@ -91,6 +92,7 @@ fn subscription(app: &App, phone: Option<&str>) -> Subscription {
         platform: None,
         token: None,
         phone_number: phone.map(|p| PhoneNumber::parse(p).unwrap()),
+        email: None,
         external_user_id: None,
         status: SubscriptionStatus::Active,
         unsubscribed_reason: None,
@@ -105,6 +107,7 @@ fn message(app: &App, url: Option<&str>) -> Message {
         title: Some("Not sent".into()),
         body: "Your cart misses you".into(),
         url: url.map(Into::into),
+        html: None,
     };
     Message::new(app.app_id, Channel::Sms, contents, Utc.with_ymd_and_hms(2026, 11, 3, 0, 0, 0).unwrap())
 }

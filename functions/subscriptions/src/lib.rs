@@ -1,4 +1,4 @@
-//! Subscriptions: register a push token or phone number (upsert by address), read one,
+//! Subscriptions: register a push token, phone number or email (upsert by address), read one,
 //! unsubscribe one. `external_user_id` links a person's subscriptions across channels.
 
 use http::StatusCode;
@@ -6,7 +6,8 @@ use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
 use retarget_shared::adapters::store::Upserted;
 use retarget_shared::domain::{
-    Address, App, Channel, ExternalUserId, PhoneNumber, Platform, Subscription, TimeZone, UnsubscribeReason,
+    Address, App, Channel, EmailAddress, ExternalUserId, PhoneNumber, Platform, Subscription, TimeZone,
+    UnsubscribeReason,
 };
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
 use retarget_shared::edge::request::{AppRequest, AppRoutes, json_body, path_id};
@@ -53,6 +54,8 @@ struct CreateSubscription {
     #[serde(default)]
     phone_number: Option<String>,
     #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
     external_user_id: Option<ExternalUserId>,
     /// Checked after the address (400 `invalid_timezone`), so a bad one is told as such.
     #[serde(default)]
@@ -66,8 +69,8 @@ const MAX_TOKEN_LEN: usize = 4096;
 fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
     match body.channel {
         Channel::Push => {
-            if body.phone_number.is_some() {
-                return Err(ApiError::invalid_request("phone_number: not allowed for channel push"));
+            if body.phone_number.is_some() || body.email.is_some() {
+                return Err(ApiError::invalid_request("phone_number, email: not allowed for channel push"));
             }
             let token = body
                 .token
@@ -87,8 +90,8 @@ fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
             Ok(Address::Push { platform, token })
         }
         Channel::Sms => {
-            if body.token.is_some() || body.platform.is_some() {
-                return Err(ApiError::invalid_request("token, platform: not allowed for channel sms"));
+            if body.token.is_some() || body.platform.is_some() || body.email.is_some() {
+                return Err(ApiError::invalid_request("token, platform, email: not allowed for channel sms"));
             }
             let phone = body
                 .phone_number
@@ -97,6 +100,20 @@ fn address(body: &CreateSubscription) -> Result<Address, ApiError> {
             let phone_number = PhoneNumber::parse(phone)
                 .map_err(|e| ApiError::new(ErrorCode::InvalidPhoneNumber, format!("phone_number: {e}")))?;
             Ok(Address::Sms { phone_number })
+        }
+        Channel::Email => {
+            if body.token.is_some() || body.platform.is_some() || body.phone_number.is_some() {
+                return Err(ApiError::invalid_request(
+                    "token, platform, phone_number: not allowed for channel email",
+                ));
+            }
+            let email = body
+                .email
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid_request("email: required for channel email"))?;
+            let email = EmailAddress::parse(email)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidEmail, format!("email: {e}")))?;
+            Ok(Address::Email { email })
         }
     }
 }
@@ -125,6 +142,8 @@ struct SubscriptionView<'a> {
     token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
     external_user_id: Option<&'a str>,
     status: &'static str,
     /// The zone given, else the one the phone number implies, else null; left out of the
@@ -143,6 +162,7 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
             platform: s.platform,
             token: s.token.as_deref(),
             phone_number: s.phone_number.as_ref().map(PhoneNumber::as_e164),
+            email: s.email.as_ref().map(EmailAddress::as_str),
             external_user_id: s.external_user_id.as_ref().map(ExternalUserId::as_str),
             status: s.status.as_str(),
             timezone: Some(s.known_zone().map(TimeZone::name)),
@@ -161,6 +181,7 @@ impl<'a> SubscriptionView<'a> {
             platform: None,
             token: None,
             phone_number: None,
+            email: None,
             timezone: None,
             unsubscribed_reason: None,
             ..Self::from(s)

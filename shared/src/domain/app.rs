@@ -82,17 +82,58 @@ impl fmt::Debug for ApnsConfig {
     }
 }
 
+/// How an app sends email through Amazon SES: no secret (the email sender signs with the
+/// deployment's own IAM role), so all of it lives on the app item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SesConfig {
+    /// `FromEmailAddress`: `addr@domain` or `Name <addr@domain>`, an identity verified in SES.
+    pub from: String,
+    /// The configuration set whose event destination publishes to EventBridge; SES's default
+    /// configuration set of the account (if any) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_set: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SesConfigError {
+    #[error("--ses-from must be addr@domain or \"Name <addr@domain>\"")]
+    From,
+    #[error("--ses-configuration-set must be 1 to 64 characters of letters, digits, '-' and '_'")]
+    ConfigurationSet,
+}
+
+impl SesConfig {
+    pub fn new(from: &str, configuration_set: Option<&str>) -> Result<Self, SesConfigError> {
+        let options = email_address::Options::default().with_required_tld().without_domain_literal();
+        let parsed = email_address::EmailAddress::parse_with_options(from, options)
+            .map_err(|_| SesConfigError::From)?;
+        // A header value: no line breaks (header injection), and an address SES can verify.
+        if from.contains(['\r', '\n']) || parsed.email().is_empty() {
+            return Err(SesConfigError::From);
+        }
+        let set_ok = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if configuration_set.is_some_and(|s| !set_ok(s)) {
+            return Err(SesConfigError::ConfigurationSet);
+        }
+        Ok(Self { from: from.to_owned(), configuration_set: configuration_set.map(str::to_owned) })
+    }
+}
+
 /// Provider credentials as the operator gives them; `None` for a provider not given.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     pub twilio: Option<TwilioConfig>,
     pub fcm: Option<FcmConfig>,
     pub apns: Option<ApnsConfig>,
+    pub ses: Option<SesConfig>,
 }
 
 impl Credentials {
     pub fn is_empty(&self) -> bool {
-        self.twilio.is_none() && self.fcm.is_none() && self.apns.is_none()
+        self.twilio.is_none() && self.fcm.is_none() && self.apns.is_none() && self.ses.is_none()
     }
 }
 
@@ -121,6 +162,8 @@ pub struct App {
     pub fcm: Option<FcmAccount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apns: Option<ApnsAccount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ses: Option<SesConfig>,
     /// Quiet hours, default zone, frequency cap (`GET`/`PUT /v1/app/delivery-policy`).
     #[serde(default)]
     pub delivery_policy: DeliveryPolicy,
@@ -138,6 +181,9 @@ impl App {
         match channel {
             Channel::Push => self.fcm.is_some() || self.apns.is_some(),
             Channel::Sms => self.twilio.is_some(),
+            // The SES sender is not part of this build yet (issue 17): an app's SES settings are
+            // kept, but nothing may be queued for a sender that does not exist.
+            Channel::Email => false,
         }
     }
 
@@ -152,6 +198,7 @@ impl App {
 #[error("the app has no provider credentials for {}: {}", .0, match .0 {
     Channel::Push => "add an FCM service account or an APNs key (retarget-admin app set-credentials)",
     Channel::Sms => "add a Twilio account (retarget-admin app set-credentials)",
+    Channel::Email => "this version has no email sender yet (its SES settings are kept for when it does)",
 })]
 pub struct ChannelNotConfigured(pub Channel);
 
@@ -313,6 +360,7 @@ mod tests {
             }),
             fcm: None,
             apns: None,
+            ses: None,
             delivery_policy: Default::default(),
         };
         assert!(app.can_send(Channel::Sms) && !app.can_send(Channel::Push));

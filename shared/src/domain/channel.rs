@@ -3,21 +3,23 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The two ways a message reaches a person.
+/// The three ways a message reaches a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Push,
     Sms,
+    Email,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Push, Channel::Sms];
+    pub const ALL: [Channel; 3] = [Channel::Push, Channel::Sms, Channel::Email];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Push => "push",
             Channel::Sms => "sms",
+            Channel::Email => "email",
         }
     }
 
@@ -40,6 +42,17 @@ impl Channel {
                 EventKind::Clicked,
                 EventKind::Converted,
             ],
+            // SES's events (opens and clicks tracked by the configuration set), and conversions.
+            Channel::Email => &[
+                EventKind::Sent,
+                EventKind::Delivered,
+                EventKind::Opened,
+                EventKind::Clicked,
+                EventKind::Bounced,
+                EventKind::Complained,
+                EventKind::Failed,
+                EventKind::Converted,
+            ],
         }
     }
 
@@ -60,6 +73,7 @@ impl FromStr for Channel {
         match s {
             "push" => Ok(Channel::Push),
             "sms" => Ok(Channel::Sms),
+            "email" => Ok(Channel::Email),
             other => Err(UnknownName(other.chars().take(32).collect())),
         }
     }
@@ -76,16 +90,25 @@ pub enum EventKind {
     Failed,
     /// The recipient did what the message was for (a purchase, a sign-up): reported by the app.
     Converted,
+    /// Email: SES saw the open pixel load.
+    Opened,
+    /// Email: SES reported a bounce (permanent or transient).
+    Bounced,
+    /// Email: the recipient marked it as spam (a feedback loop complaint).
+    Complained,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Sent,
         EventKind::Delivered,
         EventKind::Clicked,
         EventKind::Undelivered,
         EventKind::Failed,
         EventKind::Converted,
+        EventKind::Opened,
+        EventKind::Bounced,
+        EventKind::Complained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +119,9 @@ impl EventKind {
             EventKind::Undelivered => "undelivered",
             EventKind::Failed => "failed",
             EventKind::Converted => "converted",
+            EventKind::Opened => "opened",
+            EventKind::Bounced => "bounced",
+            EventKind::Complained => "complained",
         }
     }
 
@@ -108,6 +134,9 @@ impl EventKind {
             EventKind::Undelivered => 'u',
             EventKind::Failed => 'f',
             EventKind::Converted => 'v',
+            EventKind::Opened => 'o',
+            EventKind::Bounced => 'b',
+            EventKind::Complained => 'x',
         }
     }
 
@@ -150,9 +179,36 @@ impl KindCounts {
     }
 }
 
-impl Serialize for KindCounts {
+impl KindCounts {
+    /// The stats of a message on `channel`: the six kinds every message shows (0 where the
+    /// channel has none: the contract's shape), and the email-only kinds on email messages.
+    pub fn view(&self, channel: Channel) -> KindCountsView<'_> {
+        KindCountsView { counts: self, channel }
+    }
+}
+
+/// Kinds every message's stats show, whatever its channel.
+const SHOWN_ON_EVERY_CHANNEL: [EventKind; 6] = [
+    EventKind::Sent,
+    EventKind::Delivered,
+    EventKind::Clicked,
+    EventKind::Failed,
+    EventKind::Undelivered,
+    EventKind::Converted,
+];
+
+/// [`KindCounts`] as a message on one channel shows them: `{"sent": n, "delivered": n, …}`.
+pub struct KindCountsView<'a> {
+    counts: &'a KindCounts,
+    channel: Channel,
+}
+
+impl Serialize for KindCountsView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter().map(|(k, n)| (k.as_str(), n)))
+        let kinds = EventKind::ALL
+            .into_iter()
+            .filter(|k| SHOWN_ON_EVERY_CHANNEL.contains(k) || self.channel.accepts(*k));
+        serializer.collect_map(kinds.map(|k| (k.as_str(), self.counts.get(k))))
     }
 }
 
@@ -219,6 +275,11 @@ mod tests {
         assert!(!Channel::Push.accepts(EventKind::Undelivered));
         assert!(Channel::Sms.accepts(EventKind::Undelivered));
         assert!(Channel::Sms.accepts(EventKind::Clicked), "a tracked link was opened");
+        for kind in [EventKind::Opened, EventKind::Bounced, EventKind::Complained] {
+            assert!(Channel::Email.accepts(kind), "{kind}");
+            assert!(!Channel::Push.accepts(kind) && !Channel::Sms.accepts(kind), "{kind}: email only");
+        }
+        assert!(!Channel::Email.accepts(EventKind::Undelivered), "SES says bounced");
         for c in Channel::ALL {
             assert!(
                 c.accepts(EventKind::Sent) && c.accepts(EventKind::Delivered) && c.accepts(EventKind::Failed)
@@ -236,17 +297,27 @@ mod tests {
         }
         assert_eq!(counts.get(EventKind::Sent), 11);
         assert_eq!(counts.get(EventKind::Failed), 15);
-        let json = serde_json::to_value(counts).unwrap();
+        for channel in [Channel::Push, Channel::Sms] {
+            assert_eq!(
+                serde_json::to_value(counts.view(channel)).unwrap(),
+                serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15, "converted": 16}),
+                "{channel}: the six kinds every message shows"
+            );
+        }
         assert_eq!(
-            json,
-            serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15, "converted": 16})
+            serde_json::to_value(counts.view(Channel::Email)).unwrap(),
+            serde_json::json!({"sent": 11, "delivered": 12, "clicked": 13, "undelivered": 14, "failed": 15,
+                "converted": 16, "opened": 17, "bounced": 18, "complained": 19}),
+            "email adds its own"
         );
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
             assert_eq!(EventKind::from_code(k.code()), Some(k));
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }
-        assert!("opened".parse::<EventKind>().is_err());
+        assert!("open".parse::<EventKind>().is_err());
+        let codes: std::collections::BTreeSet<char> = EventKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), EventKind::ALL.len(), "one code per kind");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cap;
 mod channel;
 mod contents;
 mod deferral;
+mod email;
 mod ids;
 mod link;
 mod message;
@@ -24,12 +25,14 @@ mod tracking;
 pub use api_key::{ApiKey, ApiKeyHash};
 pub use app::{
     ApnsAccount, ApnsConfig, App, ChannelNotConfigured, CreatedApp, Credentials, FcmAccount, FcmConfig,
-    HookSecret, NewApp, PushSecret, Secret, SecretScope, SmsSecret, TwilioAccount, TwilioConfig,
+    HookSecret, NewApp, PushSecret, Secret, SecretScope, SesConfig, SesConfigError, SmsSecret, TwilioAccount,
+    TwilioConfig,
 };
 pub use cap::{Admission, Ledger, admit};
-pub use channel::{Channel, EventKind, KindCounts, Plan, Platform};
+pub use channel::{Channel, EventKind, KindCounts, KindCountsView, Plan, Platform};
 pub use contents::{Contents, ContentsError};
 pub use deferral::{Deferral, DeferralId, DeferralIdError};
+pub use email::{EmailAddress, EmailAddressError};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
 pub use link::{Link, LinkCode, LinkCodeError};
 pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};

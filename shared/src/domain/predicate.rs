@@ -9,11 +9,11 @@ use crate::domain::{Channel, EventKind};
 
 /// The kinds recorded for one subscription of one message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct KindSet(u8);
+pub struct KindSet(u16);
 
 impl KindSet {
-    fn bit(kind: EventKind) -> u8 {
-        1 << (kind as u8)
+    fn bit(kind: EventKind) -> u16 {
+        1 << (kind as u16)
     }
 
     pub fn insert(&mut self, kind: EventKind) {
@@ -48,10 +48,14 @@ pub enum Action {
     NotClicked,
     Converted,
     NotConverted,
+    /// Email only: opened or clicked (a click proves the open).
+    Opened,
+    /// Email only: sent, neither opened nor clicked.
+    NotOpened,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 9] = [
         Action::Sent,
         Action::Delivered,
         Action::NotDelivered,
@@ -59,6 +63,8 @@ impl Action {
         Action::NotClicked,
         Action::Converted,
         Action::NotConverted,
+        Action::Opened,
+        Action::NotOpened,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,7 +76,14 @@ impl Action {
             Action::NotClicked => "not_clicked",
             Action::Converted => "converted",
             Action::NotConverted => "not_converted",
+            Action::Opened => "opened",
+            Action::NotOpened => "not_opened",
         }
+    }
+
+    /// Whether a source on `channel` has this action (`opened` and `not_opened`: email only).
+    pub fn applies_to(self, channel: Channel) -> bool {
+        !matches!(self, Action::Opened | Action::NotOpened) || channel == Channel::Email
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -94,9 +107,11 @@ pub enum Predicate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PredicateError {
     #[error(
-        "action `{0}` is not one of sent, delivered, not_delivered, clicked, not_clicked, converted, not_converted"
+        "action `{0}` is not one of sent, delivered, not_delivered, clicked, not_clicked, converted, not_converted (and for email opened, not_opened)"
     )]
     UnknownAction(String),
+    #[error("action `{action}` does not apply to {channel} messages")]
+    ActionNotForChannel { action: &'static str, channel: Channel },
     #[error("`{0}` is not an event kind")]
     UnknownKind(String),
     #[error("event kind `{kind}` does not occur on {channel} messages")]
@@ -106,11 +121,14 @@ pub enum PredicateError {
 }
 
 impl Predicate {
-    /// Parses `action=…` for a source on `channel` (every action applies to push and SMS — an
-    /// SMS click is a tracked link opened).
-    pub fn action(action: &str, _channel: Channel) -> Result<Self, PredicateError> {
+    /// Parses `action=…` for a source on `channel` (an SMS click is a tracked link opened;
+    /// `opened` and `not_opened` are email's only).
+    pub fn action(action: &str, channel: Channel) -> Result<Self, PredicateError> {
         let parsed = Action::parse(action)
             .ok_or_else(|| PredicateError::UnknownAction(action.chars().take(40).collect()))?;
+        if !parsed.applies_to(channel) {
+            return Err(PredicateError::ActionNotForChannel { action: parsed.as_str(), channel });
+        }
         Ok(Predicate::Action(parsed))
     }
 
@@ -152,12 +170,22 @@ impl Predicate {
                 kinds.contains(Delivered) || kinds.contains(Clicked)
             }
             (Predicate::Action(Action::Delivered), Channel::Sms) => kinds.contains(Delivered),
+            // Email: an open or a click proves the delivery too.
+            (Predicate::Action(Action::Delivered), Channel::Email) => {
+                kinds.contains(Delivered) || kinds.contains(Opened) || kinds.contains(Clicked)
+            }
             (Predicate::Action(Action::NotDelivered), Channel::Push) => {
                 !kinds.contains(Delivered) && !kinds.contains(Clicked)
             }
             (Predicate::Action(Action::NotDelivered), Channel::Sms) => {
                 (kinds.contains(Undelivered) || kinds.contains(Failed)) && !kinds.contains(Delivered)
             }
+            (Predicate::Action(Action::NotDelivered), Channel::Email) => {
+                (kinds.contains(Bounced) || kinds.contains(Failed))
+                    && !(kinds.contains(Delivered) || kinds.contains(Opened) || kinds.contains(Clicked))
+            }
+            (Predicate::Action(Action::Opened), _) => kinds.contains(Opened) || kinds.contains(Clicked),
+            (Predicate::Action(Action::NotOpened), _) => !kinds.contains(Opened) && !kinds.contains(Clicked),
             (Predicate::Action(Action::Clicked), _) => kinds.contains(Clicked),
             (Predicate::Action(Action::NotClicked), _) => !kinds.contains(Clicked),
             (Predicate::Action(Action::Converted), _) => kinds.contains(Converted),
@@ -227,7 +255,50 @@ mod tests {
                 .map(|a| p(a).matches(Channel::Sms, set(kinds)));
             assert_eq!(&got, expected, "{kinds:?}");
         }
-        assert!(matches!(Predicate::action("opened", Channel::Push), Err(PredicateError::UnknownAction(_))));
+        for channel in [Channel::Push, Channel::Sms] {
+            for action in ["opened", "not_opened"] {
+                assert!(
+                    matches!(
+                        Predicate::action(action, channel),
+                        Err(PredicateError::ActionNotForChannel { .. })
+                    ),
+                    "{action} on {channel}"
+                );
+            }
+        }
+        assert!(matches!(Predicate::action("open", Channel::Email), Err(PredicateError::UnknownAction(_))));
+    }
+
+    #[test]
+    fn email_actions_follow_the_contract() {
+        use EventKind::*;
+        let p = |a: &str| Predicate::action(a, Channel::Email).unwrap();
+        let actions =
+            ["sent", "delivered", "not_delivered", "opened", "not_opened", "clicked", "not_clicked"];
+        // sent, delivered, not_delivered, opened, not_opened, clicked, not_clicked
+        let cases: &[(&[EventKind], [bool; 7])] = &[
+            (&[Sent], [true, false, false, false, true, false, true]),
+            (&[Sent, Delivered], [true, true, false, false, true, false, true]),
+            // An open proves the delivery; a click proves the open.
+            (&[Sent, Opened], [true, true, false, true, false, false, true]),
+            (&[Sent, Clicked], [true, true, false, true, false, true, false]),
+            (&[Sent, Bounced], [true, false, true, false, true, false, true]),
+            (&[Sent, Failed], [true, false, true, false, true, false, true]),
+            // A bounce after an open (a later message to a full mailbox) is not "not delivered".
+            (&[Sent, Opened, Bounced], [true, true, false, true, false, false, true]),
+            (&[Sent, Delivered, Complained], [true, true, false, false, true, false, true]),
+        ];
+        for (kinds, expected) in cases {
+            let got = actions.map(|a| p(a).matches(Channel::Email, set(kinds)));
+            assert_eq!(&got, expected, "{kinds:?}");
+        }
+        assert!(p("converted").matches(Channel::Email, set(&[Sent, Converted])));
+        assert!(p("not_converted").matches(Channel::Email, set(&[Sent, Opened])));
+        let combined = Predicate::combined(&["opened".into()], &["clicked".into()], Channel::Email).unwrap();
+        assert!(combined.matches(Channel::Email, set(&[Sent, Opened])));
+        assert!(!combined.matches(Channel::Email, set(&[Sent, Opened, Clicked])));
+        assert!(Predicate::combined(&["opened".into()], &[], Channel::Push).is_err(), "no opens on push");
+        assert!(Predicate::combined(&["undelivered".into()], &[], Channel::Email).is_err(), "SES bounces");
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Subscriptions: one push token or phone number of an app, optionally linked to a person
+//! Subscriptions: one push token, phone number or email address of an app, optionally linked to a person
 //! (`external_user_id`) across channels.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AppId, Channel, ExternalUserId, PhoneNumber, Platform, SubscriptionId, TimeZone};
+use std::borrow::Cow;
+
+use super::{AppId, Channel, EmailAddress, ExternalUserId, PhoneNumber, Platform, SubscriptionId, TimeZone};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,6 +57,7 @@ impl UnsubscribeReason {
         match channel {
             Channel::Push => UnsubscribeReason::DeadToken,
             Channel::Sms => UnsubscribeReason::Stop,
+            Channel::Email => UnsubscribeReason::Bounce,
         }
     }
 
@@ -69,6 +72,7 @@ impl UnsubscribeReason {
 pub enum Address {
     Push { platform: Platform, token: String },
     Sms { phone_number: PhoneNumber },
+    Email { email: EmailAddress },
 }
 
 impl Address {
@@ -76,14 +80,17 @@ impl Address {
         match self {
             Address::Push { .. } => Channel::Push,
             Address::Sms { .. } => Channel::Sms,
+            Address::Email { .. } => Channel::Email,
         }
     }
 
-    /// The token or the E.164 number: what identifies the address within its channel.
-    pub fn value(&self) -> &str {
+    /// The token, the E.164 number or the email in lower case: what identifies the address
+    /// within its channel (one subscription per identity).
+    pub fn identity(&self) -> Cow<'_, str> {
         match self {
-            Address::Push { token, .. } => token,
-            Address::Sms { phone_number } => phone_number.as_e164(),
+            Address::Push { token, .. } => Cow::Borrowed(token),
+            Address::Sms { phone_number } => Cow::Borrowed(phone_number.as_e164()),
+            Address::Email { email } => Cow::Owned(email.identity()),
         }
     }
 }
@@ -99,6 +106,8 @@ pub struct Subscription {
     pub token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<PhoneNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailAddress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_user_id: Option<ExternalUserId>,
     pub status: SubscriptionStatus,
@@ -122,10 +131,12 @@ impl Subscription {
         now: DateTime<Utc>,
     ) -> Self {
         let channel = address.channel();
-        let (platform, token, phone_number) = match address {
-            Address::Push { platform, token } => (Some(platform), Some(token), None),
-            Address::Sms { phone_number } => (None, None, Some(phone_number)),
-        };
+        let (mut platform, mut token, mut phone_number, mut email) = (None, None, None, None);
+        match address {
+            Address::Push { platform: p, token: t } => (platform, token) = (Some(p), Some(t)),
+            Address::Sms { phone_number: n } => phone_number = Some(n),
+            Address::Email { email: e } => email = Some(e),
+        }
         Self {
             subscription_id: SubscriptionId::at(now),
             app_id,
@@ -133,12 +144,23 @@ impl Subscription {
             platform,
             token,
             phone_number,
+            email,
             external_user_id,
             status: SubscriptionStatus::Active,
             unsubscribed_reason: None,
             timezone: None,
             created_at: now,
             updated_at: now,
+        }
+    }
+
+    /// What identifies its address within its channel ([`Address::identity`]).
+    pub fn identity(&self) -> Option<Cow<'_, str>> {
+        match (&self.token, &self.phone_number, &self.email) {
+            (Some(token), _, _) => Some(Cow::Borrowed(token)),
+            (None, Some(phone), _) => Some(Cow::Borrowed(phone.as_e164())),
+            (None, None, Some(email)) => Some(Cow::Owned(email.identity())),
+            (None, None, None) => None,
         }
     }
 

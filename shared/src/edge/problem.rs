@@ -19,6 +19,7 @@ use crate::services::audience::SourceLookupError;
 pub enum ErrorCode {
     InvalidRequest,
     InvalidPhoneNumber,
+    InvalidEmail,
     InvalidTimezone,
     InvalidAction,
     Unauthorized,
@@ -45,6 +46,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidPhoneNumber => "invalid_phone_number",
+            ErrorCode::InvalidEmail => "invalid_email",
             ErrorCode::InvalidTimezone => "invalid_timezone",
             ErrorCode::InvalidAction => "invalid_action",
             ErrorCode::Unauthorized => "unauthorized",
@@ -73,6 +75,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidPhoneNumber
+            | ErrorCode::InvalidEmail
             | ErrorCode::InvalidTimezone
             | ErrorCode::InvalidAction
             | ErrorCode::InvalidKind => StatusCode::BAD_REQUEST,
@@ -99,6 +102,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "The request is malformed",
             ErrorCode::InvalidPhoneNumber => "The phone number is not E.164",
+            ErrorCode::InvalidEmail => "The email is not an address (addr-spec)",
             ErrorCode::InvalidTimezone => "The time zone is not an IANA zone name",
             ErrorCode::InvalidAction => "The action does not apply to this channel",
             ErrorCode::Unauthorized => "A valid API key is required",

@@ -229,9 +229,9 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let err = parse_json::<Body>(br#"{"events":[{"kind":"sent"},{"kind":"opened"}]}"#).unwrap_err();
+        let err = parse_json::<Body>(br#"{"events":[{"kind":"sent"},{"kind":"opend"}]}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);
-        assert!(err.detail.starts_with("events[1].kind: unknown variant `opened`"), "{}", err.detail);
+        assert!(err.detail.starts_with("events[1].kind: unknown variant `opend`"), "{}", err.detail);
         let err = parse_json::<Body>(br#"{"events":"x"}"#).unwrap_err();
         assert!(err.detail.starts_with("events: invalid type"), "{}", err.detail);
         let err = parse_json::<Body>(b"{\"events\":[]} trailing").unwrap_err();

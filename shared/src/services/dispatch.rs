@@ -48,10 +48,13 @@ pub struct DispatchDeps {
 }
 
 impl DispatchDeps {
-    fn queue(&self, channel: Channel) -> &Queue {
+    /// `channel`'s work queue; `None` for email, which has no sender in this build (no app can
+    /// send on it: `App::can_send`).
+    fn queue(&self, channel: Channel) -> Result<&Queue, DispatchError> {
         match channel {
-            Channel::Push => &self.push_queue,
-            Channel::Sms => &self.sms_queue,
+            Channel::Push => Ok(&self.push_queue),
+            Channel::Sms => Ok(&self.sms_queue),
+            Channel::Email => Err(DispatchError::NoSender(channel)),
         }
     }
 }
@@ -64,6 +67,8 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("no {0} sender in this build")]
+    NoSender(Channel),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,7 +137,7 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
 async fn send_scheduled(deps: &DispatchDeps, message: &Message) -> Result<(), DispatchError> {
     let recipients = deps.store.scheduled_recipients(message.app_id, message.message_id).await?;
     let jobs = SendJob::split(message.app_id, message.message_id, message.channel, &recipients);
-    deps.queue(message.channel).send_jobs(&jobs).await?;
+    deps.queue(message.channel)?.send_jobs(&jobs).await?;
     deps.store.finish_scheduled_message(message.app_id, message.message_id).await?;
     tracing::info!(message_id = %message.message_id, recipients = recipients.len(), "scheduled message queued");
     Ok(())
@@ -203,7 +208,7 @@ async fn release(deps: &DispatchDeps, deferral: &Deferral) -> Result<(), Dispatc
     for job in &mut jobs {
         job.released = true;
     }
-    deps.queue(deferral.channel).send_jobs(&jobs).await?;
+    deps.queue(deferral.channel)?.send_jobs(&jobs).await?;
     deps.store.finish_deferral(deferral.app_id, &deferral.deferral_id).await?;
     tracing::info!(message_id = %deferral.message_id, recipients = deferral.subscription_ids.len(), "deferred send released");
     Ok(())
@@ -297,7 +302,7 @@ async fn flush(
         return Ok(true);
     }
     let jobs = SendJob::split(rt.app_id, rt.message_id, rt.channel, &batch.recipients);
-    deps.queue(rt.channel).send_jobs(&jobs).await?;
+    deps.queue(rt.channel)?.send_jobs(&jobs).await?;
     let count = batch.recipients.len() as u64;
     progress.audience_size += count;
     progress.enqueued += count;

@@ -225,7 +225,7 @@ mod tests {
         let message = crate::domain::Message::new(
             crate::domain::AppId::new(),
             crate::domain::Channel::Push,
-            crate::domain::Contents { title: None, body: "b".into(), url: None },
+            crate::domain::Contents { title: None, body: "b".into(), url: None, html: None },
             created,
         );
         assert_eq!(counted[0].1.expires_at, message.expires_at.timestamp());

@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use retarget_shared::Store;
 use retarget_shared::adapters::store::StoreError;
 use retarget_shared::domain::{
-    ApiKey, ApnsAccount, ApnsConfig, AppId, CreatedApp, Credentials, FcmConfig, NewApp, Plan, TwilioAccount,
-    TwilioConfig,
+    ApiKey, ApnsAccount, ApnsConfig, AppId, CreatedApp, Credentials, FcmConfig, NewApp, Plan, SesConfig,
+    TwilioAccount, TwilioConfig,
 };
 use serde_json::{Value, json};
 
@@ -114,6 +114,13 @@ pub struct Providers {
     pub apns_team_id: Option<String>,
     #[arg(long, requires = "apns_key")]
     pub apns_topic: Option<String>,
+    /// The email sender's `FromEmailAddress`: `addr@domain` or `"Name <addr@domain>"`, an
+    /// identity verified in SES (no secret: SES is called with the deployment's IAM role).
+    #[arg(long)]
+    pub ses_from: Option<String>,
+    /// The SES configuration set whose events reach EventBridge (the stack's own by default).
+    #[arg(long, requires = "ses_from")]
+    pub ses_configuration_set: Option<String>,
 }
 
 impl Providers {
@@ -181,7 +188,12 @@ impl Providers {
             }
             _ => None,
         };
-        Ok(Credentials { twilio, fcm, apns })
+        let ses = self
+            .ses_from
+            .map(|from| SesConfig::new(&from, self.ses_configuration_set.as_deref()))
+            .transpose()
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        Ok(Credentials { twilio, fcm, apns, ses })
     }
 }
 

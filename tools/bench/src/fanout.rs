@@ -75,7 +75,7 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     // is due once the clock's whole seconds reach its send_at).
     let now = store.clock().now();
     let now = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-    let contents = Contents { title: None, body: "Still interested?".into(), url: None };
+    let contents = Contents { title: None, body: "Still interested?".into(), url: None, html: None };
     let predicate = Predicate::action(&opts.action, source.channel)?;
     let (retarget, message) =
         Retarget::schedule(&app, &source, predicate, source.channel, contents, now, now);

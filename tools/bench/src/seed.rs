@@ -22,7 +22,7 @@ pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::domain::App> 
 /// A retargetable push message of `app`, created now.
 pub async fn message(store: &Store, app_id: AppId, recipients: usize) -> anyhow::Result<Message> {
     let now = store.clock().now();
-    let contents = Contents { title: None, body: "bench".into(), url: None };
+    let contents = Contents { title: None, body: "bench".into(), url: None, html: None };
     let mut message = Message::new(app_id, Channel::Push, contents, now);
     message.retargetable = true;
     message.recipients = recipients as u64;

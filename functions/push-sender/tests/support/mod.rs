@@ -127,6 +127,7 @@ pub fn app(fcm: Option<FcmConfig>, apns: Option<ApnsConfig>) -> PushApp {
         twilio: None,
         fcm: fcm.as_ref().map(|f| f.account.clone()),
         apns: apns.as_ref().map(|a| a.account.clone()),
+        ses: None,
         delivery_policy: Default::default(),
     };
     PushApp { app, credentials: PushCredentials { fcm, apns } }
@@ -162,6 +163,7 @@ pub fn subscription(app: &App, platform: Option<Platform>, token: Option<&str>) 
         platform,
         token: token.map(str::to_owned),
         phone_number: None,
+        email: None,
         external_user_id: None,
         status: SubscriptionStatus::Active,
         unsubscribed_reason: None,
@@ -184,6 +186,7 @@ pub fn message(app: &App, title: Option<&str>, url: Option<&str>) -> Message {
         title: title.map(str::to_owned),
         body: "Your cart misses you".into(),
         url: url.map(str::to_owned),
+        html: None,
     };
     Message::new(app.app_id, Channel::Push, contents, Utc::now())
 }

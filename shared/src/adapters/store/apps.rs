@@ -56,7 +56,7 @@ impl Store {
     /// whose answer was lost succeed instead of failing on their own first write).
     pub async fn create_app(&self, new: NewApp) -> Result<CreatedApp, StoreError> {
         let now = self.clock().now();
-        let Credentials { twilio, fcm, apns } = new.credentials;
+        let Credentials { twilio, fcm, apns, ses } = new.credentials;
         let app = App {
             app_id: AppId::at(now),
             name: new.name,
@@ -66,6 +66,7 @@ impl Store {
             twilio: twilio.as_ref().map(|t| t.account.clone()),
             fcm: fcm.as_ref().map(|f| f.account.clone()),
             apns: apns.as_ref().map(|a| a.account.clone()),
+            ses,
             delivery_policy: Default::default(),
         };
         let push_webhook_secret = new_secret();
@@ -193,7 +194,7 @@ impl Store {
     /// accounts on the app item, the secrets in their scopes' items, in one transaction
     /// conditional on the app: `NotFound` for an unknown app, nothing written then.
     pub async fn set_credentials(&self, app_id: AppId, credentials: Credentials) -> Result<(), StoreError> {
-        let Credentials { twilio, fcm, apns } = credentials;
+        let Credentials { twilio, fcm, apns, ses } = credentials;
         let mut app_sets = Vec::new();
         let mut app_values = HashMap::new();
         let mut updates = Vec::new();
@@ -216,6 +217,11 @@ impl Store {
             app_sets.push("apns = :apns");
             app_values.insert(":apns".to_owned(), serde_dynamo::to_attribute_value(&apns.account)?);
             push_secrets.push(("apns_private_key_pem", apns.private_key_pem));
+        }
+        if let Some(ses) = ses {
+            // No secret: the SES sender signs with the deployment's IAM role.
+            app_sets.push("ses = :ses");
+            app_values.insert(":ses".to_owned(), serde_dynamo::to_attribute_value(&ses)?);
         }
         if app_sets.is_empty() {
             return match self.get_app(app_id).await? {

@@ -63,7 +63,7 @@ impl Store {
     ) -> Result<(Subscription, Upserted), StoreError> {
         let now = self.clock().now();
         let channel = address.channel();
-        let claim_pk = keys::address(app_id, channel, address.value());
+        let claim_pk = keys::address(app_id, channel, &address.identity());
         let mut subscription = Subscription::new(app_id, address.clone(), external_user_id.clone(), now);
         subscription.timezone = timezone;
         let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
@@ -199,11 +199,9 @@ impl Store {
     pub async fn bulk_load_subscriptions(&self, subscriptions: &[Subscription]) -> Result<(), StoreError> {
         let mut writes = Vec::with_capacity(subscriptions.len() * 2);
         for sub in subscriptions {
-            let address = match (&sub.token, &sub.phone_number) {
-                (Some(token), _) => token.clone(),
-                (None, Some(phone)) => phone.as_e164().to_owned(),
-                (None, None) => return Err(StoreError::Corrupt("subscription without an address".into())),
-            };
+            let address = sub
+                .identity()
+                .ok_or_else(|| StoreError::Corrupt("subscription without an address".into()))?;
             let mut claim = key(keys::address(sub.app_id, sub.channel, &address), keys::SK_ADDR);
             claim.insert("subscription_id".into(), s(sub.subscription_id.to_string()));
             for item in [claim, serde_dynamo::to_item(SubscriptionItem::new(sub.clone()))?] {
