@@ -2,14 +2,17 @@
 # Benchmarks (docs/benchmarks.md): ingest, audiences, fan-out and their naive counterparts,
 # against a fresh DynamoDB Local + moto of its own, then a table of figures and PNG plots.
 #
-#   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k; about a minute after the build
-#   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M
+#   scripts/bench.sh --quick   # CI: 5k events, audiences of 2k and 10k, quiet hours at 5k
+#   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M,
+#                              # quiet hours at 1M
 #
 # Both also time the cold start of the eleven functions' x86_64 release binaries (built here)
 # against a local Runtime API stub, 20 starts each.
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
-#          --sizes "N N ...", --events N, --rounds N, --writers N (default 16), --no-build.
+#          --sizes "N N ...", --events N, --rounds N, --writers N (default 16), --no-build;
+#          --quiet "N ..." the quiet-hours bench's sizes ("" skips it; env QUIET too), TRACK=N
+#          the /v1/track requests.
 # Exit status: non-zero only when something crashed; a figure missing its target is reported
 # in the table ("**short**"), not an error.
 #
@@ -38,19 +41,20 @@ while (($#)); do
     --events) EVENTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --writers) WRITERS=$2; shift ;;
+    --quiet) QUIET=$2; shift ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
 done
 
 if [[ $MODE == quick ]]; then
-  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}" "${TRACK:=500}"
+  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}" "${TRACK:=500}" "${QUIET=5000}"
   SENDER_JOBS=1
   JAVA_OPTS_DEFAULT=""
 else
-  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}" "${TRACK:=20000}"
+  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}" "${TRACK:=20000}" "${QUIET=1000000}"
   SENDER_JOBS=4
   # A million recipients is about 5 M items in DynamoDB Local's in-memory store.
   JAVA_OPTS_DEFAULT="-Xms1g -Xmx8g"
@@ -129,6 +133,17 @@ fresh_services
 step "POST /v1/track: $TRACK forged tokens, $TRACK genuine ones, the same reports through /v1/events"
 bench bench-track track --requests "$TRACK"
 TABLE_NAME=bench-track "$BIN" drop-table
+
+for size in $QUIET; do
+  table="bench-quiet-$size"
+  fresh_services
+  step "quiet hours, $size SMS recipients over ten zones: seeding (its own process)"
+  seeded=$(TABLE_NAME="$table" "$BIN" quiet-hours-seed --recipients "$size") || die "seeding $size failed"
+  printf '%s\n' "$seeded" >>"$RESULTS"
+  step "quiet hours, $size: dispatch, deferral by the sender, release a tick a minute on the test clock"
+  bench "$table" quiet-hours --app-id "$(field "$seeded" app_id)" --message-id "$(field "$seeded" message_id)"
+  TABLE_NAME="$table" "$BIN" drop-table
+done
 
 for size in $SIZES; do
   table="bench-audience-$size"

@@ -130,6 +130,20 @@ impl Snapshot {
         Snapshot { ops }
     }
 
+    /// Both phases' tallies added up.
+    pub fn plus(&self, other: &Snapshot) -> Snapshot {
+        let mut ops = self.ops.clone();
+        for (name, t) in &other.ops {
+            let sum = ops.entry(name.clone()).or_default();
+            sum.requests += t.requests;
+            sum.units += t.units;
+            sum.missing_key_units += t.missing_key_units;
+            sum.scanned += t.scanned;
+            sum.items += t.items;
+        }
+        Snapshot { ops }
+    }
+
     pub fn op(&self, name: &str) -> OpTally {
         self.ops.get(name).cloned().unwrap_or_default()
     }

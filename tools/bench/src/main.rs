@@ -14,6 +14,7 @@ mod cost;
 mod counting;
 mod fanout;
 mod ingest;
+mod quiet;
 mod report;
 mod seed;
 mod sys;
@@ -95,6 +96,20 @@ enum Command {
         /// Queued jobs then run through the senders' pipeline to count their DynamoDB use.
         #[arg(long, default_value_t = 2)]
         sender_jobs: usize,
+    },
+    /// Quiet hours at scale: an SMS retarget of N recipients over ten zones, all inside their
+    /// quiet hours, deferred by the sender and released by the scheduler on a test clock.
+    QuietHours {
+        #[arg(long)]
+        app_id: AppId,
+        #[arg(long)]
+        message_id: MessageId,
+    },
+    /// Seeds the quiet-hours bench: an app with quiet hours on SMS and an SMS message sent to
+    /// N recipients over ten zones.
+    QuietHoursSeed {
+        #[arg(long)]
+        recipients: usize,
     },
     /// Spawns each function's x86_64 release binary against a local Runtime API stub: time from
     /// process start to its first poll for an invocation, over N starts.
@@ -186,6 +201,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Fanout { app_id, message_id, action, sender_jobs } => {
             fanout::run(&clients, &store, fanout::Options { app_id, message_id, action, sender_jobs })
                 .await?;
+        }
+        Command::QuietHoursSeed { recipients } => {
+            ensure_table.await?;
+            quiet::seed(&clients, &table, recipients).await?;
+        }
+        Command::QuietHours { app_id, message_id } => {
+            quiet::run(&clients, &table, quiet::Options { app_id, message_id }).await?;
         }
         Command::DropTable => {
             clients.dynamodb.delete_table().table_name(&table).send().await?;

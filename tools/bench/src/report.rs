@@ -161,6 +161,7 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     let of = |bench: &str| -> Vec<&Value> { lines.iter().filter(|l| l["bench"] == bench).collect() };
     let (ingest, audiences, fanouts) = (of("ingest"), of("audience"), of("fanout"));
     let cold = of("cold_start");
+    let quiet = of("quiet_hours");
 
     if plots {
         std::fs::create_dir_all(out)?;
@@ -239,6 +240,7 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
         )?;
     }
     print!("{}", table(&ingest, &audiences, &fanouts, &cold));
+    print!("{}", quiet_table(&quiet));
     Ok(())
 }
 
@@ -449,6 +451,94 @@ fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value], cold: &[&V
         let mb = |x: f64| format!("{:.2} MB", x / 1e6);
         let what = format!("cold start {name}: arm64 bootstrap.zip (cargo lambda build --release --arm64)");
         row(&mut t, &what, zip, &mb, "≤ 4 MB", zip.map(|x| x <= 4e6));
+    }
+    t
+}
+
+/// The quiet-hours bench: what deferring and releasing cost per recipient, the scheduler's
+/// memory, and how late each zone's recipients were released after their window ended.
+fn quiet_table(quiet: &[&Value]) -> String {
+    let mut t = String::new();
+    let p1 = |x: f64| format!("{x:.1}");
+    let p3 = |x: f64| format!("{x:.3}");
+    let p4 = |x: f64| format!("{x:.4}");
+    let s0 = |x: f64| format!("{x:.0} s");
+    for l in quiet {
+        let n = l["recipients"].as_u64().unwrap_or(0);
+        if t.is_empty() {
+            t.push_str("\n| quiet hours (SMS, ten zones, all inside 21:00–08:00) | measured | target | verdict |\n|---|---|---|---|\n");
+        }
+        let v = f(l, &["deferral", "deferral_write_requests_per_recipient"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: deferral writes per recipient (one per job and release instant)"),
+            v,
+            &p4,
+            "(cost)",
+            None,
+        );
+        let v = f(l, &["deferral", "deferral_write_units_per_recipient"]);
+        row(&mut t, &format!("quiet {n}: deferral write units per recipient"), v, &p3, "(cost)", None);
+        let v = f(l, &["deferral", "recipients_per_deferral"]);
+        row(&mut t, &format!("quiet {n}: recipients per deferral"), v, &p1, "(grouping)", None);
+        let v = f(l, &["release", "dynamodb_requests_per_recipient"]);
+        row(&mut t, &format!("quiet {n}: release, DynamoDB requests per recipient"), v, &p4, "(cost)", None);
+        let v = f(l, &["release", "write_units_per_recipient"]);
+        row(&mut t, &format!("quiet {n}: release, write units per recipient"), v, &p3, "(cost)", None);
+        let v = f(l, &["release", "scheduler_peak_rss_mib"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: scheduler peak RSS over the release ticks, MiB"),
+            v,
+            &p1,
+            "≤ 64",
+            v.map(|x| x <= 64.0),
+        );
+        let v = f(l, &["dispatch", "peak_rss_mib"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: peak RSS while dispatching, MiB"),
+            v,
+            &p1,
+            "≤ 64",
+            v.map(|x| x <= 64.0),
+        );
+        let v = f(l, &["release", "released_early"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: recipients released before their window ended"),
+            v,
+            &|x| format!("{x:.0}"),
+            "0",
+            v.map(|x| x == 0.0),
+        );
+        let v = f(l, &["release", "latest_after_window_end_s"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: latest release after a window's end (ticks every 60 s)"),
+            v,
+            &s0,
+            "< 60 s",
+            v.map(|x| x < 60.0),
+        );
+        let v = f(l, &["release", "busiest_tick_deferrals"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: deferrals released by the busiest tick"),
+            v,
+            &|x| format!("{x:.0}"),
+            "(info)",
+            None,
+        );
+        let v = f(l, &["release", "slowest_tick_seconds"]);
+        row(
+            &mut t,
+            &format!("quiet {n}: slowest release tick (emulators)"),
+            v,
+            &|x| format!("{x:.1} s"),
+            "(info)",
+            None,
+        );
     }
     t
 }
