@@ -179,8 +179,16 @@ async fn set_credentials_adds_and_replaces_only_what_it_is_given() {
     // other providers are kept.
     admin(
         &world,
-        &[&set[..], &["--ses-from", "Later Co <news@later.example.com>", "--ses-configuration-set", "retarget-events"]]
-            .concat(),
+        &[
+            &set[..],
+            &[
+                "--ses-from",
+                "Later Co <news@later.example.com>",
+                "--ses-configuration-set",
+                "retarget-events",
+            ],
+        ]
+        .concat(),
     )
     .await
     .unwrap();
