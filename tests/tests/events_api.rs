@@ -134,7 +134,7 @@ async fn malformed_requests_are_refused_whole() {
     for events in [
         json!([]),
         Value::Array(many),
-        json!([good, {"message_id": message.message_id, "subscription_id": sub, "kind": "opened"}]),
+        json!([good, {"message_id": message.message_id, "subscription_id": sub, "kind": "opend"}]),
         json!([good, {"message_id": message.message_id, "subscription_id": sub}]),
         json!([good, {"message_id": 7, "subscription_id": sub, "kind": "sent"}]),
         json!([good, {"message_id": message.message_id, "subscription_id": sub, "kind": "sent", "extra": true}]),
