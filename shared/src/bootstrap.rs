@@ -19,7 +19,7 @@ use crate::adapters::aws;
 #[cfg(feature = "eventbridge")]
 use crate::adapters::bus::EventBus;
 #[cfg(feature = "sqs")]
-use crate::adapters::queue::Queue;
+use crate::adapters::queue::{ChannelQueues, Queue};
 use crate::adapters::store::Store;
 #[cfg(feature = "dispatch")]
 use crate::adapters::store::StoreError;
@@ -31,7 +31,7 @@ use crate::edge::streamed::StreamedBody;
 use crate::services::dispatch::{DispatchDeps, TickReport, tick};
 use crate::services::provider::Provider;
 #[cfg(feature = "sqs")]
-use crate::services::sender::{Retries, SenderDeps, handle_batch};
+use crate::services::sender::{Pacer, Retries, SenderDeps, handle_batch};
 use crate::services::stats::{StatsDeps, TimeWindowEvent, TimeWindowEventResponse};
 
 /// What a process failing to start or serve reports (Lambda's own error type).
@@ -80,6 +80,16 @@ impl Infra {
     pub fn queue(&self, env: &mut EnvReader, var: &str) -> Arc<Queue> {
         let client = self.sqs.get_or_init(|| aws::sqs(&self.sdk)).clone();
         Arc::new(Queue::new(client, env.required(var)))
+    }
+
+    /// Every channel's work queue (`PUSH_QUEUE_URL`, `SMS_QUEUE_URL`, `EMAIL_QUEUE_URL`).
+    #[cfg(feature = "sqs")]
+    pub fn channel_queues(&self, env: &mut EnvReader) -> ChannelQueues {
+        ChannelQueues {
+            push: self.queue(env, queue_url_var(Channel::Push)),
+            sms: self.queue(env, queue_url_var(Channel::Sms)),
+            email: self.queue(env, queue_url_var(Channel::Email)),
+        }
     }
 
     /// The bus named by `EVENT_BUS_NAME`.
@@ -165,6 +175,12 @@ pub trait ScheduleFunction: FromEnv + Send + Sync {
 pub trait ProviderFromEnv: Provider + Sized {
     const CHANNEL: Channel;
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error>;
+
+    /// The most provider calls per second one process of the sender makes, if limited.
+    #[cfg(feature = "sqs")]
+    fn pace(_env: &mut EnvReader) -> Option<Pacer> {
+        None
+    }
 }
 
 /// The variable holding the URL of `channel`'s work queue: where its jobs are enqueued, and
@@ -199,7 +215,8 @@ impl<P: ProviderFromEnv> FromEnv for SenderDeps<P> {
             policy: crate::retry::RetryPolicy::SEND,
         };
         let provider = P::from_env(env, infra)?;
-        Ok(Self { store, provider, channel: P::CHANNEL, retries: Some(retries) })
+        let pace = P::pace(env);
+        Ok(Self { store, provider, channel: P::CHANNEL, retries: Some(retries), pace })
     }
 }
 
@@ -217,12 +234,7 @@ impl<P: ProviderFromEnv> SqsFunction for SenderDeps<P> {
 #[cfg(feature = "dispatch")]
 impl FromEnv for DispatchDeps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self {
-            store: infra.store(env),
-            push_queue: infra.queue(env, queue_url_var(Channel::Push)),
-            sms_queue: infra.queue(env, queue_url_var(Channel::Sms)),
-            bus: infra.bus(env),
-        })
+        Ok(Self { store: infra.store(env), queues: infra.channel_queues(env), bus: infra.bus(env) })
     }
 }
 

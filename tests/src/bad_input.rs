@@ -34,6 +34,7 @@ pub struct Fixture {
     pub retarget: String,
     /// App A's tracking token for `push_message` to `push_subscription`.
     pub track_token: String,
+    pub unsubscribe_token: String,
     /// A tracked link of app A's `sms_message` to `sms_subscription`.
     pub link_code: String,
     /// Audience cursor issued for app B's message.
@@ -55,6 +56,7 @@ impl Fixture {
         // An interaction so the source has an audience.
         world.record_each(&push_message, EventKind::Sent, &[push_subscription]).await;
         let track_token = world.track_token(&a, &push_message, push_subscription).await;
+        let unsubscribe_token = world.unsubscribe_token(&a, &push_message, push_subscription).await;
         let link = retarget_shared::domain::Link {
             code: retarget_shared::domain::LinkCode::generate(),
             app_id: a.app.app_id,
@@ -72,6 +74,7 @@ impl Fixture {
             sms_message: sms_message.message_id.to_string(),
             retarget: String::new(),
             track_token,
+            unsubscribe_token,
             link_code: link.code.to_string(),
             b_cursor: String::new(),
             cases: RefCell::default(),
@@ -129,6 +132,7 @@ impl Fixture {
                 Some(self.a.app.app_id.to_string())
             }
             Route::OpenLink => Some(self.link_code.clone()),
+            Route::UnsubscribePage | Route::UnsubscribeOneClick => Some(self.unsubscribe_token.clone()),
         }
     }
 
@@ -175,8 +179,10 @@ impl Fixture {
                 "frequency_cap": {"max": 3, "per_hours": 24, "channels": ["push", "sms"]},
             }),
             Route::Track => json!({"token": self.track_token, "kind": "clicked"}),
+            Route::UnsubscribeOneClick => return Some(b"List-Unsubscribe=One-Click".to_vec()),
             Route::TrackPreflight
             | Route::OpenLink
+            | Route::UnsubscribePage
             | Route::ListMessages
             | Route::GetSubscription
             | Route::Unsubscribe
@@ -231,6 +237,11 @@ impl Fixture {
             Route::Track | Route::TrackPreflight | Route::OpenLink => {
                 if body.is_some() {
                     request = request.header("content-type", "application/json");
+                }
+            }
+            Route::UnsubscribePage | Route::UnsubscribeOneClick => {
+                if body.is_some() {
+                    request = request.header("content-type", "application/x-www-form-urlencoded");
                 }
             }
             _ => {
@@ -321,7 +332,7 @@ impl Fixture {
                 (_, None, _) => {}
             }
             // A link a person followed that leads nowhere is a page, not a problem document.
-            let link_page = case.route == Route::OpenLink
+            let link_page = matches!(case.route, Route::OpenLink | Route::UnsubscribePage | Route::UnsubscribeOneClick)
                 && (case.status, case.code) == (404, "not_found")
                 && response.status == 404
                 && response.content_type.starts_with("text/html");
@@ -425,5 +436,7 @@ pub fn needs_api_key(route: Route) -> bool {
             | Route::Track
             | Route::TrackPreflight
             | Route::OpenLink
+            | Route::UnsubscribePage
+            | Route::UnsubscribeOneClick
     )
 }

@@ -111,8 +111,10 @@ impl World {
             ("TABLE_NAME", self.table.as_str()),
             (queue_url_var(Channel::Push), queues.push.url()),
             (queue_url_var(Channel::Sms), queues.sms.url()),
+            (queue_url_var(Channel::Email), queues.email.url()),
             (dead_letter_queue_url_var(Channel::Push), queues.push_dlq_url.as_str()),
             (dead_letter_queue_url_var(Channel::Sms), queues.sms_dlq_url.as_str()),
+            (dead_letter_queue_url_var(Channel::Email), queues.email_dlq_url.as_str()),
             ("PUBLIC_BASE_URL", PUBLIC_BASE_URL),
             (retarget_audiences::EXPORT_URL_VAR, EXPORT_URL),
         ])
@@ -139,7 +141,7 @@ impl World {
 
     /// The messages function's own push queue, whose counters count what it asked of SQS.
     pub async fn messages_push_queue(&self) -> &retarget_shared::adapters::queue::Queue {
-        &self.handlers().await.messages.deps.push_queue
+        &self.handlers().await.messages.deps.queues.push
     }
 
     /// The request as API Gateway routes it: the function owning its route answers (404 for
@@ -198,8 +200,25 @@ impl World {
         self.tracking().mint(&tracked).await.expect("the tracking keyring")
     }
 
+    /// The token of a recipient's email unsubscribe link (`/u/{token}`), as the email sender
+    /// mints it.
+    pub async fn unsubscribe_token(
+        &self,
+        app: &TestApp,
+        message: &retarget_shared::domain::Message,
+        subscription: retarget_shared::domain::SubscriptionId,
+    ) -> String {
+        let tracked = retarget_shared::domain::Tracked {
+            app_id: app.app.app_id,
+            message_id: message.message_id,
+            subscription_id: subscription,
+        };
+        let purpose = retarget_shared::domain::TokenPurpose::Unsubscribe;
+        self.tracking().mint_for(purpose, &tracked).await.expect("the tracking keyring")
+    }
+
     pub fn sender<P>(&self, channel: Channel, provider: P) -> SenderDeps<P> {
-        SenderDeps { store: self.store.clone(), provider, channel, retries: None }
+        SenderDeps { store: self.store.clone(), provider, channel, retries: None, pace: None }
     }
 }
 
@@ -232,8 +251,10 @@ pub fn unique_name(prefix: &str) -> String {
 pub struct TestQueues {
     pub push: Arc<retarget_shared::adapters::queue::Queue>,
     pub sms: Arc<retarget_shared::adapters::queue::Queue>,
+    pub email: Arc<retarget_shared::adapters::queue::Queue>,
     pub push_dlq_url: String,
     pub sms_dlq_url: String,
+    pub email_dlq_url: String,
     pub sqs: aws_sdk_sqs::Client,
 }
 
@@ -245,12 +266,26 @@ impl TestQueues {
             resources::create_queue(&sqs, &prefix, &resources::PUSH_QUEUE).await.expect("create push queue");
         let sms =
             resources::create_queue(&sqs, &prefix, &resources::SMS_QUEUE).await.expect("create sms queue");
+        let email = resources::create_queue(&sqs, &prefix, &resources::EMAIL_QUEUE)
+            .await
+            .expect("create email queue");
         Self {
             push: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), push.queue_url)),
             sms: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), sms.queue_url)),
+            email: Arc::new(retarget_shared::adapters::queue::Queue::new(sqs.clone(), email.queue_url)),
             push_dlq_url: push.dlq_url,
             sms_dlq_url: sms.dlq_url,
+            email_dlq_url: email.dlq_url,
             sqs,
+        }
+    }
+
+    /// The three work queues, as dispatch and the messages function hold them.
+    pub fn channels(&self) -> retarget_shared::adapters::queue::ChannelQueues {
+        retarget_shared::adapters::queue::ChannelQueues {
+            push: self.push.clone(),
+            sms: self.sms.clone(),
+            email: self.email.clone(),
         }
     }
 
@@ -397,6 +432,15 @@ impl World {
             ..placeholder_credentials()
         };
         self.create_app("Twilio App", retarget_shared::domain::Plan::Pro, credentials).await
+    }
+
+    /// A pro app sending email from `from` through the configuration set `retarget-email`
+    /// (and nothing else).
+    pub async fn email_app(&self, from: &str) -> TestApp {
+        let ses =
+            retarget_shared::domain::SesConfig::new(from, Some("retarget-email")).expect("SES settings");
+        let credentials = retarget_shared::domain::Credentials { ses: Some(ses), ..Default::default() };
+        self.create_app("Email App", retarget_shared::domain::Plan::Pro, credentials).await
     }
 
     /// A pro app with Twilio credentials (auth token `token`) and nothing for push.

@@ -41,12 +41,8 @@ impl SmsHarness {
         let world = World::new().await;
         let queues = world.queues().await.clone();
         let bus = TestBus::new().await;
-        let deps = DispatchDeps {
-            store: world.store.clone(),
-            push_queue: queues.push.clone(),
-            sms_queue: queues.sms.clone(),
-            bus: bus.bus.clone(),
-        };
+        let deps =
+            DispatchDeps { store: world.store.clone(), queues: queues.channels(), bus: bus.bus.clone() };
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path(twilio::messages_path(twilio::ACCOUNT)))

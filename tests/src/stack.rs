@@ -14,7 +14,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use retarget_local::streams::StreamSource;
 use retarget_local::workers;
-use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::queue::{ChannelQueues, Queue};
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
@@ -127,6 +127,14 @@ impl<P> Crashable<P> {
 impl<P: Provider> Provider for Crashable<P> {
     type Secret = P::Secret;
     type Credentials = P::Credentials;
+
+    fn load_secret(
+        store: &retarget_shared::Store,
+        app_id: retarget_shared::domain::AppId,
+    ) -> impl std::future::Future<Output = Result<P::Secret, retarget_shared::adapters::store::StoreError>> + Send
+    {
+        P::load_secret(store, app_id)
+    }
 
     fn credentials(app: &App, secret: &P::Secret) -> P::Credentials {
         P::credentials(app, secret)
@@ -252,8 +260,11 @@ impl Stack {
         let bus = TestBus::new().await;
         let dispatch = DispatchDeps {
             store: store.clone(),
-            push_queue: Arc::new(Queue::new(faulty_sqs.clone(), queues.push.url())),
-            sms_queue: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms.url())),
+            queues: ChannelQueues {
+                push: Arc::new(Queue::new(faulty_sqs.clone(), queues.push.url())),
+                sms: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms.url())),
+                email: Arc::new(Queue::new(faulty_sqs.clone(), queues.email.url())),
+            },
             bus: bus.bus.clone(),
         };
 
@@ -269,8 +280,13 @@ impl Stack {
             dead_letters: Arc::new(Queue::new(faulty_sqs.clone(), queues.sms_dlq_url.clone())),
             policy: RetryPolicy::SEND,
         };
-        let sender =
-            SenderDeps { store: store.clone(), provider, channel: Channel::Sms, retries: Some(retries) };
+        let sender = SenderDeps {
+            store: store.clone(),
+            provider,
+            channel: Channel::Sms,
+            retries: Some(retries),
+            pace: None,
+        };
         let stats = StatsDeps { store };
         let stream = StreamSource::new(sdk, &world.table);
         let app = world.twilio_app("token", "+15550009999").await;

@@ -281,6 +281,8 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
         push_dlq_url: queues.push_dlq_url.clone(),
         sms_queue_url: queues.sms.url().to_owned(),
         sms_dlq_url: queues.sms_dlq_url.clone(),
+        email_queue_url: queues.email.url().to_owned(),
+        email_dlq_url: queues.email_dlq_url.clone(),
         event_bus_name: "unused".into(),
     };
     let api = Arc::new(

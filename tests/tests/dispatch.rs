@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::Duration;
-use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::queue::{ChannelQueues, Queue};
 use retarget_shared::bootstrap::ScheduleFunction;
 use retarget_shared::domain::{
     Address, Channel, EventKind, Message, Plan, Platform, RetargetStatus, SendJob, SubscriptionId,
@@ -35,12 +35,8 @@ impl Harness {
         let world = World::new().await;
         let queues = world.queues().await.clone();
         let bus = TestBus::new().await;
-        let deps = DispatchDeps {
-            store: world.store.clone(),
-            push_queue: queues.push.clone(),
-            sms_queue: queues.sms.clone(),
-            bus: bus.bus.clone(),
-        };
+        let deps =
+            DispatchDeps { store: world.store.clone(), queues: queues.channels(), bus: bus.bus.clone() };
         Self { world, queues, bus, deps }
     }
 
@@ -231,8 +227,10 @@ async fn a_crashed_dispatch_resumes_from_its_checkpoint_without_loss_or_repetiti
     let dying_sqs = FailAfter::new(1).sqs(retarget_tests::sdk().await);
     let crashing = DispatchDeps {
         store: h.world.store.clone(),
-        push_queue: Arc::new(Queue::new(dying_sqs, h.queues.push.url())),
-        sms_queue: h.queues.sms.clone(),
+        queues: ChannelQueues {
+            push: Arc::new(Queue::new(dying_sqs, h.queues.push.url())),
+            ..h.queues.channels()
+        },
         bus: h.bus.bus.clone(),
     };
     let report = crashing.handle(scheduled_event(), None).await.unwrap();

@@ -17,12 +17,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 
 async fn tick(world: &World, bus: &TestBus) -> retarget_shared::services::dispatch::TickReport {
     let queues = world.queues().await;
-    let deps = DispatchDeps {
-        store: world.store.clone(),
-        push_queue: queues.push.clone(),
-        sms_queue: queues.sms.clone(),
-        bus: bus.bus.clone(),
-    };
+    let deps = DispatchDeps { store: world.store.clone(), queues: queues.channels(), bus: bus.bus.clone() };
     let event: EventBridgeEvent<Value> =
         serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json")).expect("fixture");
     deps.handle(event, None).await.expect("tick")

@@ -250,23 +250,31 @@ async fn a_channel_without_credentials_is_refused_and_nothing_is_created() {
     h.create(&bare, &to_one("sms", bare_sms)).await.assert_problem(422, "channel_not_configured");
 }
 
-/// Issue 17, part 1: email subscriptions and an app's SES settings exist, the email sender not
-/// yet. A message on email is refused whole (422 `channel_not_configured`, saying why), even
-/// for an app with SES settings: nothing is created, nothing queued for a sender that is not
-/// there.
+/// Issue 17: email needs the app's SES settings (`--ses-from`): without them a message on email
+/// is refused whole (422 `channel_not_configured`, saying what to set), nothing written; with
+/// them it is accepted and its recipients go on the email queue.
 #[tokio::test]
-async fn an_email_message_is_refused_while_there_is_no_email_sender() {
+async fn an_email_message_needs_the_apps_ses_settings_and_goes_on_the_email_queue() {
     let (h, t) = Harness::with_app(Plan::Pro).await;
+    let sub = h.world.subscription(&t, Channel::Email, "ada@example.com", None).await;
+    let body = json!({"channel": "email", "contents": {"title": "Hello", "body": "x"}, "include_subscription_ids": [sub]});
+    let before = h.world.snapshot().await;
+    let refused = h.create(&t, &body).await;
+    refused.assert_problem(422, "channel_not_configured");
+    assert!(refused.body["detail"].as_str().unwrap().contains("--ses-from"), "{refused:?}");
+    assert_eq!(h.world.snapshot().await, before, "nothing written");
+
     let ses = retarget_shared::domain::SesConfig::new("Shop <shop@example.com>", Some("retarget-events"))
         .expect("SES settings");
     let credentials = retarget_shared::domain::Credentials { ses: Some(ses.clone()), ..Default::default() };
     h.world.store.set_credentials(t.app.app_id, credentials).await.unwrap();
     assert_eq!(h.world.store.get_app(t.app.app_id).await.unwrap().unwrap().ses, Some(ses), "kept");
-    let sub = h.world.subscription(&t, Channel::Email, "ada@example.com", None).await;
-    let before = h.world.snapshot().await;
-    let body = json!({"channel": "email", "contents": {"title": "Hello", "body": "x"}, "include_subscription_ids": [sub]});
-    let refused = h.create(&t, &body).await;
-    refused.assert_problem(422, "channel_not_configured");
-    assert!(refused.body["detail"].as_str().unwrap().contains("no email sender"), "{refused:?}");
-    assert_eq!(h.world.snapshot().await, before, "nothing written");
+    let accepted = h.create(&t, &body).await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let jobs = h.queues.drain(&h.queues.email).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].channel, jobs[0].subscription_ids.clone()), (Channel::Email, vec![sub]));
+    assert!(
+        h.queues.drain(&h.queues.sms).await.is_empty() && h.queues.drain(&h.queues.push).await.is_empty()
+    );
 }

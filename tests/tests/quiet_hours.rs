@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
-use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::queue::{ChannelQueues, Queue};
 use retarget_shared::bootstrap::ScheduleFunction;
 use retarget_shared::domain::{Channel, Deferral, EventKind, SubscriptionId};
 use retarget_shared::services::dispatch::DispatchDeps;
@@ -188,8 +188,7 @@ async fn a_release_that_dies_on_either_side_of_its_enqueue_is_redone_and_texts_o
     let sdk = retarget_tests::sdk().await;
     let with = |store: Store, sms_queue: Arc<Queue>| DispatchDeps {
         store,
-        push_queue: h.deps.push_queue.clone(),
-        sms_queue,
+        queues: ChannelQueues { sms: sms_queue, ..h.deps.queues.clone() },
         bus: h.deps.bus.clone(),
     };
     let clock: Arc<dyn Clock> = h.world.clock.clone();
@@ -209,7 +208,7 @@ async fn a_release_that_dies_on_either_side_of_its_enqueue_is_redone_and_texts_o
     h.advance_to(at("2026-11-28T16:00:00Z") + Duration::seconds(keys::DUE_LEASE_SECONDS));
     let no_delete = Store::new(FailAfter::only("DeleteItem", 0).dynamodb(sdk), h.world.table.clone(), clock);
     let report =
-        with(no_delete, h.deps.sms_queue.clone()).handle(scheduled_event(), None).await.expect("tick");
+        with(no_delete, h.deps.queues.sms.clone()).handle(scheduled_event(), None).await.expect("tick");
     assert_eq!(report.deferrals_released, 0, "{report:?}");
     h.send_queued(2).await;
     let la = due_by("2026-11-28T16:00:00Z");

@@ -541,6 +541,10 @@ impl Tenants {
                 Some("invalid_token"),
             ),
             Route::TrackPreflight => (request(route, template), 204, None),
+            // The same forged token as an unsubscribe link: nobody of A's is unsubscribed.
+            Route::UnsubscribePage | Route::UnsubscribeOneClick => {
+                (request(route, &template.replace("{token}", &self.b_token_naming_a)), 404, None)
+            }
             // B's own list: none of A's messages.
             Route::ListMessages => (request(route, template).bearer(&b.api_key), 200, None),
             // A link's code is unguessable and names its own recipient: another one finds nothing.

@@ -209,10 +209,17 @@ async fn a_poison_record_fails_alone() {
 struct PanicsFor(&'static str);
 
 impl retarget_shared::services::provider::Provider for PanicsFor {
-    type Secret = retarget_shared::domain::SmsSecret;
+    type Secret = ();
     type Credentials = ();
 
-    fn credentials(_: &retarget_shared::domain::App, _: &Self::Secret) {}
+    fn load_secret(
+        _: &retarget_shared::Store,
+        _: retarget_shared::domain::AppId,
+    ) -> impl std::future::Future<Output = Result<(), retarget_shared::StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    fn credentials(_: &retarget_shared::domain::App, _: &()) {}
 
     async fn send(
         &self,

@@ -222,14 +222,18 @@ fn function_env(t: &Value, logical_id: &str) -> std::collections::BTreeMap<Strin
 #[test]
 fn function_environment_and_outputs_reference_the_resources() {
     let t = template();
-    let [push, sms] = resources::QUEUES;
+    let [push, sms, email] = resources::QUEUES;
     assert_eq!(push.logical_id, resources::PUSH_QUEUE.logical_id);
     assert_eq!(sms.logical_id, resources::SMS_QUEUE.logical_id);
+    assert_eq!(email.logical_id, resources::EMAIL_QUEUE.logical_id);
     let outputs = field(&t, "Outputs", "template");
     for (var, output, target, function) in [
         ("TABLE_NAME", "TableName", "Table", "SubscriptionsFunction"),
         (queue_url_var(Channel::Push), "PushQueueUrl", push.logical_id, "SchedulerFunction"),
         (queue_url_var(Channel::Sms), "SmsQueueUrl", sms.logical_id, "SchedulerFunction"),
+        (queue_url_var(Channel::Email), "EmailQueueUrl", email.logical_id, "SchedulerFunction"),
+        (queue_url_var(Channel::Email), "EmailQueueUrl", email.logical_id, "MessagesFunction"),
+        (queue_url_var(Channel::Email), "EmailQueueUrl", email.logical_id, "EmailSenderFunction"),
         ("EVENT_BUS_NAME", "EventBusName", "EventBus", "SchedulerFunction"),
     ] {
         let vars = function_env(&t, function);
@@ -240,6 +244,18 @@ fn function_environment_and_outputs_reference_the_resources() {
         assert_eq!(reference(value, &w), target, "{w} differs");
     }
     resource(&t, "EventBus", "AWS::Events::EventBus");
+}
+
+/// The template's parameters of `Type: Number`.
+fn number_parameters() -> BTreeSet<String> {
+    let t = template();
+    field(&t, "Parameters", "template")
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .filter(|(_, p)| p["Type"].as_str() == Some("Number"))
+        .map(|(name, _)| as_str(name, "a parameter").to_owned())
+        .collect()
 }
 
 /// Builds `D` from an environment holding every name the template gives the function (dummy
@@ -254,9 +270,14 @@ fn names_read<D: retarget_shared::bootstrap::FromEnv>(
         .build();
     let infra =
         retarget_shared::bootstrap::Infra::new(sdk, std::sync::Arc::new(retarget_shared::SystemClock));
+    // A URL for each (queue URLs, bases); a number for what a Number parameter sets.
+    let numbers = number_parameters();
     let values: Vec<(String, String)> = declared
-        .keys()
-        .map(|name| (name.clone(), format!("https://{}.example.com", name.to_lowercase())))
+        .iter()
+        .map(|(name, target)| match numbers.contains(target) {
+            true => (name.clone(), "2".to_owned()),
+            false => (name.clone(), format!("https://{}.example.com", name.to_lowercase())),
+        })
         .collect();
     let mut env = EnvReader::from_pairs(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Err(e) = D::from_env(&mut env, &infra) {
@@ -276,7 +297,7 @@ async fn each_function_is_given_exactly_the_environment_it_reads() {
     use retarget_shared::edge::request::AppFunction;
     use retarget_shared::services::{dispatch::DispatchDeps, sender::SenderDeps, stats::StatsDeps};
     type Reader = fn(&std::collections::BTreeMap<String, String>) -> BTreeSet<String>;
-    let functions: [(&str, Reader); 11] = [
+    let functions: [(&str, Reader); 13] = [
         ("SubscriptionsFunction", names_read::<AppFunction<retarget_subscriptions::Subscriptions>>),
         ("MessagesFunction", names_read::<AppFunction<retarget_messages::Messages>>),
         ("EventsFunction", names_read::<AppFunction<retarget_events::Events>>),
@@ -288,6 +309,8 @@ async fn each_function_is_given_exactly_the_environment_it_reads() {
         ("StatsFunction", names_read::<StatsDeps>),
         ("SmsSenderFunction", names_read::<SenderDeps<retarget_sms_sender::TwilioProvider>>),
         ("PushSenderFunction", names_read::<SenderDeps<retarget_push_sender::PushProvider>>),
+        ("EmailSenderFunction", names_read::<SenderDeps<retarget_email_sender::EmailProvider>>),
+        ("EmailEventsFunction", names_read::<retarget_email_events::EmailEvents>),
     ];
     let t = template();
     let all: BTreeSet<String> = field(&t, "Resources", "template")
@@ -329,7 +352,7 @@ fn every_function_logs_into_its_own_group_with_a_retention() {
         assert_eq!(as_str(field(g, "DeletionPolicy", &group), &group), "Delete");
         assert!(groups.insert(group.clone()), "{group} is shared");
     }
-    assert_eq!(groups.len(), 11);
+    assert_eq!(groups.len(), 13);
     assert_eq!(as_str(field(table(&t), "DeletionPolicy", "Table"), "Table"), "Retain");
 }
 

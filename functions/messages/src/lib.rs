@@ -5,20 +5,19 @@
 mod policy;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use retarget_shared::Store;
-use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::queue::ChannelQueues;
 use retarget_shared::bootstrap::{Error, FromEnv, Infra};
 use retarget_shared::clock::rfc3339;
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    App, Channel, ChannelNotConfigured, Contents, ExternalUserId, Message, MessageId, MessageStatus,
-    Retarget, SendJob, SubscriptionId, check_source,
+    App, Channel, Contents, ExternalUserId, Message, MessageId, MessageStatus, Retarget, SendJob,
+    SubscriptionId, check_source,
 };
 use retarget_shared::edge::audience_body::{KindNames, PredicateIn};
 use retarget_shared::edge::problem::{ApiError, ErrorCode, json_response};
@@ -31,35 +30,18 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 pub struct Deps {
     pub store: Store,
-    pub push_queue: Arc<Queue>,
-    pub sms_queue: Arc<Queue>,
+    pub queues: ChannelQueues,
 }
 
 impl FromEnv for Deps {
     fn from_env(env: &mut EnvReader, infra: &Infra) -> Result<Self, Error> {
-        Ok(Self {
-            store: infra.store(env),
-            push_queue: infra.queue(env, "PUSH_QUEUE_URL"),
-            sms_queue: infra.queue(env, "SMS_QUEUE_URL"),
-        })
+        Ok(Self { store: infra.store(env), queues: infra.channel_queues(env) })
     }
 }
 
 impl HasStore for Deps {
     fn store(&self) -> &Store {
         &self.store
-    }
-}
-
-impl Deps {
-    /// `channel`'s work queue; `None` for email, which has no sender in this build (a message
-    /// on it is refused before this: `App::check_can_send`).
-    pub fn queue(&self, channel: Channel) -> Option<&Queue> {
-        match channel {
-            Channel::Push => Some(&self.push_queue),
-            Channel::Sms => Some(&self.sms_queue),
-            Channel::Email => None,
-        }
     }
 }
 
@@ -313,8 +295,7 @@ async fn create(deps: &Deps, app: &App, request: &Request) -> Result<Response<Bo
 
     if message.status == MessageStatus::Sending {
         let jobs = SendJob::split(app.app_id, message.message_id, message.channel, &recipients);
-        let queue = deps.queue(message.channel).ok_or(ChannelNotConfigured(message.channel))?;
-        queue.send_jobs(&jobs).await.map_err(|e| {
+        deps.queues.of(message.channel).send_jobs(&jobs).await.map_err(|e| {
             tracing::error!(error = %e, message_id = %message.message_id, "enqueueing recipients failed");
             ApiError::new(ErrorCode::Unavailable, "the message could not be queued for sending; try again")
         })?;

@@ -8,20 +8,22 @@
 mod apns;
 mod fcm;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::Url;
+use retarget_shared::adapters::store::StoreError;
 use retarget_shared::bootstrap::{Error, Infra, ProviderFromEnv};
 use retarget_shared::config::EnvReader;
 use retarget_shared::domain::{
-    ApnsConfig, App, Channel, FcmConfig, Message, Platform, PushSecret, Subscription, Tracked,
+    ApnsConfig, App, AppId, Channel, FcmConfig, Message, Platform, PushSecret, Subscription, Tracked,
 };
 use retarget_shared::provider_http;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_shared::services::tracking::TrackingKeys;
-use retarget_shared::{SharedClock, SystemClock};
+use retarget_shared::{SharedClock, Store, SystemClock};
 
 pub use apns::{DEFAULT_TOKEN_MAX_AGE as DEFAULT_APNS_TOKEN_MAX_AGE, ProviderTokenClaims, provider_jwt};
 pub use fcm::{AssertionClaims, FCM_SCOPE, JWT_BEARER_GRANT, assertion};
@@ -159,6 +161,13 @@ pub struct PushCredentials {
 impl Provider for PushProvider {
     type Secret = PushSecret;
     type Credentials = PushCredentials;
+
+    fn load_secret(
+        store: &Store,
+        app_id: AppId,
+    ) -> impl Future<Output = Result<PushSecret, StoreError>> + Send {
+        store.get_secret::<PushSecret>(app_id)
+    }
 
     fn credentials(app: &App, secret: &PushSecret) -> PushCredentials {
         PushCredentials { fcm: secret.fcm(app), apns: secret.apns(app) }

@@ -5,10 +5,12 @@
 //! (`PhoneNumber`'s `Display`), and Twilio's error messages, which may quote the `To` number,
 //! are redacted before they leave this module.
 
+use std::future::Future;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use retarget_shared::Store;
+use retarget_shared::adapters::store::StoreError;
 use retarget_shared::domain::{
     App, AppId, Contents, Link, LinkCode, Message, MessageId, PhoneNumber, SmsSecret, Subscription,
     SubscriptionId, TwilioConfig,
@@ -123,6 +125,13 @@ impl Provider for TwilioProvider {
     type Secret = SmsSecret;
     /// The app's Twilio account joined with its auth token.
     type Credentials = Option<TwilioConfig>;
+
+    fn load_secret(
+        store: &Store,
+        app_id: AppId,
+    ) -> impl Future<Output = Result<SmsSecret, StoreError>> + Send {
+        store.get_secret::<SmsSecret>(app_id)
+    }
 
     fn credentials(app: &App, secret: &SmsSecret) -> Option<TwilioConfig> {
         secret.twilio(app)

@@ -22,6 +22,7 @@ use serde::Deserialize;
 mod inbound;
 mod links;
 mod track;
+mod unsubscribe;
 pub use inbound::{OptCommand, opt_command};
 pub use links::{NOT_FOUND_PAGE, not_found_page, redirect};
 pub use track::{TRACKABLE, TrackRequest, invalid_token, parse_track, trackable_kind};
@@ -75,6 +76,8 @@ async fn route(deps: &Deps, request: &Request) -> Result<Response<Body>, ApiErro
         Route::Track => track::track(deps, request).await,
         Route::TrackPreflight => Ok(track::preflight()),
         Route::OpenLink => links::open(deps, matched.param).await,
+        Route::UnsubscribePage => Ok(unsubscribe::page(deps, matched.param).await),
+        Route::UnsubscribeOneClick => Ok(unsubscribe::one_click(deps, matched.param).await),
         Route::TwilioWebhook => {
             let app_id = app_id()?;
             let (app, secret) =

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::domain::SendJob;
+use crate::domain::{Channel, SendJob};
 use crate::retry::RetryPolicy;
 
 const ENTRIES_PER_BATCH: usize = 10;
@@ -290,6 +290,25 @@ mod tests {
             let err = Queue::new(client, "q").send_jobs(&jobs(2)).await.unwrap_err();
             assert!(matches!(err, QueueError::EntriesFailed { count: 1, .. }), "{err}");
             assert_eq!(bad.num_calls(), 1);
+        }
+    }
+}
+
+/// The work queue of each channel: where its send jobs are enqueued (dispatch, direct messages)
+/// and where its sender puts back the recipients to retry.
+#[derive(Debug, Clone)]
+pub struct ChannelQueues {
+    pub push: std::sync::Arc<Queue>,
+    pub sms: std::sync::Arc<Queue>,
+    pub email: std::sync::Arc<Queue>,
+}
+
+impl ChannelQueues {
+    pub fn of(&self, channel: Channel) -> &Queue {
+        match channel {
+            Channel::Push => &self.push,
+            Channel::Sms => &self.sms,
+            Channel::Email => &self.email,
         }
     }
 }

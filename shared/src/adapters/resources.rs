@@ -83,7 +83,14 @@ pub const PUSH_QUEUE: QueueSpec = QueueSpec {
 pub const SMS_QUEUE: QueueSpec =
     QueueSpec { logical_id: "SmsQueue", dlq_logical_id: "SmsDeadLetterQueue", name: "sms", ..PUSH_QUEUE };
 
-pub const QUEUES: [QueueSpec; 2] = [PUSH_QUEUE, SMS_QUEUE];
+pub const EMAIL_QUEUE: QueueSpec = QueueSpec {
+    logical_id: "EmailQueue",
+    dlq_logical_id: "EmailDeadLetterQueue",
+    name: "email",
+    ..PUSH_QUEUE
+};
+
+pub const QUEUES: [QueueSpec; 3] = [PUSH_QUEUE, SMS_QUEUE, EMAIL_QUEUE];
 
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,

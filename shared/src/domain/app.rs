@@ -103,6 +103,14 @@ pub enum SesConfigError {
 }
 
 impl SesConfig {
+    /// The addr-spec of `from` (`addr@domain` of `Name <addr@domain>`): the identity SES checks.
+    pub fn address(&self) -> String {
+        let options = email_address::Options::default().with_required_tld().without_domain_literal();
+        email_address::EmailAddress::parse_with_options(&self.from, options)
+            .map(|a| a.email().to_owned())
+            .unwrap_or_else(|_| self.from.clone())
+    }
+
     pub fn new(from: &str, configuration_set: Option<&str>) -> Result<Self, SesConfigError> {
         let options = email_address::Options::default().with_required_tld().without_domain_literal();
         let parsed = email_address::EmailAddress::parse_with_options(from, options)
@@ -181,9 +189,7 @@ impl App {
         match channel {
             Channel::Push => self.fcm.is_some() || self.apns.is_some(),
             Channel::Sms => self.twilio.is_some(),
-            // The SES sender is not part of this build yet (issue 17): an app's SES settings are
-            // kept, but nothing may be queued for a sender that does not exist.
-            Channel::Email => false,
+            Channel::Email => self.ses.is_some(),
         }
     }
 
@@ -198,7 +204,7 @@ impl App {
 #[error("the app has no provider credentials for {}: {}", .0, match .0 {
     Channel::Push => "add an FCM service account or an APNs key (retarget-admin app set-credentials)",
     Channel::Sms => "add a Twilio account (retarget-admin app set-credentials)",
-    Channel::Email => "this version has no email sender yet (its SES settings are kept for when it does)",
+    Channel::Email => "add an SES from address (retarget-admin app set-credentials --ses-from)",
 })]
 pub struct ChannelNotConfigured(pub Channel);
 

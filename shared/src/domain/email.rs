@@ -100,3 +100,11 @@ mod tests {
         assert!(!format!("{a:?}").contains("Ada@"));
     }
 }
+
+/// The `EmailTags` the email sender sets on every email; SES puts them back on each event it
+/// publishes (`detail.mail.tags`), which is how an event finds its recipient.
+pub mod email_tags {
+    pub const APP_ID: &str = "app_id";
+    pub const MESSAGE_ID: &str = "message_id";
+    pub const SUBSCRIPTION_ID: &str = "subscription_id";
+}

@@ -32,7 +32,7 @@ pub use cap::{Admission, Ledger, admit};
 pub use channel::{Channel, EventKind, KindCounts, KindCountsView, Plan, Platform};
 pub use contents::{Contents, ContentsError};
 pub use deferral::{Deferral, DeferralId, DeferralIdError};
-pub use email::{EmailAddress, EmailAddressError};
+pub use email::{EmailAddress, EmailAddressError, email_tags};
 pub use ids::{AppId, EventId, ExternalUserId, IdError, MessageId, RetargetId, SubscriptionId, is_hidden};
 pub use link::{Link, LinkCode, LinkCodeError};
 pub use message::{Message, MessageScope, MessageStatus, SourceError, check_source};
@@ -47,5 +47,5 @@ pub use subscription::{Address, Subscription, SubscriptionStatus, UnsubscribeRea
 pub use timezone::{PHONE_ZONES_SOURCE, TimeZone, TimeZoneError};
 pub use tracking::{
     ACTIVATION_DELAY_SECONDS, Keyring, KeyringError, RETIRED_KEY_LIFETIME_DAYS, TOKEN_LEN, TokenError,
-    Tracked, TrackingKey, token_kid,
+    TokenPurpose, Tracked, TrackingKey, token_kid,
 };

@@ -10,6 +10,9 @@
 //! app_key = HMAC-SHA256(deployment_key[kid], "retarget tracking key v1" ‖ app_id)
 //! ```
 //!
+//! The email unsubscribe links (`/u/{token}`) are the same tokens with `"ru1"` in place of
+//! `"rt1"` ([`TokenPurpose`]): one keyring, two purposes that never verify as each other.
+//!
 //! - **Stateless.** Verifying is two HMACs over the token itself: no table read, so a forged,
 //!   truncated or altered token costs one hash and nothing else.
 //! - **Per app.** Each app signs with its own key, derived from the deployment's key: a token of
@@ -47,7 +50,25 @@ pub const TOKEN_LEN: usize = RAW_LEN.div_ceil(3) * 4 - (3 - RAW_LEN % 3) % 3;
 /// that names it) lives.
 pub const RETIRED_KEY_LIFETIME_DAYS: i64 = 31;
 
-const MAC_DOMAIN: &[u8] = b"rt1";
+/// What a token is for: the MAC's domain separator differs, so a token of one purpose never
+/// verifies as the other (a device's tracking token cannot unsubscribe, an email's unsubscribe
+/// link cannot report a click).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// `POST /v1/track`: reports what happened on the device (push).
+    Track,
+    /// `/u/{token}`: the email's one-click unsubscribe (`List-Unsubscribe`).
+    Unsubscribe,
+}
+
+impl TokenPurpose {
+    fn domain(self) -> &'static [u8] {
+        match self {
+            TokenPurpose::Track => b"rt1",
+            TokenPurpose::Unsubscribe => b"ru1",
+        }
+    }
+}
 const APP_KEY_DOMAIN: &[u8] = b"retarget tracking key v1";
 
 /// What a valid token authenticates: one recipient of one message.
@@ -198,26 +219,36 @@ impl Keyring {
         Ok(Self { keys })
     }
 
-    /// The token of one recipient, signed with the key that signs at `now`.
+    /// The tracking token of one recipient, signed with the key that signs at `now`.
     pub fn mint(&self, tracked: &Tracked, now: DateTime<Utc>) -> String {
+        self.mint_for(TokenPurpose::Track, tracked, now)
+    }
+
+    /// The tracking token's recipient ([`Keyring::verify_for`] of [`TokenPurpose::Track`]).
+    pub fn verify(&self, token: &str) -> Result<Tracked, TokenError> {
+        self.verify_for(TokenPurpose::Track, token)
+    }
+
+    /// The token of one recipient for `purpose`, signed with the key that signs at `now`.
+    pub fn mint_for(&self, purpose: TokenPurpose, tracked: &Tracked, now: DateTime<Utc>) -> String {
         let key = self.signing_key(now);
         let mut raw = [0u8; RAW_LEN];
         raw[0] = key.kid;
         raw[1..17].copy_from_slice(&tracked.app_id.to_bytes());
         raw[17..33].copy_from_slice(&tracked.message_id.to_bytes());
         raw[33..49].copy_from_slice(&tracked.subscription_id.to_bytes());
-        let mac = mac(key, tracked.app_id, &raw[..49]);
+        let mac = mac(key, purpose, tracked.app_id, &raw[..49]);
         raw[49..].copy_from_slice(&mac.finalize().into_bytes()[..MAC_LEN]);
         BASE64URL.encode(raw)
     }
 
-    /// The recipient a token authenticates, by any key of the ring. The MAC is compared in
-    /// constant time.
-    pub fn verify(&self, token: &str) -> Result<Tracked, TokenError> {
+    /// The recipient a token of `purpose` authenticates, by any key of the ring. The MAC is
+    /// compared in constant time.
+    pub fn verify_for(&self, purpose: TokenPurpose, token: &str) -> Result<Tracked, TokenError> {
         let raw = decode(token)?;
         let key = self.key(raw[0]).ok_or(TokenError::UnknownKey(raw[0]))?;
         let tracked = fields(&raw);
-        mac(key, tracked.app_id, &raw[..49])
+        mac(key, purpose, tracked.app_id, &raw[..49])
             .verify_truncated_left(&raw[49..])
             .map_err(|_| TokenError::BadSignature)?;
         Ok(tracked)
@@ -256,9 +287,9 @@ fn fields(raw: &[u8; RAW_LEN]) -> Tracked {
     }
 }
 
-fn mac(key: &TrackingKey, app_id: AppId, signed: &[u8]) -> HmacSha256 {
+fn mac(key: &TrackingKey, purpose: TokenPurpose, app_id: AppId, signed: &[u8]) -> HmacSha256 {
     let mut mac = key.app_key(app_id);
-    mac.update(MAC_DOMAIN);
+    mac.update(purpose.domain());
     mac.update(signed);
     mac
 }
@@ -290,6 +321,18 @@ mod tests {
 
     /// A token computed from the definition by another implementation (fuzz/seeds.py, Python's
     /// hmac): the layout and both HMACs are as documented.
+    #[test]
+    fn a_token_verifies_for_its_own_purpose_only() {
+        let ring = Keyring::generate(now());
+        let t = tracked();
+        let track = ring.mint(&t, now());
+        let unsubscribe = ring.mint_for(TokenPurpose::Unsubscribe, &t, now());
+        assert_ne!(track, unsubscribe);
+        assert_eq!(ring.verify_for(TokenPurpose::Unsubscribe, &unsubscribe), Ok(t));
+        assert_eq!(ring.verify(&unsubscribe), Err(TokenError::BadSignature));
+        assert_eq!(ring.verify_for(TokenPurpose::Unsubscribe, &track), Err(TokenError::BadSignature));
+    }
+
     #[test]
     fn known_answer() {
         let key: [u8; 32] = std::array::from_fn(|i| i as u8);

@@ -34,6 +34,10 @@ pub enum Route {
     Track,
     TrackPreflight,
     OpenLink,
+    /// An email's `List-Unsubscribe` link opened in a browser: a confirmation page.
+    UnsubscribePage,
+    /// The one click of RFC 8058 (`List-Unsubscribe=One-Click`), or the page's button.
+    UnsubscribeOneClick,
     CreateRetarget,
     GetRetarget,
     CancelRetarget,
@@ -68,6 +72,8 @@ impl Route {
             | Route::Track
             | Route::TrackPreflight
             | Route::OpenLink
+            | Route::UnsubscribePage
+            | Route::UnsubscribeOneClick
             | Route::GetRetarget
             | Route::CancelRetarget
             | Route::GetDeliveryPolicy => false,
@@ -118,6 +124,8 @@ pub const ROUTES: &[(Method, &str, Route, Function)] = &[
     (Method::POST, "/v1/track", Route::Track, Function::Webhooks),
     (Method::OPTIONS, "/v1/track", Route::TrackPreflight, Function::Webhooks),
     (Method::GET, "/r/{code}", Route::OpenLink, Function::Webhooks),
+    (Method::GET, "/u/{token}", Route::UnsubscribePage, Function::Webhooks),
+    (Method::POST, "/u/{token}", Route::UnsubscribeOneClick, Function::Webhooks),
     (Method::POST, "/v1/retargets", Route::CreateRetarget, Function::Retargets),
     (Method::GET, "/v1/retargets/{id}", Route::GetRetarget, Function::Retargets),
     (Method::DELETE, "/v1/retargets/{id}", Route::CancelRetarget, Function::Retargets),

@@ -11,7 +11,6 @@
 //! twice, and the senders' idempotency records make that harmless; the totals count it once.
 //! A run near its deadline checkpoints and hands the lease back at once.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,10 +19,10 @@ use serde::Serialize;
 
 use crate::Store;
 use crate::adapters::bus::{BusError, EventBus, RetargetDispatched};
-use crate::adapters::queue::{Queue, QueueError};
+use crate::adapters::queue::{ChannelQueues, QueueError};
 use crate::adapters::store::{Start, StoreError};
 use crate::domain::{
-    Channel, Deferral, DispatchOutcome, DispatchProgress, Message, RECIPIENTS_PER_JOB, Retarget, SendJob,
+    Deferral, DispatchOutcome, DispatchProgress, Message, RECIPIENTS_PER_JOB, Retarget, SendJob,
     SubscriptionId, check_source,
 };
 use crate::keys;
@@ -42,21 +41,8 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 
 pub struct DispatchDeps {
     pub store: Store,
-    pub push_queue: Arc<Queue>,
-    pub sms_queue: Arc<Queue>,
+    pub queues: ChannelQueues,
     pub bus: EventBus,
-}
-
-impl DispatchDeps {
-    /// `channel`'s work queue; `None` for email, which has no sender in this build (no app can
-    /// send on it: `App::can_send`).
-    fn queue(&self, channel: Channel) -> Result<&Queue, DispatchError> {
-        match channel {
-            Channel::Push => Ok(&self.push_queue),
-            Channel::Sms => Ok(&self.sms_queue),
-            Channel::Email => Err(DispatchError::NoSender(channel)),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +53,6 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("no {0} sender in this build")]
-    NoSender(Channel),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,7 +121,7 @@ pub async fn tick(deps: &DispatchDeps, deadline: Option<Instant>) -> Result<Tick
 async fn send_scheduled(deps: &DispatchDeps, message: &Message) -> Result<(), DispatchError> {
     let recipients = deps.store.scheduled_recipients(message.app_id, message.message_id).await?;
     let jobs = SendJob::split(message.app_id, message.message_id, message.channel, &recipients);
-    deps.queue(message.channel)?.send_jobs(&jobs).await?;
+    deps.queues.of(message.channel).send_jobs(&jobs).await?;
     deps.store.finish_scheduled_message(message.app_id, message.message_id).await?;
     tracing::info!(message_id = %message.message_id, recipients = recipients.len(), "scheduled message queued");
     Ok(())
@@ -208,7 +192,7 @@ async fn release(deps: &DispatchDeps, deferral: &Deferral) -> Result<(), Dispatc
     for job in &mut jobs {
         job.released = true;
     }
-    deps.queue(deferral.channel)?.send_jobs(&jobs).await?;
+    deps.queues.of(deferral.channel).send_jobs(&jobs).await?;
     deps.store.finish_deferral(deferral.app_id, &deferral.deferral_id).await?;
     tracing::info!(message_id = %deferral.message_id, recipients = deferral.subscription_ids.len(), "deferred send released");
     Ok(())
@@ -302,7 +286,7 @@ async fn flush(
         return Ok(true);
     }
     let jobs = SendJob::split(rt.app_id, rt.message_id, rt.channel, &batch.recipients);
-    deps.queue(rt.channel)?.send_jobs(&jobs).await?;
+    deps.queues.of(rt.channel).send_jobs(&jobs).await?;
     let count = batch.recipients.len() as u64;
     progress.audience_size += count;
     progress.enqueued += count;

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{App, Message, Secret, Subscription};
+use crate::Store;
+use crate::adapters::store::StoreError;
+use crate::domain::{App, AppId, Message, Subscription};
 
 /// The provider's id for an accepted send (Twilio's MessageSid, FCM's message name, APNs' apns-id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,12 @@ pub enum SendError {
     /// until the operator fixes the app; recorded as `failed`, subscription kept.
     #[error("app is not configured for this provider: {0}")]
     NotConfigured(String),
+    /// Nothing can be sent on this account until its operator acts (SES: the account is
+    /// suspended or its sending paused, the MAIL FROM domain or the configuration set is not
+    /// there): the job stops calling the provider, and its recipients not sent go whole to the
+    /// dead-letter queue, recorded nothing — a redrive sends them once the account is fixed.
+    #[error("the provider refuses every send of this account ({code}): {detail}")]
+    Halt { code: String, detail: String },
 }
 
 impl SendError {
@@ -41,18 +49,26 @@ impl SendError {
                 SendError::Transient { detail: f(detail), retry_after }
             }
             SendError::NotConfigured(detail) => SendError::NotConfigured(f(detail)),
+            SendError::Halt { code, detail } => SendError::Halt { code, detail: f(detail) },
         }
     }
 }
 
 /// One provider behind one channel (or platform).
 pub trait Provider: Send + Sync {
-    /// The scope of the app's secrets this provider sends with: the one secret item the
-    /// sender reads (and the only one its IAM policy lets it read).
-    type Secret: Secret;
+    /// The app's secrets this provider sends with: the one secret item the sender reads (and
+    /// the only one its IAM policy lets it read), or `()` for a provider that needs none (SES:
+    /// the function's own IAM role).
+    type Secret: Send + Sync;
     /// What a send needs of the app's credentials, joined once per job from the app's
     /// accounts and its secrets.
     type Credentials: Send + Sync;
+
+    /// Reads [`Provider::Secret`] of one app, once per job.
+    fn load_secret(
+        store: &Store,
+        app_id: AppId,
+    ) -> impl Future<Output = Result<Self::Secret, StoreError>> + Send;
 
     fn credentials(app: &App, secret: &Self::Secret) -> Self::Credentials;
 

@@ -25,6 +25,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -58,6 +59,44 @@ pub struct SenderDeps<P> {
     /// recipients fails and SQS redelivers it whole after the visibility timeout (the fallback
     /// of every sender; the only way of a sender built without queues, as in benchmarks).
     pub retries: Option<Retries>,
+    /// At most this many provider calls per second from this process (SES's account rate,
+    /// shared by the sender's instances); `None`: as fast as the calls in flight allow.
+    pub pace: Option<Pacer>,
+}
+
+/// Spaces provider calls evenly: each call takes the next free slot, `interval` after the
+/// previous one. A slot past the invocation's deadline is not taken: the recipient is left for
+/// a continuation job instead (see [`process_job`]), so no call starts while Lambda may
+/// already be stopping the process.
+#[derive(Debug)]
+pub struct Pacer {
+    interval: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    /// `per_second` calls per second (more than 0).
+    pub fn per_second(per_second: f64) -> Option<Self> {
+        (per_second.is_finite() && per_second > 0.0).then(|| Self {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// Waits for the next slot; `false` (and no wait) when it would start after `latest`.
+    async fn wait(&self, latest: Option<Instant>) -> bool {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            if latest.is_some_and(|latest| slot.into_std() > latest) {
+                return false;
+            }
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+        true
+    }
 }
 
 /// A sender's retry route: its own queue, its dead-letter queue and the budget.
@@ -101,6 +140,12 @@ pub struct JobReport {
     pub deferred: usize,
     /// Recipients not sent: their frequency cap was reached.
     pub capped: usize,
+    /// Recipients not tried before the invocation's deadline (a paced sender's job outlasts
+    /// one invocation): put back on the queue at once, their retry count unchanged.
+    pub continued: usize,
+    /// Recipients not sent because the provider refuses the whole account
+    /// ([`SendError::Halt`]): put on the dead-letter queue as one job, recorded nothing.
+    pub halted: usize,
 }
 
 /// Handles one SQS batch; each failed record is reported for redelivery, the rest deleted.
@@ -165,7 +210,7 @@ pub async fn process_job<P: Provider>(
     let store = &deps.store;
     let (app, secret, message) = tokio::try_join!(
         store.get_app(job.app_id),
-        store.get_secret::<P::Secret>(job.app_id),
+        P::load_secret(store, job.app_id),
         store.get_message(job.app_id, job.message_id)
     )?;
     let (Some(app), Some(message)) = (app, message) else {
@@ -178,11 +223,16 @@ pub async fn process_job<P: Provider>(
     let credentials = P::credentials(&app, &secret);
     let (now_ids, deferred) = defer_quiet(deps, &app, &message, job, &subscriptions).await?;
 
+    let halted = AtomicBool::new(false);
     let outcomes: Vec<(SubscriptionId, Result<Outcome, StoreError>)> = stream::iter(now_ids)
         .map(|sub| {
             let subscription = subscriptions.get(&sub);
-            let (app, credentials, message) = (&app, &credentials, &message);
-            async move { (sub, send_one(deps, (app, credentials), message, subscription, deadline).await) }
+            let (app, credentials, message, halted) = (&app, &credentials, &message, &halted);
+            async move {
+                let outcome =
+                    send_one(deps, (app, credentials), message, subscription, deadline, halted).await;
+                (sub, outcome)
+            }
         })
         .buffer_unordered(SENDS_IN_FLIGHT)
         .collect()
@@ -191,6 +241,8 @@ pub async fn process_job<P: Provider>(
     let mut report = JobReport { deferred, ..JobReport::default() };
     let mut events = Vec::new();
     let mut to_retry = Vec::new();
+    let mut to_continue = Vec::new();
+    let mut to_halt = Vec::new();
     let mut first_error = None;
     for (sub, outcome) in outcomes {
         match outcome {
@@ -214,6 +266,14 @@ pub async fn process_job<P: Provider>(
                 report.retry += 1;
                 to_retry.push((sub, after));
             }
+            Ok(Outcome::Later) => {
+                report.continued += 1;
+                to_continue.push(sub);
+            }
+            Ok(Outcome::Halted) => {
+                report.halted += 1;
+                to_halt.push(sub);
+            }
             Err(e) => {
                 report.retry += 1;
                 first_error.get_or_insert(e);
@@ -235,6 +295,23 @@ pub async fn process_job<P: Provider>(
     if !to_retry.is_empty() {
         let (jobs, dead) = retry_later(deps, job, &to_retry).await?;
         (report.retry_jobs, report.dead_lettered) = (jobs, dead);
+    }
+    if !to_continue.is_empty() || !to_halt.is_empty() {
+        let Some(retries) = &deps.retries else {
+            return Err(JobError::Retry(to_continue.len() + to_halt.len()));
+        };
+        if !to_continue.is_empty() {
+            // Not a failure: the same attempt, carried on by the next invocation.
+            let rest = job.retry_of(to_continue, job.retry);
+            retries.queue.send_delayed(&[(rest, Duration::ZERO)]).await?;
+            tracing::info!(message_id = %job.message_id, recipients = report.continued, "deadline near: the rest of the job continues in a new one");
+        }
+        if !to_halt.is_empty() {
+            let left = job.retry_of(to_halt, job.retry);
+            retries.dead_letters.send_jobs(std::slice::from_ref(&left)).await?;
+            tracing::error!(message_id = %job.message_id, recipients = report.halted, "the provider refuses every send of this account: recipients dead-lettered, to redrive once it is fixed");
+            report.dead_lettered += 1;
+        }
     }
     Ok(report)
 }
@@ -364,6 +441,10 @@ enum Outcome {
     Capped,
     /// Try again later, not before the provider's `Retry-After` if it gave one.
     Retry { after: Option<Duration> },
+    /// Not tried: the invocation's deadline is near. Continued at once by a new job.
+    Later,
+    /// Not tried, or refused with [`SendError::Halt`]: the account cannot send now.
+    Halted,
 }
 
 async fn send_one<P: Provider>(
@@ -372,13 +453,23 @@ async fn send_one<P: Provider>(
     message: &Message,
     subscription: Option<&Subscription>,
     deadline: Option<Instant>,
+    halted: &AtomicBool,
 ) -> Result<Outcome, StoreError> {
     let Some(subscription) = subscription.filter(|s| s.is_active() && s.channel == deps.channel) else {
         return Ok(Outcome::Skipped);
     };
+    if halted.load(Ordering::Relaxed) {
+        return Ok(Outcome::Halted);
+    }
+    let latest_start = deadline.map(|deadline| deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline));
+    if let Some(pace) = &deps.pace
+        && !pace.wait(latest_start).await
+    {
+        return Ok(Outcome::Later);
+    }
     let now = Instant::now();
     let lease = match deadline {
-        Some(deadline) if deadline <= now + DEADLINE_MARGIN => return Ok(Outcome::Retry { after: None }),
+        Some(deadline) if deadline <= now + DEADLINE_MARGIN => return Ok(Outcome::Later),
         Some(deadline) => deadline - now,
         None => DEFAULT_LEASE,
     };
@@ -421,6 +512,13 @@ async fn send_one<P: Provider>(
             tracing::info!(subscription_id = %subscription.subscription_id, %detail, ?retry_after, "transient provider error");
             retried(|| store.release_send(&scope, subscription.subscription_id)).await?;
             Ok(Outcome::Retry { after: retry_after })
+        }
+        Err(e @ SendError::Halt { .. }) => {
+            if !halted.swap(true, Ordering::Relaxed) {
+                tracing::error!(app_id = %app.app_id, error = %e, "the provider refuses every send of this account: the job stops");
+            }
+            retried(|| store.release_send(&scope, subscription.subscription_id)).await?;
+            Ok(Outcome::Halted)
         }
         Err(e) => {
             let dead = matches!(e, SendError::Permanent { dead_address: true, .. });

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::Store;
 use crate::adapters::store::StoreError;
-use crate::domain::{ACTIVATION_DELAY_SECONDS, Keyring, TokenError, Tracked};
+use crate::domain::{ACTIVATION_DELAY_SECONDS, Keyring, TokenError, TokenPurpose, Tracked};
 
 pub const SIGNER_REFRESH_SECONDS: i64 = 300;
 pub const VERIFIER_RELOAD_SECONDS: i64 = 30;
@@ -79,16 +79,30 @@ impl TrackingKeys {
         cache.ring.clone().ok_or(StoreError::NotFound)
     }
 
-    /// The token of one recipient, signed with the key that signs now.
+    /// The tracking token of one recipient, signed with the key that signs now.
     pub async fn mint(&self, tracked: &Tracked) -> Result<String, StoreError> {
+        self.mint_for(TokenPurpose::Track, tracked).await
+    }
+
+    /// The token of one recipient for `purpose`, signed with the key that signs now.
+    pub async fn mint_for(&self, purpose: TokenPurpose, tracked: &Tracked) -> Result<String, StoreError> {
         let ring = self.signer().await?;
         let now = self.inner.store.as_ref().map_or_else(Utc::now, |s| s.clock().now());
-        Ok(ring.mint(tracked, now))
+        Ok(ring.mint_for(purpose, tracked, now))
+    }
+
+    /// The recipient a tracking token authenticates ([`TrackingKeys::verify_for`]).
+    pub async fn verify(&self, token: &str) -> Result<Result<Tracked, TokenError>, StoreError> {
+        self.verify_for(TokenPurpose::Track, token).await
     }
 
     /// The recipient `token` authenticates, or why it does not verify. A table read happens only
     /// for a well-formed token of an unknown key, at most once per [`VERIFIER_RELOAD_SECONDS`].
-    pub async fn verify(&self, token: &str) -> Result<Result<Tracked, TokenError>, StoreError> {
+    pub async fn verify_for(
+        &self,
+        purpose: TokenPurpose,
+        token: &str,
+    ) -> Result<Result<Tracked, TokenError>, StoreError> {
         let kid = match crate::domain::token_kid(token) {
             Ok(kid) => kid,
             Err(e) => return Ok(Err(e)),
@@ -105,7 +119,7 @@ impl TrackingKeys {
         let ring = cache.ring.clone();
         drop(cache);
         Ok(match ring {
-            Some(ring) => ring.verify(token),
+            Some(ring) => ring.verify_for(purpose, token),
             None => Err(TokenError::UnknownKey(kid)),
         })
     }

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use aws_sdk_sqs::types::QueueAttributeName;
 use retarget_shared::Store;
 use retarget_shared::adapters::bus::EventBus;
-use retarget_shared::adapters::queue::Queue;
+use retarget_shared::adapters::queue::{ChannelQueues, Queue};
 use retarget_shared::adapters::resources;
 use retarget_shared::domain::{
     App, AppId, Channel, Contents, EventKind, Message, MessageId, Predicate, RECIPIENTS_PER_JOB, Retarget,
@@ -44,6 +44,14 @@ impl Provider for Instant {
     type Secret = retarget_shared::domain::PushSecret;
     type Credentials = ();
 
+    fn load_secret(
+        store: &Store,
+        app_id: retarget_shared::domain::AppId,
+    ) -> impl std::future::Future<Output = Result<Self::Secret, retarget_shared::adapters::store::StoreError>> + Send
+    {
+        store.get_secret::<retarget_shared::domain::PushSecret>(app_id)
+    }
+
     fn credentials(_: &App, _: &Self::Secret) {}
 
     async fn send<'a>(
@@ -57,19 +65,32 @@ impl Provider for Instant {
     }
 }
 
+/// The scheduler as deployed, on queues and a bus of its own (named `bench-…`): every channel's
+/// work queue from [`resources::QUEUES`].
+pub(crate) async fn dispatch_deps(clients: &Clients, store: &Store) -> anyhow::Result<DispatchDeps> {
+    let prefix = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let prefix_ref = prefix.as_str();
+    let queue = |spec| async move {
+        let urls = resources::create_queue(&clients.sqs, prefix_ref, spec).await?;
+        anyhow::Ok(Arc::new(Queue::new(clients.sqs.clone(), urls.queue_url)))
+    };
+    let queues = ChannelQueues {
+        push: queue(&resources::PUSH_QUEUE).await?,
+        sms: queue(&resources::SMS_QUEUE).await?,
+        email: queue(&resources::EMAIL_QUEUE).await?,
+    };
+    resources::create_event_bus(&clients.eventbridge, &prefix).await?;
+    Ok(DispatchDeps {
+        store: store.clone(),
+        queues,
+        bus: EventBus::new(clients.eventbridge.clone(), &prefix),
+    })
+}
+
 pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Result<()> {
     let source = store.get_message(opts.app_id, opts.message_id).await?.context("no such message")?;
     let app = store.get_app(opts.app_id).await?.context("no such app")?;
-    let prefix = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let push = resources::create_queue(&clients.sqs, &prefix, &resources::PUSH_QUEUE).await?;
-    let sms = resources::create_queue(&clients.sqs, &prefix, &resources::SMS_QUEUE).await?;
-    resources::create_event_bus(&clients.eventbridge, &prefix).await?;
-    let deps = DispatchDeps {
-        store: store.clone(),
-        push_queue: Arc::new(Queue::new(clients.sqs.clone(), push.queue_url.clone())),
-        sms_queue: Arc::new(Queue::new(clients.sqs.clone(), sms.queue_url)),
-        bus: EventBus::new(clients.eventbridge.clone(), &prefix),
-    };
+    let deps = dispatch_deps(clients, store).await?;
 
     // The retarget, stored as the retargets API stores it, due now (whole seconds: a retarget
     // is due once the clock's whole seconds reach its send_at).
@@ -96,12 +117,12 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         done.status
     );
     let recipients = done.enqueued.unwrap_or(0);
-    let batches = deps.push_queue.stats.batch_requests.load(Ordering::Relaxed);
-    let messages = deps.push_queue.stats.messages_sent.load(Ordering::Relaxed);
+    let batches = deps.queues.push.stats.batch_requests.load(Ordering::Relaxed);
+    let messages = deps.queues.push.stats.messages_sent.load(Ordering::Relaxed);
     let on_queue = clients
         .sqs
         .get_queue_attributes()
-        .queue_url(&push.queue_url)
+        .queue_url(deps.queues.push.url())
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .send()
         .await?
@@ -110,7 +131,7 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
 
-    let sample = sender_sample(clients, store, &push.queue_url, opts.sender_jobs).await?;
+    let sample = sender_sample(clients, store, deps.queues.push.url(), opts.sender_jobs).await?;
     let counted_sent =
         store.message_stats(&message.scope()).await?.get(&EventKind::Sent).copied().unwrap_or(0);
     anyhow::ensure!(
@@ -213,7 +234,13 @@ async fn sender_sample(
             taken.push(serde_json::from_str(m.body().unwrap_or_default())?);
         }
     }
-    let deps = SenderDeps { store: store.clone(), provider: Instant, channel: Channel::Push, retries: None };
+    let deps = SenderDeps {
+        store: store.clone(),
+        provider: Instant,
+        channel: Channel::Push,
+        retries: None,
+        pace: None,
+    };
     let aggregator = Aggregator::new(clients, store.table());
     // The seeded audience's records are not the sample's to count.
     aggregator.count_from_now_on().await?;

@@ -27,9 +27,6 @@ use anyhow::Context as _;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
-use retarget_shared::adapters::bus::EventBus;
-use retarget_shared::adapters::queue::Queue;
-use retarget_shared::adapters::resources;
 use retarget_shared::adapters::store::Interaction;
 use retarget_shared::clock::TestClock;
 use retarget_shared::domain::{
@@ -37,7 +34,7 @@ use retarget_shared::domain::{
     PhoneNumber, Predicate, QuietHours, Retarget, RetargetStatus, SendJob, SmsSecret, Subscription,
     SubscriptionId, TimeZone,
 };
-use retarget_shared::services::dispatch::{DispatchDeps, tick};
+use retarget_shared::services::dispatch::tick;
 use retarget_shared::services::provider::{Accepted, Provider, SendError};
 use retarget_shared::services::sender::{SenderDeps, process_job};
 use serde_json::json;
@@ -84,6 +81,14 @@ struct Counting(Arc<AtomicUsize>);
 impl Provider for Counting {
     type Secret = SmsSecret;
     type Credentials = ();
+
+    fn load_secret(
+        store: &Store,
+        app_id: retarget_shared::domain::AppId,
+    ) -> impl std::future::Future<Output = Result<Self::Secret, retarget_shared::adapters::store::StoreError>> + Send
+    {
+        store.get_secret::<SmsSecret>(app_id)
+    }
 
     fn credentials(_: &App, _: &SmsSecret) {}
 
@@ -253,16 +258,8 @@ pub async fn run(clients: &Clients, table: &str, opts: Options) -> anyhow::Resul
     let source = store.get_message(opts.app_id, opts.message_id).await?.context("no such message")?;
     let recipients = source.recipients as usize;
 
-    let prefix = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let push = resources::create_queue(&clients.sqs, &prefix, &resources::PUSH_QUEUE).await?;
-    let sms = resources::create_queue(&clients.sqs, &prefix, &resources::SMS_QUEUE).await?;
-    resources::create_event_bus(&clients.eventbridge, &prefix).await?;
-    let deps = DispatchDeps {
-        store: store.clone(),
-        push_queue: Arc::new(Queue::new(clients.sqs.clone(), push.queue_url)),
-        sms_queue: Arc::new(Queue::new(clients.sqs.clone(), sms.queue_url.clone())),
-        bus: EventBus::new(clients.eventbridge.clone(), &prefix),
-    };
+    let deps = crate::fanout::dispatch_deps(clients, &store).await?;
+    let sms_queue_url = deps.queues.sms.url().to_owned();
 
     // 1. Dispatch.
     let contents =
@@ -297,14 +294,19 @@ pub async fn run(clients: &Clients, table: &str, opts: Options) -> anyhow::Resul
 
     // 2. Deferral: every queued job through the sender.
     let provider = Counting::default();
-    let sender =
-        SenderDeps { store: store.clone(), provider: provider.clone(), channel: Channel::Sms, retries: None };
+    let sender = SenderDeps {
+        store: store.clone(),
+        provider: provider.clone(),
+        channel: Channel::Sms,
+        retries: None,
+        pace: None,
+    };
     let before = clients.tally.snapshot();
     let watch = Stopwatch::start();
     let mut jobs_run = 0usize;
     let mut deferred = 0usize;
     loop {
-        let jobs = take(clients, &sms.queue_url).await?;
+        let jobs = take(clients, &sms_queue_url).await?;
         if jobs.is_empty() {
             break;
         }
@@ -361,7 +363,7 @@ pub async fn run(clients: &Clients, table: &str, opts: Options) -> anyhow::Resul
         ticks += 1;
         busiest_tick = busiest_tick.max(report.deferrals_released);
         loop {
-            let jobs = take(clients, &sms.queue_url).await?;
+            let jobs = take(clients, &sms_queue_url).await?;
             if jobs.is_empty() {
                 break;
             }

@@ -9,6 +9,7 @@
 //!   queues' and the table stream's event source mappings), invoking [`Workers`].
 
 pub mod apigw;
+pub mod ses;
 pub mod streams;
 pub mod workers;
 
@@ -84,6 +85,8 @@ pub struct Resources {
     pub push_dlq_url: String,
     pub sms_queue_url: String,
     pub sms_dlq_url: String,
+    pub email_queue_url: String,
+    pub email_dlq_url: String,
     pub event_bus_name: String,
 }
 
@@ -111,6 +114,9 @@ pub async fn provision(sdk: &SdkConfig, config: &LocalConfig) -> anyhow::Result<
     let sms = resources::create_queue(&sqs, &config.resource_prefix, &resources::SMS_QUEUE)
         .await
         .context("create the SMS queue")?;
+    let email = resources::create_queue(&sqs, &config.resource_prefix, &resources::EMAIL_QUEUE)
+        .await
+        .context("create the email queue")?;
     resources::create_event_bus(&aws::eventbridge(sdk), &config.event_bus_name)
         .await
         .context("create the event bus")?;
@@ -120,6 +126,8 @@ pub async fn provision(sdk: &SdkConfig, config: &LocalConfig) -> anyhow::Result<
         push_dlq_url: push.dlq_url,
         sms_queue_url: sms.queue_url,
         sms_dlq_url: sms.dlq_url,
+        email_queue_url: email.queue_url,
+        email_dlq_url: email.dlq_url,
         event_bus_name: config.event_bus_name.clone(),
     })
 }
@@ -131,6 +139,7 @@ pub fn stack_env(api_url: &str, res: &Resources) -> String {
         ("TABLE_NAME".to_owned(), res.table_name.clone()),
         ("PUSH_QUEUE_URL".to_owned(), res.push_queue_url.clone()),
         ("SMS_QUEUE_URL".to_owned(), res.sms_queue_url.clone()),
+        ("EMAIL_QUEUE_URL".to_owned(), res.email_queue_url.clone()),
         ("EVENT_BUS_NAME".to_owned(), res.event_bus_name.clone()),
     ];
     for name in [
@@ -163,8 +172,10 @@ pub fn function_env(config: &LocalConfig, resources: &Resources) -> EnvReader {
         .with("TABLE_NAME", &resources.table_name)
         .with(queue_url_var(Channel::Push), &resources.push_queue_url)
         .with(queue_url_var(Channel::Sms), &resources.sms_queue_url)
+        .with(queue_url_var(Channel::Email), &resources.email_queue_url)
         .with(dead_letter_queue_url_var(Channel::Push), &resources.push_dlq_url)
         .with(dead_letter_queue_url_var(Channel::Sms), &resources.sms_dlq_url)
+        .with(dead_letter_queue_url_var(Channel::Email), &resources.email_dlq_url)
         .with("EVENT_BUS_NAME", &resources.event_bus_name)
         .with("PUBLIC_BASE_URL", &config.public_base_url)
         // Locally the API itself streams the export (`Handlers::route_streamed`).
@@ -248,6 +259,7 @@ pub struct Workers {
     pub scheduler: DispatchDeps,
     pub sms_sender: SenderDeps<TwilioProvider>,
     pub push_sender: SenderDeps<PushProvider>,
+    pub email_sender: SenderDeps<ses::LocalEmail>,
     pub stats: StatsDeps,
     pub stream: streams::StreamSource,
 }
@@ -259,6 +271,8 @@ pub struct LocalApi {
     pub resources: Resources,
     pub config: LocalConfig,
     pub handlers: Handlers,
+    /// The target of the EventBridge rule on `source: aws.ses`, fed by `POST /dev/ses-events`.
+    pub email_events: retarget_email_events::EmailEvents,
 }
 
 #[derive(Deserialize)]
@@ -274,8 +288,9 @@ impl LocalApi {
         let infra = Infra::new(sdk.clone(), clock.clone());
         let mut env = function_env(&config, &resources);
         let handlers = Handlers::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
+        let email_events = FromEnv::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
         env.finish()?;
-        Ok(Self { clock, infra, resources, config, handlers })
+        Ok(Self { clock, infra, resources, config, handlers, email_events })
     }
 
     /// The scheduler, the two senders and the stats aggregator, built as their Lambda `main`s
@@ -290,6 +305,7 @@ impl LocalApi {
                 scheduler: FromEnv::from_env(&mut env, infra)?,
                 sms_sender: FromEnv::from_env(&mut env, infra)?,
                 push_sender: FromEnv::from_env(&mut env, infra)?,
+                email_sender: FromEnv::from_env(&mut env, infra)?,
                 stats,
                 stream,
             })
@@ -302,6 +318,10 @@ impl LocalApi {
     pub async fn handle(&self, request: Request) -> Response<StreamedBody> {
         if request.raw_http_path() == "/dev/clock" {
             return streamed::buffered(self.dev_clock(&request).unwrap_or_else(|e| e.to_response()));
+        }
+        if request.raw_http_path() == ses::DEV_SES_EVENTS {
+            let response = ses::dev_ses_events(&self.email_events, &request).await;
+            return streamed::buffered(response.unwrap_or_else(|e| e.to_response()));
         }
         self.handlers.route_streamed(request).await
     }

@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             run_scheduler(&workers.scheduler, &clock, tick, stop_rx.clone()),
             poll_queue(&sqs, &resources.sms_queue_url, &workers.sms_sender, stop_rx.clone()),
             poll_queue(&sqs, &resources.push_queue_url, &workers.push_sender, stop_rx.clone()),
+            poll_queue(&sqs, &resources.email_queue_url, &workers.email_sender, stop_rx.clone()),
             retarget_local::streams::run_stream_poller(&workers.stream, &workers.stats, stop_rx.clone()),
         )
     };

@@ -265,6 +265,34 @@ impl Store {
             .transpose()
     }
 
+    /// Turns a subscription unsubscribed for `from` into one unsubscribed for `to` (email: a
+    /// complaint outranks a bounce, so that the two, in either order, leave `complaint`);
+    /// whether it changed.
+    pub async fn replace_unsubscribe_reason(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+        from: UnsubscribeReason,
+        to: UnsubscribeReason,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .condition_expression("#status = :unsubscribed AND unsubscribed_reason = :from")
+            .update_expression("SET unsubscribed_reason = :to, updated_at = :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
+            .send()
+            .await
+            .map_err(StoreError::dynamo("UpdateItem unsubscribe reason"));
+        Ok(unless_condition_failed(result)?.is_some())
+    }
+
     /// Reactivates a subscription the recipient opted out of (an inbound START): only one
     /// unsubscribed for [`UnsubscribeReason::Stop`], never one the app unsubscribed. `None`
     /// when there is no such subscription or it is not opted out.
