@@ -332,10 +332,11 @@ impl Fixture {
                 (_, None, _) => {}
             }
             // A link a person followed that leads nowhere is a page, not a problem document.
-            let link_page = matches!(case.route, Route::OpenLink | Route::UnsubscribePage | Route::UnsubscribeOneClick)
-                && (case.status, case.code) == (404, "not_found")
-                && response.status == 404
-                && response.content_type.starts_with("text/html");
+            let link_page =
+                matches!(case.route, Route::OpenLink | Route::UnsubscribePage | Route::UnsubscribeOneClick)
+                    && (case.status, case.code) == (404, "not_found")
+                    && response.status == 404
+                    && response.content_type.starts_with("text/html");
             if !link_page
                 && (response.status, response.content_type.as_str(), response.body["code"].as_str())
                     != (case.status, "application/problem+json", Some(case.code))

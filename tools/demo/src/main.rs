@@ -166,7 +166,7 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     let standin_base = std::env::var("STANDIN_URL").context("STANDIN_URL")?;
     let twilio_token = credentials::TWILIO_AUTH_TOKEN;
 
-    demo.heading("Create an app on the pro plan, with Twilio, FCM and APNs credentials");
+    demo.heading("Create an app on the pro plan, with Twilio, FCM, APNs and SES credentials");
     // The stand-ins' credentials, as `make dev-app` gives them: the service account's token_uri
     // is the stand-in's.
     let credentials_dir = std::env::temp_dir().join(format!("retarget-demo-{}", std::process::id()));
@@ -174,7 +174,10 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     let args = ["retarget-admin", "app", "create", "--name", "Demo Shop", "--plan", "pro"]
         .into_iter()
         .map(str::to_owned)
-        .chain(flags);
+        .chain(flags)
+        .chain(
+            ["--ses-from", DEMO_FROM, "--ses-configuration-set", "retarget-local-email"].map(str::to_owned),
+        );
     let created =
         retarget_admin::run(&demo.store, retarget_admin::Cli::try_parse_from(args)?, &mut std::io::empty())
             .await?;
@@ -481,6 +484,8 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ok("GET /v1/messages lists the push, the SMS retarget's message and the follow-up's, newest first");
     demo.none_refused()?;
 
+    email(demo, &app_id, &message_id).await?;
+
     delivery_policy(demo, &app_id).await?;
 
     demo.heading("Thirty days after the source, its data has expired");
@@ -492,6 +497,122 @@ async fn story(demo: &mut Demo) -> anyhow::Result<()> {
     ensure!(body["stats"]["sent"] == 0, "expired stats {}", body["stats"]);
     ok(
         "audiences answer 410 source_expired and stats read 0 (DynamoDB Local never deletes; reads filter expires_at)",
+    );
+    Ok(())
+}
+
+/// Who the demo app's email comes from (its `--ses-from`).
+const DEMO_FROM: &str = "Demo Shop <news@shop.example>";
+
+/// One SES event as the EventBridge rule on `source: aws.ses` delivers it (the shape of AWS's
+/// examples), tagged as the email sender tags every email.
+fn ses_event(detail_type: &str, app_id: &str, message_id: &str, sub: &str, extra: Value) -> Value {
+    let mut detail = json!({
+        "mail": {
+            "timestamp": retarget_shared::clock::rfc3339(Utc::now()),
+            "source": DEMO_FROM,
+            "messageId": format!("demo-{sub}"),
+            "destination": ["shopper@example.com"],
+            "tags": {"ses:configuration-set": ["retarget-local-email"], "app_id": [app_id],
+                     "message_id": [message_id], "subscription_id": [sub]}
+        }
+    });
+    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
+        detail.extend(extra.clone());
+    }
+    json!({"detail-type": detail_type, "source": "aws.ses", "detail": detail})
+}
+
+/// The email leg: the push's non-clickers who gave an email address get an email (SES, the
+/// emulator's), then SES's events come back — deliveries, opens, a permanent bounce.
+async fn email(demo: &mut Demo, app_id: &str, push_message: &str) -> anyhow::Result<()> {
+    demo.heading("Three of the shoppers who did not click the push also gave an email address");
+    let mut email_subs = Vec::new();
+    for i in 3..=5 {
+        let (status, _, body) = demo
+            .post(
+                "/v1/subscriptions",
+                json!({"channel":"email","email":format!("Shopper.{i}@Example.com"),"external_user_id":format!("shopper-{i}")}),
+            )
+            .await?;
+        ensure!(status == 201, "email subscription answered {status}: {body}");
+        email_subs.push(body["subscription_id"].as_str().context("no id")?.to_owned());
+    }
+    let (_, _, count) = demo
+        .get(&format!("/v1/messages/{push_message}/audience/count?action=not_clicked&channel=email"))
+        .await?;
+    ensure!(count["count"] == 3 && count["unreachable"] == 1, "not_clicked by email: {count}");
+    ok(format!("not_clicked, reached by email: {} (unreachable: {})", count["count"], count["unreachable"]));
+
+    demo.heading("Email those who did not click the push: SES sends it, one per person");
+    let (status, _, body) = demo
+        .post(
+            "/v1/retargets",
+            json!({"source_message_id": push_message, "action": "not_clicked", "channel": "email",
+                "contents": {"title": "Your sneakers are waiting", "body": "10% off the blue sneakers today: https://shop.example/sneakers?c=email",
+                             "html": "<p>10% off the <a href=\"https://shop.example/sneakers?c=email\">blue sneakers</a> today.</p>"}}),
+        )
+        .await?;
+    ensure!(status == 201, "email retarget answered {status}: {body}");
+    let retarget_id = body["retarget_id"].as_str().context("no retarget id")?.to_owned();
+    let email_message = body["message_id"].as_str().context("no message id")?.to_owned();
+    let started = Instant::now();
+    let view = loop {
+        let (_, _, view) = demo.get(&format!("/v1/retargets/{retarget_id}")).await?;
+        if view["status"] == "dispatched" {
+            break view;
+        }
+        ensure!(started.elapsed() < StdDuration::from_secs(60), "email retarget still {}", view["status"]);
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+    };
+    ensure!(
+        view["audience_size"] == 3 && view["enqueued"] == 3 && view["unreachable"] == 1,
+        "retarget {view}"
+    );
+    ok(format!(
+        "dispatched: audience_size {}, enqueued {}, unreachable {}",
+        view["audience_size"], view["enqueued"], view["unreachable"]
+    ));
+    demo.message_when(&email_message, StdDuration::from_secs(30), |s| s["sent"] == 3).await?;
+    ok("SES (the emulator's SendEmail) accepted the three: `sent` recorded for each");
+
+    demo.heading("SES's events come back through the EventBridge rule's handler: deliveries, opens, a bounce (each twice)");
+    let bounce = json!({"bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+        "bouncedRecipients": [{"emailAddress": "shopper@example.com", "action": "failed", "status": "5.1.1"}],
+        "timestamp": retarget_shared::clock::rfc3339(Utc::now())}});
+    let events = vec![
+        ses_event("Email Delivered", app_id, &email_message, &email_subs[0], json!({})),
+        ses_event("Email Delivered", app_id, &email_message, &email_subs[1], json!({})),
+        ses_event("Email Opened", app_id, &email_message, &email_subs[0], json!({})),
+        ses_event("Email Opened", app_id, &email_message, &email_subs[1], json!({})),
+        ses_event("Email Bounced", app_id, &email_message, &email_subs[2], bounce),
+        ses_event("Email Delivery Delayed", app_id, &email_message, &email_subs[2], json!({})),
+    ];
+    for _ in 0..2 {
+        let (status, _, body) = demo.post("/dev/ses-events", json!({ "events": events })).await?;
+        ensure!(status == 200, "POST /dev/ses-events answered {status}: {body}");
+    }
+    let (body, _) = demo
+        .message_when(&email_message, STATS_LAG, |s| {
+            s["sent"] == 3 && s["delivered"] == 2 && s["opened"] == 2 && s["bounced"] == 1
+        })
+        .await?;
+    let stats = &body["stats"];
+    ok(format!(
+        "the email's stats: sent {}, delivered {}, opened {}, bounced {} (a delay records nothing)",
+        stats["sent"], stats["delivered"], stats["opened"], stats["bounced"]
+    ));
+    let (_, _, not_opened) =
+        demo.get(&format!("/v1/messages/{email_message}/audience/count?action=not_opened")).await?;
+    // The one who did not open bounced: unsubscribed now, so in no audience any more.
+    ensure!(not_opened["count"] == 0, "not_opened: {not_opened}");
+    let (_, _, bounced) = demo.get(&format!("/v1/subscriptions/{}", email_subs[2])).await?;
+    ensure!(
+        bounced["status"] == "unsubscribed" && bounced["unsubscribed_reason"] == "bounce",
+        "after the bounce: {bounced}"
+    );
+    ok(
+        "the permanent bounce unsubscribed its recipient (reason bounce): not_opened is 0, as audiences leave the unsubscribed out",
     );
     Ok(())
 }

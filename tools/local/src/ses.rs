@@ -61,11 +61,13 @@ impl LocalEmail {
         LocalEmail { provider, emulator, verified: Mutex::new(HashSet::new()) }
     }
 
-    /// Verifies the app's from address in the emulator, once per process.
+    /// Verifies the app's from address (and creates its configuration set) in the emulator,
+    /// once per process.
     async fn verify(&self, ses: &SesConfig) -> Result<(), SendError> {
         let Some(emulator) = &self.emulator else { return Ok(()) };
         let address = ses.address();
-        if self.verified.lock().map(|v| v.contains(&address)).unwrap_or(false) {
+        let key = format!("{address} {}", ses.configuration_set.as_deref().unwrap_or_default());
+        if self.verified.lock().map(|v| v.contains(&key)).unwrap_or(false) {
             return Ok(());
         }
         match emulator.create_email_identity().email_identity(&address).send().await {
@@ -79,8 +81,21 @@ impl LocalEmail {
                 });
             }
         }
+        // The configuration set the app names, as the stack's template declares one.
+        if let Some(set) = &ses.configuration_set {
+            match emulator.create_configuration_set().configuration_set_name(set).send().await {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => {}
+                Err(e) => {
+                    return Err(SendError::Transient {
+                        detail: format!("the emulator's SES configuration set could not be created: {e}"),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
         if let Ok(mut verified) = self.verified.lock() {
-            verified.insert(address);
+            verified.insert(key);
         }
         Ok(())
     }
