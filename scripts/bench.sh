@@ -11,7 +11,8 @@
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
 #          --sizes "N N ...", --events N, --rounds N, --writers N (default 16), --no-build;
-#          --quiet "N ..." the quiet-hours bench's sizes ("" skips it; env QUIET too), TRACK=N
+#          --quiet "N ..." the quiet-hours bench's sizes ("" skips it; env QUIET too),
+#          --email "N ..." the email fan-out's sizes ("" skips it; env EMAIL too), TRACK=N
 #          the /v1/track requests.
 # Exit status: non-zero only when something crashed; a figure missing its target is reported
 # in the table ("**short**"), not an error.
@@ -42,6 +43,7 @@ while (($#)); do
     --rounds) ROUNDS=$2; shift ;;
     --writers) WRITERS=$2; shift ;;
     --quiet) QUIET=$2; shift ;;
+    --email) EMAIL=$2; shift ;;
     --no-build) BUILD=0 ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -50,11 +52,11 @@ while (($#)); do
 done
 
 if [[ $MODE == quick ]]; then
-  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}" "${TRACK:=500}" "${QUIET=5000}"
+  : "${OUT:=.local/bench/quick}" "${SIZES:=2000 10000}" "${EVENTS:=5000}" "${ROUNDS:=1}" "${TRACK:=500}" "${QUIET=5000}" "${EMAIL=5000}"
   SENDER_JOBS=1
   JAVA_OPTS_DEFAULT=""
 else
-  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}" "${TRACK:=20000}" "${QUIET=1000000}"
+  : "${OUT:=docs/bench}" "${SIZES:=10000 100000 1000000}" "${EVENTS:=100000}" "${ROUNDS:=2}" "${TRACK:=20000}" "${QUIET=1000000}" "${EMAIL=100000}"
   SENDER_JOBS=4
   # A million recipients is about 5 M items in DynamoDB Local's in-memory store.
   JAVA_OPTS_DEFAULT="-Xms1g -Xmx8g"
@@ -142,6 +144,18 @@ for size in $QUIET; do
   printf '%s\n' "$seeded" >>"$RESULTS"
   step "quiet hours, $size: dispatch, deferral by the sender, release a tick a minute on the test clock"
   bench "$table" quiet-hours --app-id "$(field "$seeded" app_id)" --message-id "$(field "$seeded" message_id)"
+  TABLE_NAME="$table" "$BIN" drop-table
+done
+
+for size in $EMAIL; do
+  table="bench-email-$size"
+  fresh_services
+  step "email fan-out, $size: seeding an email message and its audience (its own process)"
+  seeded=$(TABLE_NAME="$table" "$BIN" seed-audience --recipients "$size" --channel email) || die "seeding $size failed"
+  printf '%s\n' "$seeded" >>"$RESULTS"
+  step "email fan-out, $size: not_clicked dispatched into SQS; a sample sent by the email sender against an SES stand-in"
+  bench "$table" fanout --app-id "$(field "$seeded" app_id)" --message-id "$(field "$seeded" message_id)" \
+    --action not_clicked --sender-jobs "$SENDER_JOBS"
   TABLE_NAME="$table" "$BIN" drop-table
 done
 

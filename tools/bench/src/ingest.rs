@@ -7,7 +7,7 @@
 use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
 use retarget_shared::bootstrap::HttpFunction;
-use retarget_shared::domain::{EventKind, Message, Subscription, SubscriptionId};
+use retarget_shared::domain::{Channel, EventKind, Message, Subscription, SubscriptionId};
 use retarget_shared::edge::request::AppFunction;
 use serde_json::{Value, json};
 
@@ -65,7 +65,7 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     let app = seed::app(store).await?;
     let api_key = store.create_api_key(app.app_id).await?.reveal().to_owned();
     let (recipients, plan) = event_plan(opts.events);
-    let message = seed::message(store, app.app_id, recipients).await?;
+    let message = seed::message(store, app.app_id, recipients, Channel::Push).await?;
     let now = store.clock().now();
     let subs: Vec<Subscription> = (0..recipients).map(|i| seed::person(app.app_id, i, now).0).collect();
     for chunk in subs.chunks(5000) {

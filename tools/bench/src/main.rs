@@ -17,6 +17,7 @@ mod ingest;
 mod quiet;
 mod report;
 mod seed;
+mod ses_standin;
 mod sys;
 mod track;
 
@@ -41,6 +42,9 @@ enum Command {
     SeedAudience {
         #[arg(long)]
         recipients: usize,
+        /// `email`: email subscriptions of an app sending through SES, an email message.
+        #[arg(long, default_value = "push")]
+        channel: Channel,
     },
     /// Records N events through the events handler, then the same events the naive way.
     Ingest {
@@ -163,9 +167,9 @@ async fn main() -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(())
     };
     match cli.command {
-        Command::SeedAudience { recipients } => {
+        Command::SeedAudience { recipients, channel } => {
             ensure_table.await?;
-            seed::audience(&store, recipients).await?;
+            seed::audience(&store, recipients, channel).await?;
         }
         Command::Ingest { events, per_request, naive_concurrency, writers } => {
             ensure_table.await?;

@@ -159,7 +159,10 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(results)?;
     let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let of = |bench: &str| -> Vec<&Value> { lines.iter().filter(|l| l["bench"] == bench).collect() };
-    let (ingest, audiences, fanouts) = (of("ingest"), of("audience"), of("fanout"));
+    let (ingest, audiences, all_fanouts) = (of("ingest"), of("audience"), of("fanout"));
+    // The email fan-out has a table of its own; the plots compare the push fan-outs by size.
+    let (emails, fanouts): (Vec<&Value>, Vec<&Value>) =
+        all_fanouts.into_iter().partition(|l| l["channel"] == "email");
     let cold = of("cold_start");
     let quiet = of("quiet_hours");
 
@@ -241,6 +244,7 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     }
     print!("{}", table(&ingest, &audiences, &fanouts, &cold));
     print!("{}", quiet_table(&quiet));
+    print!("{}", email_table(&emails));
     Ok(())
 }
 
@@ -457,6 +461,47 @@ fn table(ingest: &[&Value], audiences: &[&Value], fanouts: &[&Value], cold: &[&V
 
 /// The quiet-hours bench: what deferring and releasing cost per recipient, the scheduler's
 /// memory, and how late each zone's recipients were released after their window ended.
+/// The email fan-out: what dispatching N emails asks of SQS and DynamoDB, and the email
+/// sender's own CPU per email (SES a stand-in answering at once).
+fn email_table(emails: &[&Value]) -> String {
+    let mut t = String::new();
+    let p1 = |x: f64| format!("{x:.1}");
+    let p3 = |x: f64| format!("{x:.3}");
+    for l in emails {
+        let n = l["recipients"].as_u64().unwrap_or(0);
+        if t.is_empty() {
+            t.push_str("\n| email fan-out (SES) | measured | target | verdict |\n|---|---|---|---|\n");
+        }
+        let reqs = f(l, &["sqs_send_message_batch"]);
+        row(
+            &mut t,
+            &format!("email {n}: SQS requests to enqueue (naive: {n})"),
+            reqs,
+            &|x| format!("{x:.0}"),
+            "(count)",
+            None,
+        );
+        let rpr = f(l, &["recipients_per_sqs_request"]);
+        row(
+            &mut t,
+            &format!("email {n}: recipients per SQS request"),
+            rpr,
+            &p1,
+            "≥ 500",
+            rpr.map(|x| x >= 500.0),
+        );
+        let w = f(l, &["sender_sample", "write_units_per_recipient"]);
+        row(&mut t, &format!("email {n}: sender write units per email"), w, &p3, "(cost)", None);
+        let r = f(l, &["sender_sample", "dynamodb_requests_per_recipient"]);
+        row(&mut t, &format!("email {n}: sender DynamoDB requests per email"), r, &p3, "(cost)", None);
+        let cpu = f(l, &["sender_sample", "cpu_ms_per_recipient"]);
+        row(&mut t, &format!("email {n}: sender CPU per email, ms"), cpu, &p3, "(cost)", None);
+        let rss = f(l, &["peak_rss_mib"]);
+        row(&mut t, &format!("email {n}: scheduler peak RSS, MiB"), rss, &p1, "≤ 64", rss.map(|x| x <= 64.0));
+    }
+    t
+}
+
 fn quiet_table(quiet: &[&Value]) -> String {
     let mut t = String::new();
     let p1 = |x: f64| format!("{x:.1}");

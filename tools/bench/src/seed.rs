@@ -6,8 +6,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use retarget_shared::Store;
 use retarget_shared::adapters::store::Interaction;
 use retarget_shared::domain::{
-    Address, AppId, Channel, Contents, EventKind, ExternalUserId, Message, NewApp, PhoneNumber, Plan,
-    Platform, Subscription,
+    Address, AppId, Channel, Contents, Credentials, EmailAddress, EventKind, ExternalUserId, Message, NewApp,
+    PhoneNumber, Plan, Platform, SesConfig, Subscription,
 };
 use serde_json::json;
 
@@ -19,11 +19,16 @@ pub async fn app(store: &Store) -> anyhow::Result<retarget_shared::domain::App> 
     Ok(store.create_app(new).await?.app)
 }
 
-/// A retargetable push message of `app`, created now.
-pub async fn message(store: &Store, app_id: AppId, recipients: usize) -> anyhow::Result<Message> {
+/// A retargetable `channel` message of `app`, created now.
+pub async fn message(
+    store: &Store,
+    app_id: AppId,
+    recipients: usize,
+    channel: Channel,
+) -> anyhow::Result<Message> {
     let now = store.clock().now();
-    let contents = Contents { title: None, body: "bench".into(), url: None, html: None };
-    let mut message = Message::new(app_id, Channel::Push, contents, now);
+    let contents = Contents { title: Some("bench".into()), body: "bench".into(), url: None, html: None };
+    let mut message = Message::new(app_id, channel, contents, now);
     message.retargetable = true;
     message.recipients = recipients as u64;
     store.create_message(&message).await?;
@@ -58,19 +63,42 @@ pub fn person(
     (push, sms)
 }
 
-/// Seeds a push message with `recipients` recipients: all sent, 80 % delivered, 10 % clicked;
-/// half of them linked to an SMS subscription of the same person. Prints one JSON line.
-pub async fn audience(store: &Store, recipients: usize) -> anyhow::Result<()> {
+/// Person `i`'s email subscription (the email bench's audience: no second channel).
+pub fn email_person(app_id: AppId, i: usize, now: chrono::DateTime<chrono::Utc>) -> Subscription {
+    let user = ExternalUserId::parse(&format!("person-{i}")).ok();
+    let email = EmailAddress::parse(&format!("person-{i}@bench.example.com"));
+    let address = match email {
+        Ok(email) => Address::Email { email },
+        Err(_) => Address::Push { platform: Platform::Android, token: format!("token-{i}") },
+    };
+    Subscription::new(app_id, address, user, now)
+}
+
+/// Seeds a `channel` message (push or email) with `recipients` recipients: all sent, 80 %
+/// delivered, 10 % clicked; for push, half of them linked to an SMS subscription of the same
+/// person; for email, an app sending through SES. Prints one JSON line.
+pub async fn audience(store: &Store, recipients: usize, channel: Channel) -> anyhow::Result<()> {
     let started = Instant::now();
-    let app = app(store).await?;
-    let message = message(store, app.app_id, recipients).await?;
+    let app = match channel {
+        Channel::Email => {
+            let ses = SesConfig::new("Bench <bench@bench.example.com>", Some("bench"))?;
+            let credentials = Credentials { ses: Some(ses), ..Default::default() };
+            let new = NewApp { name: "bench".into(), plan: Plan::Pro, credentials };
+            store.create_app(new).await?.app
+        }
+        _ => app(store).await?,
+    };
+    let message = message(store, app.app_id, recipients, channel).await?;
     let now = store.clock().now();
     for chunk_start in (0..recipients).step_by(CHUNK) {
         let chunk_end = (chunk_start + CHUNK).min(recipients);
         let mut subs = Vec::new();
         let mut events = Vec::new();
         for i in chunk_start..chunk_end {
-            let (push, sms) = person(app.app_id, i, now);
+            let (push, sms) = match channel {
+                Channel::Email => (email_person(app.app_id, i, now), None),
+                _ => person(app.app_id, i, now),
+            };
             for kind in kinds_of(i) {
                 events.push(Interaction {
                     subscription_id: push.subscription_id,

@@ -10,7 +10,7 @@
 use futures::{StreamExt, stream};
 use retarget_shared::Store;
 use retarget_shared::bootstrap::HttpFunction;
-use retarget_shared::domain::{Subscription, Tracked};
+use retarget_shared::domain::{Channel, Subscription, Tracked};
 use retarget_shared::edge::request::AppFunction;
 use retarget_shared::services::tracking::TrackingKeys;
 use serde_json::{Value, json};
@@ -76,7 +76,7 @@ pub async fn run(clients: &Clients, store: &Store, requests: usize, lanes: usize
     // Setup (not measured): an app and key, a message, its recipients, their tokens.
     let app = seed::app(store).await?;
     let api_key = store.create_api_key(app.app_id).await?.reveal().to_owned();
-    let message = seed::message(store, app.app_id, requests).await?;
+    let message = seed::message(store, app.app_id, requests, Channel::Push).await?;
     let now = store.clock().now();
     let subs: Vec<Subscription> = (0..requests).map(|i| seed::person(app.app_id, i, now).0).collect();
     for chunk in subs.chunks(5000) {
