@@ -455,8 +455,9 @@ async fn forward_to(
 
 /// One endpoint in front of the per-service proxies, for code that takes a whole SDK
 /// configuration (the functions' `FromEnv` constructors, through `Infra`): requests go on by
-/// their `X-Amz-Target` — DynamoDB's to the DynamoDB proxy, SQS's to the SQS proxy, anything
-/// else (EventBridge) straight to `others`. Needed because the process's per-service endpoint
+/// their `X-Amz-Target` — DynamoDB's to the DynamoDB proxy, SQS's to the SQS proxy — or their
+/// path — SES v2's (`/v2/email/…`, REST-JSON, no target) to its stand-in when there is one —
+/// and anything else (EventBridge) straight to `others`. Needed because the process's per-service endpoint
 /// variables (`AWS_ENDPOINT_URL_DYNAMODB`, …) outrank an SDK configuration's own endpoint:
 /// see [`sdk_through`].
 pub struct Router {
@@ -472,6 +473,16 @@ impl Drop for Router {
 
 impl Router {
     pub async fn start(dynamodb: &FaultProxy, sqs: &FaultProxy, others: &str) -> Self {
+        Self::start_with_ses(dynamodb, sqs, others, None).await
+    }
+
+    /// As [`Router::start`], SES v2's requests going to `ses`.
+    pub async fn start_with_ses(
+        dynamodb: &FaultProxy,
+        sqs: &FaultProxy,
+        others: &str,
+        ses: Option<&str>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind the router");
@@ -480,6 +491,7 @@ impl Router {
             dynamodb: dynamodb.url.clone(),
             sqs: sqs.url.clone(),
             others: others.trim_end_matches('/').to_owned(),
+            ses: ses.map(|url| url.trim_end_matches('/').to_owned()),
             client: reqwest::Client::builder().no_proxy().build().expect("router http client"),
         });
         let task = tokio::spawn(async move {
@@ -505,6 +517,7 @@ struct Routes {
     dynamodb: String,
     sqs: String,
     others: String,
+    ses: Option<String>,
     client: reqwest::Client,
 }
 
@@ -520,6 +533,8 @@ impl Routes {
             &self.dynamodb
         } else if target.starts_with("AmazonSQS.") {
             &self.sqs
+        } else if let Some(ses) = self.ses.as_ref().filter(|_| parts.uri.path().starts_with("/v2/email/")) {
+            ses
         } else {
             &self.others
         };

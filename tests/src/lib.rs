@@ -12,6 +12,7 @@ pub mod faults;
 pub mod model;
 pub mod push;
 pub mod sending;
+pub mod ses;
 pub mod stack;
 pub mod template;
 pub mod twilio;
@@ -259,6 +260,24 @@ pub struct TestQueues {
 }
 
 impl TestQueues {
+    /// The send queue of `channel`.
+    pub fn of(&self, channel: Channel) -> &retarget_shared::adapters::queue::Queue {
+        match channel {
+            Channel::Push => &self.push,
+            Channel::Sms => &self.sms,
+            Channel::Email => &self.email,
+        }
+    }
+
+    /// The dead-letter queue of `channel`'s send queue.
+    pub fn dead_letter_url(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Push => &self.push_dlq_url,
+            Channel::Sms => &self.sms_dlq_url,
+            Channel::Email => &self.email_dlq_url,
+        }
+    }
+
     pub async fn new() -> Self {
         let sqs = aws::sqs(sdk().await);
         let prefix = unique_name("test");

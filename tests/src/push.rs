@@ -106,34 +106,43 @@ pub struct PushFaults {
     pub token_failure: f64,
 }
 
-/// What a stand-in has seen: successes per device token, and every answer by kind.
+/// What a stand-in has seen: successes per device token (or address), and every answer by kind.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     delivered: Mutex<HashMap<String, u32>>,
     answered: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Tally {
-    fn answer(&self, kind: &'static str, response: ResponseTemplate) -> ResponseTemplate {
+    pub(crate) fn answer(&self, kind: &'static str, response: ResponseTemplate) -> ResponseTemplate {
         *self.answered.lock().expect("answered").entry(kind).or_default() += 1;
         response
     }
 
-    fn deliver(&self, token: &str) {
+    pub(crate) fn deliver(&self, token: &str) {
         *self.delivered.lock().expect("delivered").entry(token.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn delivered(&self) -> HashMap<String, u32> {
+        self.delivered.lock().expect("delivered").clone()
+    }
+
+    pub(crate) fn answered(&self) -> BTreeMap<&'static str, u64> {
+        self.answered.lock().expect("answered").clone()
     }
 }
 
-/// One stand-in's state: its faults, its RNG, its request counters and its tally.
-struct Faulty {
-    faults: PushFaults,
+/// One stand-in's state: its faults, its RNG, its request counters and its tally (the SES
+/// stand-in's too, `crate::ses`).
+pub(crate) struct Faulty {
+    pub(crate) faults: PushFaults,
     rng: Mutex<StdRng>,
     /// Send requests so far: the rare faults are also forced once at fixed early numbers
     /// ([`FORCED`]), so a run too short for the dice still sees every configured kind.
     sends: AtomicU64,
     /// Token requests so far: the first one fails when `token_failure` is configured.
     tokens: AtomicU64,
-    tally: Tally,
+    pub(crate) tally: Tally,
 }
 
 /// Send request numbers (1-based) that are forced to a 429, a server error and a hang, in that
@@ -141,7 +150,7 @@ struct Faulty {
 const FORCED: [u64; 3] = [3, 7, 11];
 
 /// What a roll of the dice gave.
-enum Fault {
+pub(crate) enum Fault {
     TooManyRequests,
     ServerError(u16),
     Hang,
@@ -149,7 +158,7 @@ enum Fault {
 }
 
 impl Faulty {
-    fn new(faults: PushFaults, seed: u64) -> Self {
+    pub(crate) fn new(faults: PushFaults, seed: u64) -> Self {
         Self {
             faults,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -159,11 +168,11 @@ impl Faulty {
         }
     }
 
-    fn roll(&self) -> f64 {
+    pub(crate) fn roll(&self) -> f64 {
         self.rng.lock().expect("rng").random()
     }
 
-    fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         let (roll, f) = (self.roll(), self.faults);
         let n = self.sends.fetch_add(1, Ordering::SeqCst) + 1;
         if n == FORCED[0] && f.too_many_requests > 0.0 {
@@ -217,12 +226,12 @@ impl FaultyFcm {
 
     /// Requests that reached the success path, per registration token.
     pub fn delivered(&self) -> HashMap<String, u32> {
-        self.state.tally.delivered.lock().expect("delivered").clone()
+        self.state.tally.delivered()
     }
 
     /// Answers so far by kind (`send_200`, `send_429`, `token_hang_then_503`, …).
     pub fn answered(&self) -> BTreeMap<&'static str, u64> {
-        self.state.tally.answered.lock().expect("answered").clone()
+        self.state.tally.answered()
     }
 
     fn is_issued(&self, authorization: &str) -> bool {
@@ -334,12 +343,12 @@ impl FaultyApns {
 
     /// Requests that reached the success path, per device token.
     pub fn delivered(&self) -> HashMap<String, u32> {
-        self.state.tally.delivered.lock().expect("delivered").clone()
+        self.state.tally.delivered()
     }
 
     /// Answers so far by kind (`200`, `429`, `hang_then_503`, …).
     pub fn answered(&self) -> BTreeMap<&'static str, u64> {
-        self.state.tally.answered.lock().expect("answered").clone()
+        self.state.tally.answered()
     }
 }
 

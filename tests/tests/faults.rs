@@ -21,18 +21,22 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use retarget_email_sender::EmailProvider;
 use retarget_local::workers;
 use retarget_push_sender::PushProvider;
 use retarget_shared::bootstrap::{FromEnv, HttpFunction, Infra, ScheduleFunction, SqsFunction};
 use retarget_shared::config::EnvReader;
-use retarget_shared::domain::{Address, EventKind, Platform, RetargetStatus};
+use retarget_shared::domain::{
+    Address, Channel, EmailAddress, EventKind, Platform, RetargetStatus, Subscription,
+};
 use retarget_shared::edge::request::AppFunction;
 use retarget_shared::services::sender::SenderDeps;
 use retarget_tests::faults::{FaultProxy, FaultRates, Router, Service, sdk_through};
 use retarget_tests::push::{FaultyApns, FaultyFcm, PushFaults, android_token, ios_token, push_app};
+use retarget_tests::ses::{FaultySes, REJECTED, email as ses_email};
 use retarget_tests::stack::{CrashPoint, Stack, Tally, phone, redelivery_after};
 use retarget_tests::twilio::ProviderFaults;
-use retarget_tests::{ApiResponse, World, sdk};
+use retarget_tests::{ApiResponse, TestApp, TestQueues, World, sdk};
 use serde_json::json;
 
 fn seed() -> u64 {
@@ -645,7 +649,7 @@ async fn a_timeout_on_a_send_the_provider_accepted_sends_it_twice() {
     assert_eq!(t.doubled, vec![(phone(3), 2)]);
 }
 
-// --- the push sender under faults -------------------------------------------------------------
+// --- the push and email senders under faults ----------------------------------------------------
 
 /// A function whose invocations the test can wait out: each holds the read side while it runs,
 /// so whoever takes the write side knows no invocation is under way (and none starts).
@@ -686,28 +690,203 @@ async fn pending(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
     output.attributes.unwrap_or_default().values().filter_map(|v| v.parse::<u64>().ok()).sum()
 }
 
-/// How long the push run may take to empty its queue (about a minute alone on two cores).
+/// How long a provider run may take to empty its queue (about a minute alone on two cores).
 const QUIET_LIMIT: Duration = Duration::from_secs(240);
 
-/// 1,000 (half android, half ios); `PUSH_FAULTS_RECIPIENTS` overrides it.
+/// 1,000 (push: half android, half ios); `PUSH_FAULTS_RECIPIENTS` overrides it.
 fn push_recipients() -> usize {
     std::env::var("PUSH_FAULTS_RECIPIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
 }
 
+/// What the provider stand-ins answer in both runs.
+const PROVIDER_FAULTS: PushFaults =
+    PushFaults { too_many_requests: 0.03, server_error: 0.02, hang: 0.004, token_failure: 0.25 };
+
+/// A channel's sender end to end under faults, the parts the push and the email runs share: a
+/// world whose channel queue's visibility timeout is cut to 20 s (the fallback redelivery of a
+/// whole job would otherwise take the template's six minutes), and an `Infra` whose every AWS
+/// call goes through the DynamoDB and SQS fault proxies (SES's, when there is a stand-in, to
+/// it).
+struct ProviderRun {
+    started: Instant,
+    channel: Channel,
+    world: World,
+    queues: TestQueues,
+    dynamodb_proxy: FaultProxy,
+    sqs_proxy: FaultProxy,
+    _router: Router,
+    infra: Infra,
+}
+
+impl ProviderRun {
+    async fn start(channel: Channel, seed: u64, ses: Option<&str>) -> Self {
+        let started = Instant::now();
+        let sdk = sdk().await;
+        let world = World::new().await;
+        let queues = world.queues().await.clone();
+        queues
+            .sqs
+            .set_queue_attributes()
+            .queue_url(queues.of(channel).url())
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "20")
+            .send()
+            .await
+            .expect("shorten the visibility timeout");
+        let upstream = |name: &str| std::env::var(name).expect("services");
+        let dynamodb_rates = FaultRates {
+            throttle: 0.02,
+            partial_batch: 0.15,
+            dynamo_lost_answer: 0.02,
+            ..FaultRates::default()
+        };
+        let sqs_rates = FaultRates {
+            sqs_error: 0.1,
+            sqs_partial: 0.2,
+            sqs_lost_response: 0.2,
+            sqs_scripted: true,
+            ..FaultRates::default()
+        };
+        let dynamodb_proxy = FaultProxy::start(
+            Service::DynamoDb,
+            &upstream("AWS_ENDPOINT_URL_DYNAMODB"),
+            dynamodb_rates,
+            seed,
+        )
+        .await;
+        let sqs_proxy =
+            FaultProxy::start(Service::Sqs, &upstream("AWS_ENDPOINT_URL_SQS"), sqs_rates, seed + 1).await;
+        let router =
+            Router::start_with_ses(&dynamodb_proxy, &sqs_proxy, &upstream("AWS_ENDPOINT_URL_SQS"), ses).await;
+        let infra = Infra::new(sdk_through(sdk, &router.url), world.clock.clone());
+        Self { started, channel, world, queues, dynamodb_proxy, sqs_proxy, _router: router, infra }
+    }
+
+    /// A message of this channel to `subs`, created through the messages function with
+    /// DynamoDB's faults off (a conditional create whose answer is lost answers 500: its retry
+    /// meets the item it wrote) and SQS's on. Its id.
+    async fn create(
+        &self,
+        messages: &AppFunction<retarget_messages::Messages>,
+        app: &TestApp,
+        subs: &[Subscription],
+        contents: serde_json::Value,
+    ) -> String {
+        self.dynamodb_proxy.set_enabled(false);
+        let ids: Vec<String> = subs.iter().map(|s| s.subscription_id.to_string()).collect();
+        let body = json!({"channel": self.channel, "contents": contents, "include_subscription_ids": ids});
+        let created = ApiResponse::from(messages.handle(app.post("/v1/messages", &body).build()).await);
+        assert_eq!(created.status, 202, "{created:?}");
+        self.dynamodb_proxy.set_enabled(true);
+        created.body["message_id"].as_str().expect("message id").to_owned()
+    }
+
+    /// The local stack's SQS poller (`workers::poll_queue`) invoking `sender` until the queue
+    /// has been empty three polls in a row. Time: the senders' own retry delays are real (no
+    /// timing is assumed: the run waits until the queue is empty); the clock jumps past every
+    /// lease whenever no invocation runs (a claim whose answer was lost is held by no one, and
+    /// would otherwise stand for its whole lease). `reached`: recipients reached so far, for
+    /// the progress lines. How many clock jumps it took.
+    async fn until_quiet<S: SqsFunction>(&self, sender: &Between<S>, reached: impl Fn() -> usize) -> usize {
+        let url = self.queues.of(self.channel).url();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let poller = workers::poll_queue(&self.queues.sqs, url, sender, stopped);
+        let lease = chrono::Duration::seconds(
+            i64::from(retarget_shared::adapters::resources::SENDER_TIMEOUT_SECONDS) + 1,
+        );
+        let mut clock_jumps = 0;
+        let until_quiet = async {
+            let (mut empty_polls, mut reported) = (0, Instant::now());
+            while empty_polls < 3 {
+                assert!(self.started.elapsed() < QUIET_LIMIT, "not quiet after {QUIET_LIMIT:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                {
+                    let _between = sender.running.write().await;
+                    self.world.clock.advance(lease);
+                    clock_jumps += 1;
+                }
+                let left = pending(&self.queues.sqs, url).await;
+                empty_polls = if left == 0 { empty_polls + 1 } else { 0 };
+                if reported.elapsed() > Duration::from_secs(10) {
+                    reported = Instant::now();
+                    eprintln!("{:?}: {left} messages queued, {} reached", self.started.elapsed(), reached());
+                }
+            }
+            let _ = stop.send(true);
+        };
+        tokio::join!(poller, until_quiet);
+        clock_jumps
+    }
+
+    /// Messages left on the channel's dead-letter queue.
+    async fn dead_lettered(&self) -> u64 {
+        pending(&self.queues.sqs, self.queues.dead_letter_url(self.channel)).await
+    }
+
+    /// `stats.<kind>` of message `id`, read as a client reads it, polled until it counts
+    /// `distinct` (it may trail): the count and how long it took.
+    async fn counted(&self, app: &TestApp, id: &str, kind: &str, distinct: u64) -> (u64, Duration) {
+        let target = format!("/v1/messages/{id}");
+        counted(distinct, async || {
+            self.world.settle().await;
+            let read = self.world.call(app.get(&target)).await;
+            read.body["stats"][kind].as_u64().unwrap_or_default()
+        })
+        .await
+    }
+
+    /// Prints the run's figures: `figures`, the faults injected and the times.
+    fn report(&self, mut figures: serde_json::Value, seeded: Duration, quiet: Duration, clock_jumps: usize) {
+        figures["dynamodb_faults"] = self.dynamodb_proxy.counts.json();
+        figures["sqs_faults"] = self.sqs_proxy.counts.json();
+        figures["clock_jumps"] = json!(clock_jumps);
+        figures["seed_seconds"] = json!(seeded.as_secs_f64());
+        figures["quiet_seconds"] = json!(quiet.as_secs_f64());
+        figures["total_seconds"] = json!(self.started.elapsed().as_secs_f64());
+        println!("{figures}");
+    }
+
+    /// The faults injected into DynamoDB and SQS really happened.
+    fn assert_aws_faults_happened(&self) {
+        let c = &self.dynamodb_proxy.counts;
+        assert!(c.throttled.load(Ordering::Relaxed) > 0 && c.dynamo_lost_answers.load(Ordering::Relaxed) > 0);
+        let s = &self.sqs_proxy.counts;
+        assert!(s.sqs_lost_responses.load(Ordering::Relaxed) > 0, "{}", s.json());
+    }
+}
+
+/// Recipients reached never, and more than once, of those `expected`, by a stand-in's count.
+fn missed_and_doubled(
+    expected: &[String],
+    reached: impl Fn(&str) -> u32,
+) -> (Vec<&String>, Vec<(&String, u32)>) {
+    let missed = expected.iter().filter(|e| reached(e) == 0).collect();
+    let doubled = expected.iter().filter(|e| reached(e) > 1).map(|e| (e, reached(e))).collect();
+    (missed, doubled)
+}
+
+fn assert_each_once(missed: &[&String], doubled: &[(&String, u32)], what: &str) {
+    assert!(
+        missed.is_empty(),
+        "{} {what} never reached, e.g. {:?}",
+        missed.len(),
+        &missed[..missed.len().min(5)]
+    );
+    assert!(
+        doubled.is_empty(),
+        "{} {what} reached twice: {:?}",
+        doubled.len(),
+        &doubled[..doubled.len().min(5)]
+    );
+}
+
 /// The push sender end to end under faults: a message to android and ios recipients created
 /// through the messages function, its jobs consumed by the local stack's own SQS poller
-/// (`workers::poll_queue`) invoking the push sender built as its Lambda `main` builds it, with
-/// every AWS call of both going through the DynamoDB and SQS fault proxies, against an FCM and
-/// an APNs stand-in that throttle (429), fail (500/503), hang past the client's timeout, and
-/// (FCM) fail to hand out access tokens. Afterwards each device token must have reached its
+/// invoking the push sender built as its Lambda `main` builds it, with every AWS call of both
+/// going through the DynamoDB and SQS fault proxies ([`ProviderRun`]), against an FCM and an
+/// APNs stand-in that throttle (429), fail (500/503), hang past the client's timeout, and (FCM)
+/// fail to hand out access tokens. Afterwards each device token must have reached its
 /// provider's success path exactly once, the DLQ must be empty and `stats.sent` must count each
 /// recipient once.
-///
-/// Time: the senders' own retry delays are real (no timing is assumed: the test waits until the
-/// queue is empty). Two things are sped up: the stack's clock jumps past every lease between
-/// two invocations of the sender (a claim whose answer was lost is held by no one, and would
-/// otherwise stand for its whole lease), and the queue's visibility timeout is cut to 20 s (the
-/// fallback redelivery of a whole job would otherwise take the template's six minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
     let filter =
@@ -715,45 +894,13 @@ async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     assert!(retarget_tests::push::HANG > retarget_push_sender::DEFAULT_TIMEOUT, "a hang outlasts the client");
     let _turn = END_TO_END.lock().await;
-    let started = Instant::now();
-    let seed = seed();
-    let n = push_recipients();
-    let sdk = sdk().await;
-    let world = World::new().await;
-    let queues = world.queues().await.clone();
-    let direct_sqs = queues.sqs.clone();
-    direct_sqs
-        .set_queue_attributes()
-        .queue_url(queues.push.url())
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "20")
-        .send()
-        .await
-        .expect("shorten the visibility timeout");
-
-    // Every AWS call of the functions goes through the proxies.
-    let upstream = |name: &str| std::env::var(name).expect("services");
-    let dynamodb_rates =
-        FaultRates { throttle: 0.02, partial_batch: 0.15, dynamo_lost_answer: 0.02, ..FaultRates::default() };
-    let sqs_rates = FaultRates {
-        sqs_error: 0.1,
-        sqs_partial: 0.2,
-        sqs_lost_response: 0.2,
-        sqs_scripted: true,
-        ..FaultRates::default()
-    };
-    let dynamodb_proxy =
-        FaultProxy::start(Service::DynamoDb, &upstream("AWS_ENDPOINT_URL_DYNAMODB"), dynamodb_rates, seed)
-            .await;
-    let sqs_proxy =
-        FaultProxy::start(Service::Sqs, &upstream("AWS_ENDPOINT_URL_SQS"), sqs_rates, seed + 1).await;
-    let router = Router::start(&dynamodb_proxy, &sqs_proxy, &upstream("AWS_ENDPOINT_URL_SQS")).await;
-    let infra = Infra::new(sdk_through(sdk, &router.url), world.clock.clone());
-
-    let faults = PushFaults { too_many_requests: 0.03, server_error: 0.02, hang: 0.004, token_failure: 0.25 };
-    let (fcm, apns) = (FaultyFcm::new(faults, seed + 2), FaultyApns::new(faults, seed + 3));
+    let (seed, n) = (seed(), push_recipients());
+    let (fcm, apns) = (FaultyFcm::new(PROVIDER_FAULTS, seed + 2), FaultyApns::new(PROVIDER_FAULTS, seed + 3));
     let (fcm_server, apns_server) = (fcm.mount().await, apns.mount().await);
-    let app = push_app(&world, &fcm_server).await;
-    let subs = world
+    let run = ProviderRun::start(Channel::Push, seed, None).await;
+    let app = push_app(&run.world, &fcm_server).await;
+    let subs = run
+        .world
         .bulk_subscriptions(&app, n, |i| match i % 2 {
             0 => Address::Push { platform: Platform::Android, token: android_token(i) },
             _ => Address::Push { platform: Platform::Ios, token: ios_token(i) },
@@ -761,78 +908,29 @@ async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
         .await;
 
     // The messages function and the push sender, built as their Lambda mains build them.
-    let mut env = world
-        .function_env(&queues)
+    let mut env = run
+        .world
+        .function_env(&run.queues)
         .with("FCM_API_BASE", &fcm_server.uri())
         .with("APNS_API_BASE", &apns_server.uri());
-    let messages: AppFunction<retarget_messages::Messages> = FromEnv::from_env(&mut env, &infra).unwrap();
-    let sender: Between<SenderDeps<PushProvider>> = FromEnv::from_env(&mut env, &infra).unwrap();
+    let messages: AppFunction<retarget_messages::Messages> = FromEnv::from_env(&mut env, &run.infra).unwrap();
+    let sender: Between<SenderDeps<PushProvider>> = FromEnv::from_env(&mut env, &run.infra).unwrap();
     env.finish().unwrap();
-
-    // A conditional create whose answer is lost answers 500 (its retry meets the item it wrote):
-    // the message is created with DynamoDB's faults off, and SQS's on.
-    dynamodb_proxy.set_enabled(false);
-    let ids: Vec<String> = subs.iter().map(|s| s.subscription_id.to_string()).collect();
-    let body = json!({"channel": "push", "contents": {"title": "Sale", "body": "Last day"}, "include_subscription_ids": ids});
-    let created = ApiResponse::from(messages.handle(app.post("/v1/messages", &body).build()).await);
-    assert_eq!(created.status, 202, "{created:?}");
-    let message_id = created.body["message_id"].as_str().expect("message id").to_owned();
-    dynamodb_proxy.set_enabled(true);
-    let seeded = started.elapsed();
-
-    // The local stack's SQS poller, until the queue is empty; the clock jumps past every lease
-    // whenever no invocation runs.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let poller = workers::poll_queue(&direct_sqs, queues.push.url(), &sender, stopped);
-    let lease = chrono::Duration::seconds(
-        i64::from(retarget_shared::adapters::resources::SENDER_TIMEOUT_SECONDS) + 1,
-    );
-    let mut clock_jumps = 0;
-    let until_quiet = async {
-        let (mut empty_polls, mut reported) = (0, Instant::now());
-        while empty_polls < 3 {
-            assert!(started.elapsed() < QUIET_LIMIT, "not quiet after {QUIET_LIMIT:?}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            {
-                let _between = sender.running.write().await;
-                world.clock.advance(lease);
-                clock_jumps += 1;
-            }
-            let left = pending(&direct_sqs, queues.push.url()).await;
-            empty_polls = if left == 0 { empty_polls + 1 } else { 0 };
-            if reported.elapsed() > Duration::from_secs(10) {
-                reported = Instant::now();
-                let reached = fcm.delivered().len() + apns.delivered().len();
-                eprintln!("{:?}: {left} messages queued, {reached} of {n} tokens reached", started.elapsed());
-            }
-        }
-        let _ = stop.send(true);
-    };
-    tokio::join!(poller, until_quiet);
-    let quiet = started.elapsed();
+    let message_id = run.create(&messages, &app, &subs, json!({"title": "Sale", "body": "Last day"})).await;
+    let seeded = run.started.elapsed();
+    let clock_jumps = run.until_quiet(&sender, || fcm.delivered().len() + apns.delivered().len()).await;
+    let quiet = run.started.elapsed();
 
     // Each device token reached its provider's success path exactly once.
     let (android, ios) = (fcm.delivered(), apns.delivered());
-    let expected: Vec<(String, bool)> =
-        (0..n).map(|i| if i % 2 == 0 { (android_token(i), true) } else { (ios_token(i), false) }).collect();
-    let reached = |(token, is_android): &(String, bool)| {
-        if *is_android { android.get(token).copied() } else { ios.get(token).copied() }.unwrap_or(0)
-    };
-    let missed: Vec<&String> = expected.iter().filter(|e| reached(e) == 0).map(|(t, _)| t).collect();
-    let doubled: Vec<(&String, u32)> =
-        expected.iter().filter(|e| reached(e) > 1).map(|e| (&e.0, reached(e))).collect();
+    let expected: Vec<String> =
+        (0..n).map(|i| if i % 2 == 0 { android_token(i) } else { ios_token(i) }).collect();
+    let reached = |token: &str| android.get(token).or_else(|| ios.get(token)).copied().unwrap_or(0);
+    let (missed, doubled) = missed_and_doubled(&expected, reached);
     let strangers = android.len() + ios.len() - expected.iter().filter(|e| reached(e) > 0).count();
     let distinct = (n - missed.len()) as u64;
-    let dlq = pending(&direct_sqs, &queues.push_dlq_url).await;
-
-    // stats.sent, read as a client reads it, until it counts everyone (it may trail).
-    let target = format!("/v1/messages/{message_id}");
-    let (recorded_sent, counted_after) = counted(distinct, async || {
-        world.settle().await;
-        let read = world.call(app.get(&target)).await;
-        read.body["stats"]["sent"].as_u64().unwrap_or_default()
-    })
-    .await;
+    let dlq = run.dead_lettered().await;
+    let (recorded_sent, counted_after) = run.counted(&app, &message_id, "sent", distinct).await;
 
     let figures = json!({
         "test": "push_faults",
@@ -842,30 +940,13 @@ async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
         "sent_twice_or_more": doubled.len(),
         "fcm_answers": fcm.answered(),
         "apns_answers": apns.answered(),
-        "dynamodb_faults": dynamodb_proxy.counts.json(),
-        "sqs_faults": sqs_proxy.counts.json(),
         "dlq_messages": dlq,
         "recorded_sent": recorded_sent,
         "stats_counted_after_ms": counted_after.as_millis() as u64,
-        "clock_jumps": clock_jumps,
-        "seed_seconds": seeded.as_secs_f64(),
-        "quiet_seconds": quiet.as_secs_f64(),
-        "total_seconds": started.elapsed().as_secs_f64(),
     });
-    println!("{figures}");
+    run.report(figures, seeded, quiet, clock_jumps);
 
-    assert!(
-        missed.is_empty(),
-        "{} tokens never reached, e.g. {:?}",
-        missed.len(),
-        &missed[..missed.len().min(5)]
-    );
-    assert!(
-        doubled.is_empty(),
-        "{} tokens reached twice: {:?}",
-        doubled.len(),
-        &doubled[..doubled.len().min(5)]
-    );
+    assert_each_once(&missed, &doubled, "tokens");
     assert_eq!(strangers, 0, "the providers were sent tokens outside the audience");
     assert_eq!(dlq, 0, "nothing dead-lettered");
     assert_eq!(recorded_sent, n as u64, "every send counted once");
@@ -886,7 +967,97 @@ async fn push_to_android_and_ios_through_every_fault_each_token_reached_once() {
     let hangs = fcm_answers.get("send_hang_then_503").copied().unwrap_or(0)
         + apns_answers.get("hang_then_503").copied().unwrap_or(0);
     assert!(hangs > 0, "no request hung");
-    let c = &dynamodb_proxy.counts;
-    assert!(c.throttled.load(Ordering::Relaxed) > 0 && c.dynamo_lost_answers.load(Ordering::Relaxed) > 0);
-    assert!(sqs_proxy.counts.sqs_lost_responses.load(Ordering::Relaxed) > 0, "{}", sqs_proxy.counts.json());
+    run.assert_aws_faults_happened();
+}
+
+/// 1,000, every 50th refused by SES; `EMAIL_FAULTS_RECIPIENTS` overrides the count.
+fn email_recipients() -> usize {
+    std::env::var("EMAIL_FAULTS_RECIPIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
+}
+
+/// Every 50th address is refused by SES (`MessageRejected`).
+const REJECTED_EVERY: usize = 50;
+
+/// The email sender end to end under faults, as the push run: an email message created through
+/// the messages function, consumed by the email sender built as its Lambda `main` builds it
+/// (its SES client reaching the stand-in through the router, as `AWS_ENDPOINT_URL_SESV2` would
+/// point it), every DynamoDB and SQS call through the fault proxies, against an SES stand-in
+/// that throttles (`TooManyRequestsException`, `LimitExceededException`), fails (500/503),
+/// hangs past the sender's timeout and refuses some addresses (`MessageRejected`). Afterwards
+/// each accepted address was delivered exactly once, each refused one was asked exactly once
+/// and counted failed (never retried, never dead-lettered), the DLQ is empty, and the stats
+/// count each recipient once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_through_every_fault_each_address_sent_once() {
+    let filter =
+        std::env::var("TEST_LOG").unwrap_or_else(|_| "retarget_shared::services::sender=warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    assert!(retarget_tests::push::HANG > retarget_email_sender::SES_TIMEOUT, "a hang outlasts the client");
+    let _turn = END_TO_END.lock().await;
+    let (seed, n) = (seed(), email_recipients());
+    let faults = PushFaults { token_failure: 0.0, ..PROVIDER_FAULTS };
+    let ses = FaultySes::new(faults, seed + 4);
+    let ses_server = ses.mount().await;
+    let run = ProviderRun::start(Channel::Email, seed, Some(&ses_server.uri())).await;
+    let app = run.world.email_app("Shop <news@shop.example.com>").await;
+    let subs = run
+        .world
+        .bulk_subscriptions(&app, n, |i| Address::Email {
+            email: EmailAddress::parse(&ses_email(i, REJECTED_EVERY)).expect("an address"),
+        })
+        .await;
+
+    // A rate far above what the run needs: the pacing is not what is under test here.
+    let mut env = run.world.function_env(&run.queues).with("EMAIL_SEND_RATE", "100000");
+    let messages: AppFunction<retarget_messages::Messages> = FromEnv::from_env(&mut env, &run.infra).unwrap();
+    let sender: Between<SenderDeps<EmailProvider>> = FromEnv::from_env(&mut env, &run.infra).unwrap();
+    env.finish().unwrap();
+    let contents = json!({"title": "Sale", "body": "Last day", "html": "<p>Last <b>day</b></p>"});
+    let message_id = run.create(&messages, &app, &subs, contents).await;
+    let seeded = run.started.elapsed();
+    let clock_jumps = run.until_quiet(&sender, || ses.delivered().len()).await;
+    let quiet = run.started.elapsed();
+
+    let delivered = ses.delivered();
+    let (accepted, refused): (Vec<String>, Vec<String>) =
+        (0..n).map(|i| ses_email(i, REJECTED_EVERY)).partition(|a| !a.starts_with(REJECTED));
+    let (missed, doubled) = missed_and_doubled(&accepted, |a| delivered.get(a).copied().unwrap_or(0));
+    let strangers = delivered.keys().filter(|a| !accepted.contains(a)).count();
+    let answers = ses.answered();
+    let dlq = run.dead_lettered().await;
+    let distinct = (accepted.len() - missed.len()) as u64;
+    let (recorded_sent, counted_after) = run.counted(&app, &message_id, "sent", distinct).await;
+    let (recorded_failed, _) = run.counted(&app, &message_id, "failed", refused.len() as u64).await;
+
+    let figures = json!({
+        "test": "email_faults",
+        "seed": seed,
+        "recipients": n,
+        "refused_by_ses": refused.len(),
+        "missed": missed.len(),
+        "sent_twice_or_more": doubled.len(),
+        "ses_answers": answers,
+        "dlq_messages": dlq,
+        "recorded_sent": recorded_sent,
+        "recorded_failed": recorded_failed,
+        "stats_counted_after_ms": counted_after.as_millis() as u64,
+    });
+    run.report(figures, seeded, quiet, clock_jumps);
+
+    assert_each_once(&missed, &doubled, "addresses");
+    assert_eq!(strangers, 0, "SES was sent addresses outside the audience");
+    assert!(!answers.contains_key("bad_request"), "a request lacked what SendEmail must carry: {answers:?}");
+    let asked_refused = answers.get("rejected").copied().unwrap_or(0);
+    assert_eq!(asked_refused, refused.len() as u64, "each refused address asked once, never retried");
+    assert_eq!(dlq, 0, "nothing dead-lettered");
+    assert_eq!(recorded_sent, accepted.len() as u64, "every send counted once");
+    assert_eq!(recorded_failed, refused.len() as u64, "every refusal counted once");
+    if n < 1_000 {
+        return; // too few requests for every kind of fault to be sure to happen
+    }
+    for kind in ["429", "hang_then_503"] {
+        assert!(answers.get(kind).is_some_and(|c| *c > 0), "SES never answered {kind}: {answers:?}");
+    }
+    assert!(answers.keys().any(|k| *k == "500" || *k == "503"), "{answers:?}");
+    run.assert_aws_faults_happened();
 }
