@@ -2,8 +2,8 @@
 //! emulator, checked against a plain in-memory model of the contract's rules.
 //!
 //! Each case is a random world: two or three tenants (sharing addresses and external user ids, so
-//! any leak between them shows), subscriptions on both channels linked by external user ids and
-//! upserted more than once, messages on both channels (some old enough to expire before the
+//! any leak between them shows), subscriptions on all three channels linked by external user ids
+//! and upserted more than once, messages on every channel (some old enough to expire before the
 //! end), events duplicated, shuffled and batched through `POST /v1/events` and the signed push
 //! webhook, some of them for another tenant's ids, for kinds the channel does not have, or too
 //! late; then unsubscribes. Every events response, every message's stats, and every audience
@@ -20,7 +20,7 @@ use retarget_shared::domain::Channel;
 use retarget_shared::edge::signatures::push_signature;
 use retarget_shared::keys;
 use retarget_tests::model::{KINDS, PREDICATES, predicate, valid_for};
-use retarget_tests::{ApiRequest, TestApp, World, block_on, proptest_cases};
+use retarget_tests::{ApiRequest, TestApp, World, block_on, placeholder_credentials, proptest_cases};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ struct Scenario {
 }
 
 fn channel() -> impl Strategy<Value = Channel> {
-    prop_oneof![Just(Channel::Push), Just(Channel::Sms)]
+    prop_oneof![Just(Channel::Push), Just(Channel::Sms), Just(Channel::Email)]
 }
 
 fn event() -> impl Strategy<Value = EventSpec> {
@@ -167,7 +167,10 @@ fn person(slot: usize) -> Option<String> {
 }
 
 async fn create_tenant(world: &World, spec: &TenantSpec) -> Tenant {
-    let app = world.app(retarget_shared::domain::Plan::Pro).await;
+    // Placeholder providers on every channel, SES included, so messages of all three are taken.
+    let ses = retarget_shared::domain::SesConfig::new("news@shop.example.com", None).expect("SES settings");
+    let credentials = retarget_shared::domain::Credentials { ses: Some(ses), ..placeholder_credentials() };
+    let app = world.create_app("Model App", retarget_shared::domain::Plan::Pro, credentials).await;
     let mut subs: Vec<(String, Channel, Option<String>)> = Vec::new();
     let mut sub_of_spec = Vec::new();
     let mut by_address: BTreeMap<(Channel, usize), usize> = BTreeMap::new();
@@ -175,6 +178,7 @@ async fn create_tenant(world: &World, spec: &TenantSpec) -> Tenant {
     let specs = spec.subscriptions.iter().cloned().chain([
         SubSpec { channel: Channel::Push, address: 9 },
         SubSpec { channel: Channel::Sms, address: 9 },
+        SubSpec { channel: Channel::Email, address: 9 },
     ]);
     for s in specs {
         let mut body = address(s.channel, s.address);
