@@ -6,8 +6,15 @@
 #   scripts/bench.sh           # documented run: 100k events, audiences of 10k, 100k and 1M,
 #                              # quiet hours at 1M
 #
-# Both also time the cold start of the eleven functions' x86_64 release binaries (built here)
+# Both also time the cold start of the thirteen functions' x86_64 release binaries (built here)
 # against a local Runtime API stub, 20 starts each.
+#
+# Ingest, audiences (same channel and cross-channel) and fan-out run twice on the same data:
+# raw against the emulators, then under the latency model — every DynamoDB and SQS call through
+# a retarget-proxy process that holds each answer until AWS's in-region latency for it has passed
+# (tools/proxy/src/latency.rs: defaults and sources; LATENCY_ARGS passes its options, e.g.
+# "--item-ms 3 --sigma 0"). A modelled line carries "model": "latency" and the proxies' figures
+# (how many requests the emulator itself was slower than the model, and by how much).
 #
 # Options: --out DIR (default .local/bench/quick, or docs/bench for the full run),
 #          --sizes "N N ...", --events N, --rounds N, --writers N (default 16), --no-build;
@@ -72,21 +79,36 @@ case "$PROFILE" in
   *) PROFILE_DIR=$PROFILE ;;
 esac
 BIN="$ROOT/target/$PROFILE_DIR/retarget-bench"
-FUNCTIONS=(audiences events messages push-sender retargets scheduler sms-sender stats subscriptions webhooks)
+PROXY_BIN="$ROOT/target/$PROFILE_DIR/retarget-proxy"
+FUNCTIONS=(audiences email-events email-sender events messages push-sender retargets scheduler sms-sender stats subscriptions webhooks)
 
-trap stop_services_on_exit EXIT
+PROXY_PIDS=()
+stop_proxies() {
+  local pid
+  for pid in "${PROXY_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  PROXY_PIDS=()
+}
+# shellcheck disable=SC2317 # only called from the EXIT trap
+on_exit() {
+  local rc=$?
+  stop_proxies
+  bash "$ROOT/scripts/services.sh" stop || true
+  exit "$rc"
+}
+trap on_exit EXIT
 
 bash scripts/services.sh install
 if ((BUILD)); then
-  packages=(-p retarget-bench)
+  packages=(-p retarget-bench -p retarget-proxy)
   for f in "${FUNCTIONS[@]}"; do packages+=(-p "retarget-$f"); done
   log "cargo build --profile $PROFILE ${packages[*]}"
   cargo build --profile "$PROFILE" "${packages[@]}"
 fi
 [[ -x "$BIN" ]] || die "$BIN not built"
+[[ -x "$PROXY_BIN" ]] || die "$PROXY_BIN not built"
 
 # Before the services start, so the emulators' JVM and Python do not share the cores.
-log "cold start: the eleven functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
+log "cold start: the thirteen functions' $PROFILE binaries, 20 starts each, against a Runtime API stub"
 "$BIN" cold-start --bin-dir "$ROOT/target/$PROFILE_DIR" --zip-dir "$ROOT/target/lambda" --starts 20 |
   tee -a "$RESULTS"
 
@@ -100,6 +122,7 @@ JAVA_OPTS="${BENCH_JAVA_OPTS-$JAVA_OPTS_DEFAULT}"
 # 2,000 recipients after an ingest of 10,000 events took 143 s instead of a few, so each
 # ingest and each audience size gets a fresh instance.
 fresh_services() {
+  stop_proxies
   bash scripts/services.sh stop >/dev/null 2>&1 || true
   if [[ -n $JAVA_OPTS ]]; then
     JAVA_TOOL_OPTIONS="$JAVA_OPTS" bash scripts/services.sh start
@@ -108,6 +131,22 @@ fresh_services() {
   fi
   # shellcheck source=/dev/null
   . "$SERVICES_DIR/services.env"
+  MODEL_DYNAMODB=$(start_proxy dynamodb "$AWS_ENDPOINT_URL_DYNAMODB")
+  MODEL_SQS=$(start_proxy sqs "$AWS_ENDPOINT_URL_SQS")
+}
+
+# start_proxy SERVICE UPSTREAM: a latency-model proxy in front of UPSTREAM; prints its URL.
+start_proxy() {
+  local service=$1 upstream=$2 out="$SERVICES_DIR/proxy-$1.json" url=""
+  # shellcheck disable=SC2086 # LATENCY_ARGS is a list of options
+  "$PROXY_BIN" --service "$service" --upstream "$upstream" ${LATENCY_ARGS:-} >"$out" 2>&1 &
+  PROXY_PIDS+=($!)
+  for _ in $(seq 100); do
+    url=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$out" 2>/dev/null) && break
+    sleep 0.1
+  done
+  [[ -n $url ]] || die "the $service latency proxy did not start: $(cat "$out")"
+  printf '%s\n' "$url"
 }
 
 # bench TABLE ARGS...: one measuring process; its JSON line goes to the results and stdout.
@@ -116,6 +155,25 @@ bench() {
   shift
   line=$(TABLE_NAME="$table" "$BIN" "$@") || die "retarget-bench $* failed"
   printf '%s\n' "$line" | tee -a "$RESULTS"
+}
+
+# bench_model TABLE ARGS...: the same measurement under the latency model (DynamoDB and SQS
+# through the proxies); its line gets "model": "latency" and the proxies' figures.
+bench_model() {
+  local table=$1 line stats_ddb stats_sqs
+  shift
+  curl -fsS -X POST "$MODEL_DYNAMODB/_proxy/reset" >/dev/null
+  curl -fsS -X POST "$MODEL_SQS/_proxy/reset" >/dev/null
+  line=$(AWS_ENDPOINT_URL_DYNAMODB="$MODEL_DYNAMODB" AWS_ENDPOINT_URL_SQS="$MODEL_SQS" \
+    TABLE_NAME="$table" "$BIN" "$@") || die "retarget-bench $* (latency model) failed"
+  stats_ddb=$(curl -fsS "$MODEL_DYNAMODB/_proxy/stats")
+  stats_sqs=$(curl -fsS "$MODEL_SQS/_proxy/stats")
+  python3 -c '
+import json, sys
+line = json.loads(sys.argv[1])
+line["model"] = "latency"
+line["latency"] = {"dynamodb": json.loads(sys.argv[2])["latency"], "sqs": json.loads(sys.argv[3])["latency"]}
+print(json.dumps(line))' "$line" "$stats_ddb" "$stats_sqs" | tee -a "$RESULTS"
 }
 
 # field JSON NAME: a top-level field of a JSON line.
@@ -127,6 +185,10 @@ fresh_services
 step "ingest: $EVENTS events through the events handler, then one UpdateItem per event"
 bench bench-ingest ingest --events "$EVENTS"
 TABLE_NAME=bench-ingest "$BIN" drop-table
+fresh_services
+step "ingest: $EVENTS events under the latency model"
+bench_model bench-ingest-model ingest --events "$EVENTS"
+TABLE_NAME=bench-ingest-model "$BIN" drop-table
 fresh_services
 step "ingest: $EVENTS events of one message through $WRITERS concurrent writers"
 bench bench-ingest-writers ingest --events "$EVENTS" --writers "$WRITERS" --naive-concurrency 0
@@ -171,8 +233,14 @@ for size in $SIZES; do
   ((size < 1000000)) || rounds=1
   step "audience of $size: count and export vs raw Query vs naive Scan ($rounds round(s))"
   bench "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds"
-  step "audience of $size: fan-out through the scheduler into SQS"
+  step "audience of $size: count and export vs raw Query, under the latency model"
+  bench_model "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds" --skip-naive
+  step "audience of $size, push → sms: count and export vs raw Query, raw then under the latency model"
+  bench "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds" --channel sms --skip-naive
+  bench_model "$table" audience --app-id "$app" --message-id "$message" --rounds "$rounds" --channel sms --skip-naive
+  step "audience of $size: fan-out through the scheduler into SQS, raw then under the latency model"
   bench "$table" fanout --app-id "$app" --message-id "$message" --sender-jobs "$SENDER_JOBS"
+  bench_model "$table" fanout --app-id "$app" --message-id "$message" --sender-jobs "$SENDER_JOBS"
   TABLE_NAME="$table" "$BIN" drop-table
 done
 log "measured in $((SECONDS - STARTED)) s (services included); results in $RESULTS"

@@ -140,6 +140,7 @@ pub async fn run(clients: &Clients, store: &Store, opts: Options) -> anyhow::Res
     out["bench"] = "audience".into();
     out["recipients"] = recipients.into();
     out["action"] = opts.action.into();
+    out["source_channel"] = json!(spec.source.channel);
     out["target"] = json!(spec.target);
     out["page_size"] = opts.page_size.into();
     out["rounds"] = opts.rounds.into();

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-/// The eleven functions, each run as its binary `retarget-<name>`: one package per directory
+/// The thirteen functions, each run as its binary `retarget-<name>`: one package per directory
 /// under `functions/`, except the audience export, the audiences package's second binary.
-pub const FUNCTIONS: [&str; 11] = [
+pub const FUNCTIONS: [&str; 13] = [
     "audiences",
     "audience-export",
+    "email-events",
+    "email-sender",
     "events",
     "messages",
     "push-sender",
@@ -143,11 +145,18 @@ fn environment(function: &str, runtime_api: &str, closed: &str, home: &Path) -> 
         "messages" => {
             env.push(("PUSH_QUEUE_URL", queue("push")));
             env.push(("SMS_QUEUE_URL", queue("sms")));
+            env.push(("EMAIL_QUEUE_URL", queue("email")));
         }
         "scheduler" => {
             env.push(("PUSH_QUEUE_URL", queue("push")));
             env.push(("SMS_QUEUE_URL", queue("sms")));
+            env.push(("EMAIL_QUEUE_URL", queue("email")));
             env.push(("EVENT_BUS_NAME", "retarget".into()));
+        }
+        "email-sender" => {
+            env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into()));
+            env.push(("EMAIL_QUEUE_URL", queue("email")));
+            env.push(("EMAIL_DEAD_LETTER_QUEUE_URL", queue("email-dlq")));
         }
         "webhooks" => env.push(("PUBLIC_BASE_URL", "https://retarget.example.com".into())),
         // Where audiences too big for a Lambda response are streamed from (the export URL).

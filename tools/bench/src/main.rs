@@ -126,7 +126,7 @@ enum Command {
         zip_dir: PathBuf,
         #[arg(long, default_value_t = 20)]
         starts: usize,
-        /// Functions (directory names under functions/); all eleven by default.
+        /// Functions (directory names under functions/); all thirteen by default.
         #[arg(long, value_delimiter = ',')]
         functions: Vec<String>,
     },

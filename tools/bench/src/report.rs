@@ -158,8 +158,17 @@ fn points(lines: &[&Value], x: &[&str], y: &[&str]) -> Points {
 pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(results)?;
     let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let of = |bench: &str| -> Vec<&Value> { lines.iter().filter(|l| l["bench"] == bench).collect() };
-    let (ingest, audiences, all_fanouts) = (of("ingest"), of("audience"), of("fanout"));
+    // Raw lines (against the emulators as they are) fill the tables and plots below; the lines
+    // measured under the latency model are compared with them in a table of their own, and so
+    // are the cross-channel audiences.
+    let modelled = |l: &&Value| l["model"] == "latency";
+    let of = |bench: &str| -> Vec<&Value> {
+        lines.iter().filter(|l| l["bench"] == bench && !modelled(l)).collect()
+    };
+    let cross = |l: &&Value| l.get("source_channel").is_some_and(|s| *s != l["target"]);
+    let (ingest, all_audiences, all_fanouts) = (of("ingest"), of("audience"), of("fanout"));
+    let audiences: Vec<&Value> = all_audiences.iter().copied().filter(|l| !cross(l)).collect();
+    let under_model: Vec<&Value> = lines.iter().filter(modelled).collect();
     // The email fan-out has a table of its own; the plots compare the push fan-outs by size.
     let (emails, fanouts): (Vec<&Value>, Vec<&Value>) =
         all_fanouts.into_iter().partition(|l| l["channel"] == "email");
@@ -245,7 +254,133 @@ pub fn run(results: &Path, out: &Path, plots: bool) -> anyhow::Result<()> {
     print!("{}", table(&ingest, &audiences, &fanouts, &cold));
     print!("{}", quiet_table(&quiet));
     print!("{}", email_table(&emails));
+    print!("{}", model_table(&lines.iter().filter(|l| !modelled(l)).collect::<Vec<_>>(), &under_model));
     Ok(())
+}
+
+/// What identifies one measurement across the raw and the modelled run: the bench, its size,
+/// its writers (ingest), its target channel (audiences) and, for a fan-out, its channel.
+fn measurement(l: &Value) -> (String, u64, u64, String) {
+    let size = ["recipients", "events"].iter().find_map(|k| l[*k].as_u64()).unwrap_or(0);
+    let target = ["target", "channel"].iter().find_map(|k| l[*k].as_str()).unwrap_or("").to_owned();
+    (l["bench"].as_str().unwrap_or("").to_owned(), size, l["writers"].as_u64().unwrap_or(1), target)
+}
+
+/// Every ratio of the ingest, audience and fan-out benches, raw and under the latency model, side
+/// by side (same data, same run), with the share of requests the emulator itself made slower
+/// than the model.
+fn model_table(raw: &[&Value], modelled: &[&Value]) -> String {
+    if modelled.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\n| figure (raw emulator vs latency model) | raw | latency model | target (model) | verdict |\n|---|---|---|---|---|\n",
+    );
+    let p2 = |x: f64| format!("{x:.2}");
+    let p3 = |x: f64| format!("{x:.3}");
+    let mut sorted: Vec<&&Value> = modelled.iter().collect();
+    sorted.sort_by_key(|l| measurement(l));
+    for m in sorted {
+        let key = measurement(m);
+        let Some(r) = raw.iter().find(|r| measurement(r) == key) else { continue };
+        let (bench, n, writers, target) = key;
+        let mut pair = |figure: String,
+                        path: &[&str],
+                        fmt: &dyn Fn(f64) -> String,
+                        target: &str,
+                        ok: Option<fn(f64) -> bool>| {
+            let (raw, model) = (f(r, path), f(m, path));
+            let shown = |v: Option<f64>| v.map_or("n/a".to_owned(), fmt);
+            let verdict = verdict(ok.and_then(|ok| model.map(ok)));
+            t.push_str(&format!("| {figure} | {} | {} | {target} | {verdict} |\n", shown(raw), shown(model)));
+        };
+        match bench.as_str() {
+            "audience" => {
+                let what = if m["source_channel"] == m["target"] {
+                    format!("audience {n}")
+                } else {
+                    format!("audience {n} → {target}")
+                };
+                pair(
+                    format!("{what}: count / raw Query throughput"),
+                    &["count_over_raw_throughput"],
+                    &p2,
+                    "≥ 0.8",
+                    Some(|x| x >= 0.8),
+                );
+                pair(
+                    format!("{what}: paged export / raw Query throughput"),
+                    &["export_over_raw_throughput"],
+                    &p2,
+                    "≥ 0.8",
+                    Some(|x| x >= 0.8),
+                );
+                pair(format!("{what}: count, s"), &["count_seconds"], &p3, "(time)", None);
+                pair(format!("{what}: raw Query, s"), &["raw_seconds"], &p3, "(time)", None);
+                pair(format!("{what}: peak RSS, MiB"), &["peak_rss_mib"], &p2, "≤ 64", Some(|x| x <= 64.0));
+                let units = |l: &Value| {
+                    f(l, &["count_dynamodb", "billed_read_units"])
+                        .zip(f(l, &["raw_dynamodb", "billed_read_units"]))
+                        .map(|(ours, raw)| ours / raw)
+                };
+                let (ru, mu) = (units(r), units(m));
+                let verdict = verdict(mu.map(|x| x <= 2.0));
+                let shown = |v: Option<f64>| v.map_or("n/a".to_owned(), p2);
+                t.push_str(&format!(
+                    "| {what}: our count / raw Query, read units × | {} | {} | ≤ 2 | {verdict} |\n",
+                    shown(ru),
+                    shown(mu)
+                ));
+            }
+            "ingest" => {
+                let what = if writers > 1 {
+                    format!("ingest {n} ({writers} writers)")
+                } else {
+                    format!("ingest {n}")
+                };
+                pair(
+                    format!("{what}: events per second"),
+                    &["events_per_second"],
+                    &|x| format!("{x:.1}"),
+                    "(rate)",
+                    None,
+                );
+                pair(
+                    format!("{what}: naive UpdateItem/event: wall time ×"),
+                    &["naive_over_ours_wall"],
+                    &p2,
+                    "(ratio)",
+                    None,
+                );
+            }
+            "fanout" => {
+                pair(
+                    format!("fan-out {n} ({target}): dispatch wall time, s"),
+                    &["wall_seconds"],
+                    &p3,
+                    "(time)",
+                    None,
+                );
+                pair(
+                    format!("fan-out {n} ({target}): recipients per SQS request"),
+                    &["recipients_per_sqs_request"],
+                    &|x| format!("{x:.1}"),
+                    "≥ 500",
+                    Some(|x| x >= 500.0),
+                );
+            }
+            _ => continue,
+        }
+        let share = f(m, &["latency", "dynamodb", "emulator_bound"])
+            .zip(f(m, &["latency", "dynamodb", "requests"]))
+            .map(|(bound, all)| if all > 0.0 { bound / all } else { 0.0 });
+        let excess = f(m, &["latency", "dynamodb", "emulator_excess_ms"]).unwrap_or(0.0);
+        t.push_str(&format!(
+            "| {bench} {n} {target}: DynamoDB requests the emulator made slower than the model | | {} ({excess:.0} ms over) | (info) | n/a |\n",
+            share.map_or("n/a".to_owned(), |s| format!("{:.1} %", s * 100.0)),
+        ));
+    }
+    t
 }
 
 fn target_line(lines: &[&Value], y: f64) -> Points {
