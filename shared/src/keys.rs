@@ -11,6 +11,8 @@
 //! | app secret           | `SECRET#{app}#{scope}` (`SMS`, `PUSH`, `HOOKS`) | `SECRET` |                                               | the senders' and webhooks' provider secrets; IAM (`dynamodb:LeadingKeys`) lets only them read their scope |
 //! | tracking keyring     | `SECRET#TRACKING`                    | `SECRET`            |                                                      | the deployment's tracking-token keys (push sender signs, webhooks verify; IAM as for app secrets) |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
+//! | person               | `APP#{app}#EXT#{external_user_id}`   | `PERSON`            |                                                      | audiences: a person's subscriptions (`subs`) and the active ones (`active`), string sets of `{channel}#{sub}`, read 100 at a time; kept in the same transaction as every subscription change |
+//! | inactive subscription| `APP#{app}#OFF#{channel}`            | `{sub}`             |                                                      | audiences: an app's unsubscribed subscriptions of one channel in id order, merged with the interaction stream (no lookup per member); kept in the same transaction as the status |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 1: `APP#{app}#MSGS` / `{msg}`; 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; an app's messages newest first; due scheduled messages |
 //! | recipient chunk      | `APP#{app}#MSG#{msg}`                | `RCPT#{nnnn}`       |                                                      | a scheduled message's recipients, 500 per item |
@@ -133,9 +135,22 @@ pub fn subscription(app: AppId, sub: SubscriptionId) -> String {
     format!("APP#{app}#SUB#{sub}")
 }
 
-/// The person index (GSI1) of a subscription with an external user id.
+/// The person index (GSI1) of a subscription with an external user id; also the partition of
+/// the person item (sort key [`SK_PERSON`]).
 pub fn person(app: AppId, user: &ExternalUserId) -> String {
     format!("APP#{app}#EXT#{user}")
+}
+
+pub const SK_PERSON: &str = "PERSON";
+
+/// The person item's set of every subscription of the person, `{channel}#{sub}` each.
+pub const PERSON_SUBS: &str = "subs";
+/// The person item's set of the person's active subscriptions.
+pub const PERSON_ACTIVE: &str = "active";
+
+/// The partition of an app's inactive subscriptions of one channel (sort key: the id).
+pub fn inactive(app: AppId, channel: Channel) -> String {
+    format!("APP#{app}#OFF#{channel}")
 }
 
 pub fn person_sort(channel: Channel, sub: SubscriptionId) -> String {

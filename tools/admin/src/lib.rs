@@ -30,6 +30,17 @@ pub enum Command {
     /// The deployment's tracking keyring (the keys of the push tracking tokens).
     #[command(subcommand)]
     TrackingKey(TrackingKeyCommand),
+    /// One-off upgrades of data written by an earlier version.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Build the person items and inactive sets audiences read (for subscriptions stored before
+    /// they existed): idempotent, and safe to run while the API serves. Prints
+    /// {"subscriptions","retried"}.
+    AudienceIndex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +295,10 @@ pub async fn run(store: &Store, cli: Cli, stdin: &mut dyn std::io::Read) -> Resu
                 })
                 .collect();
             Ok(json!({ "keys": keys }))
+        }
+        Command::Migrate(MigrateCommand::AudienceIndex) => {
+            let report = store.migrate_audience_index().await.map_err(AdminError::Store)?;
+            Ok(json!(report))
         }
         Command::Key(KeyCommand::Revoke { app_id, api_key }) => {
             store

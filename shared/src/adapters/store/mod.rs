@@ -8,6 +8,7 @@ mod deferrals;
 mod interactions;
 mod links;
 mod messages;
+mod people;
 mod retargets;
 mod scheduled;
 mod sends;
@@ -28,6 +29,7 @@ use crate::retry::RetryPolicy;
 
 pub use batch::BatchStats;
 pub use interactions::{Interaction, InteractionRow, InteractionStream, RecordOutcome, Start};
+pub use people::{MigrationReport, Person};
 pub use sends::SendClaim;
 pub use stats::{Applied, CountedInsert, by_message};
 pub use subscriptions::Upserted;
@@ -93,6 +95,13 @@ impl StoreError {
         matches!(self, StoreError::Dynamo { source, .. }
             if matches!(**source, aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)))
     }
+
+    /// A transaction cancelled because its first item's condition failed or another
+    /// transaction held one of its items: nothing was written; read again and retry.
+    pub fn is_transaction_race(&self) -> bool {
+        matches!(self, StoreError::Dynamo { source, .. }
+            if condition_failed_at(source, 0) || transaction_conflict(source))
+    }
 }
 
 /// Whether a cancelled transaction's `index`th item is one whose condition failed (what tells
@@ -100,6 +109,13 @@ impl StoreError {
 pub(crate) fn condition_failed_at(e: &aws_sdk_dynamodb::Error, index: usize) -> bool {
     matches!(e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
         if t.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+}
+
+/// Whether a transaction was cancelled because another one was writing one of its items at the
+/// same moment (`TransactionConflict`): nothing was written, and trying again is right.
+pub(crate) fn transaction_conflict(e: &aws_sdk_dynamodb::Error) -> bool {
+    matches!(e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
+        if t.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict")))
 }
 
 /// A conditional write's result: `None` when its condition failed (an expected race, not a

@@ -3,16 +3,21 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{key, put_request, s};
-use super::{Store, StoreError, condition_failed_at, unless_condition_failed};
+use super::{Store, StoreError, condition_failed_at, people, transaction_conflict, unless_condition_failed};
 use crate::domain::{
     Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus, TimeZone,
     UnsubscribeReason,
 };
 use crate::keys;
+
+/// A subscription item as stored.
+pub(crate) fn subscription_of(item: super::batch::Item) -> Result<Subscription, StoreError> {
+    Ok(serde_dynamo::from_item::<_, SubscriptionItem>(item)?.subscription)
+}
 
 #[derive(Serialize, Deserialize)]
 struct SubscriptionItem {
@@ -39,6 +44,16 @@ impl SubscriptionItem {
             subscription,
         }
     }
+}
+
+/// Tries of a transaction that met another one writing the same person item.
+const CONFLICT_ATTEMPTS: u32 = 10;
+
+/// An update of a subscription item: its expression, names and values.
+struct Change {
+    expression: String,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
 }
 
 /// Whether an upsert created the subscription or found it by its address.
@@ -68,35 +83,39 @@ impl Store {
         subscription.timezone = timezone;
         let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
         claim.insert("subscription_id".into(), s(subscription.subscription_id.to_string()));
-        let put_claim = self.transact_put_new(claim)?;
-        let put_subscription =
-            self.transact_put_new(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?)?;
-        let result = self
-            .client()
-            .transact_write_items()
-            .transact_items(put_claim)
-            .transact_items(put_subscription)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok((subscription, Upserted::Created)),
-            Err(e) => {
-                let e = aws_sdk_dynamodb::Error::from(e);
-                let claimed = condition_failed_at(&e, 0);
-                if !claimed {
-                    return Err(StoreError::Dynamo {
-                        operation: "TransactWriteItems subscription",
-                        source: Box::new(e),
-                    });
-                }
-                let existing = self
-                    .claimed_subscription(&claim_pk)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("address claim {claim_pk} vanished")))?;
-                let updated =
-                    self.refresh_subscription(app_id, existing, &address, external_user_id, timezone).await?;
-                Ok((updated, Upserted::Updated))
+        // The claim first: its failed condition (index 0) is what says the address is taken.
+        let mut items = vec![
+            self.transact_put_new(claim)?,
+            self.transact_put_new(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?)?,
+        ];
+        items.extend(people::derived_changes(self, None, &subscription)?);
+        let mut attempt = 0;
+        loop {
+            let result =
+                self.client().transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let e = match result {
+                Ok(_) => return Ok((subscription, Upserted::Created)),
+                Err(e) => aws_sdk_dynamodb::Error::from(e),
+            };
+            // Another write of the same person item at the same moment: nothing was written.
+            attempt += 1;
+            if transaction_conflict(&e) && attempt < CONFLICT_ATTEMPTS {
+                self.inner.retry.wait(attempt).await;
+                continue;
             }
+            if !condition_failed_at(&e, 0) {
+                return Err(StoreError::Dynamo {
+                    operation: "TransactWriteItems subscription",
+                    source: Box::new(e),
+                });
+            }
+            let existing = self
+                .claimed_subscription(&claim_pk)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("address claim {claim_pk} vanished")))?;
+            let updated =
+                self.refresh_subscription(app_id, existing, &address, external_user_id, timezone).await?;
+            return Ok((updated, Upserted::Updated));
         }
     }
 
@@ -130,6 +149,9 @@ impl Store {
         self.claimed_subscription(&keys::address(app_id, channel, address)).await
     }
 
+    /// Updates and reactivates an existing subscription. Its inactive-set item and person
+    /// items change in the same transaction when its status or person does, conditioned on the
+    /// state they were computed from; a race with another change reads again and retries.
     async fn refresh_subscription(
         &self,
         app_id: AppId,
@@ -139,42 +161,150 @@ impl Store {
         timezone: Option<TimeZone>,
     ) -> Result<Subscription, StoreError> {
         let mut sets = vec!["#status = :active", "updated_at = :now"];
+        let mut values = vec![
+            (":active", s(SubscriptionStatus::Active.as_str())),
+            (":now", s(crate::clock::rfc3339(self.clock().now()))),
+        ];
+        let mut names = vec![("#status", "status")];
+        if let Address::Push { platform, .. } = address {
+            sets.push("platform = :platform");
+            let platform = serde_json::to_value(platform).ok().and_then(|v| v.as_str().map(str::to_owned));
+            values.push((":platform", s(platform.unwrap_or_default())));
+        }
+        if let Some(user) = &external_user_id {
+            sets.extend(["external_user_id = :user", "gsi1pk = :person", "gsi1sk = :person_sort"]);
+            values.push((":user", s(user.as_str())));
+            values.push((":person", s(keys::person(app_id, user))));
+            values.push((":person_sort", s(keys::person_sort(address.channel(), id))));
+        }
+        if let Some(zone) = timezone {
+            // TIMEZONE is one of DynamoDB's reserved words.
+            sets.push("#zone = :zone");
+            names.push(("#zone", "timezone"));
+            values.push((":zone", s(zone.name())));
+        }
+        let change = Change {
+            expression: format!("SET {} REMOVE unsubscribed_reason", sets.join(", ")),
+            names,
+            values,
+        };
+        // The usual case first, as one UpdateItem: already active, and the person unchanged.
+        let unchanged = match &external_user_id {
+            Some(_) => "#status = :active AND external_user_id = :user",
+            None => "#status = :active",
+        };
+        if let Some(updated) = self.update_subscription(app_id, id, &change, unchanged, &[]).await? {
+            return Ok(updated);
+        }
+        loop {
+            let before = self.current_subscription(app_id, id).await?.ok_or(StoreError::NotFound)?;
+            let mut after = before.clone();
+            after.status = SubscriptionStatus::Active;
+            after.external_user_id = external_user_id.clone().or(before.external_user_id.clone());
+            if let Some(updated) = self.change_subscription(&before, &after, &change).await? {
+                return Ok(updated);
+            }
+        }
+    }
+
+    /// Reads a subscription as it is now (strongly consistent).
+    pub async fn get_subscription_consistent(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.current_subscription(app_id, id).await
+    }
+
+    async fn current_subscription(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem subscription"))?;
+        output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
+    }
+
+    /// One UpdateItem of the subscription under `condition` (and its values): the subscription
+    /// as it is afterwards, `None` when the condition failed.
+    async fn update_subscription(
+        &self,
+        app_id: AppId,
+        id: SubscriptionId,
+        change: &Change,
+        condition: &str,
+        condition_values: &[(&'static str, AttributeValue)],
+    ) -> Result<Option<Subscription>, StoreError> {
         let mut update = self
             .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
-            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
+            .condition_expression(condition)
+            .update_expression(&change.expression)
             .return_values(ReturnValue::AllNew);
-        if let Address::Push { platform, .. } = address {
-            sets.push("platform = :platform");
-            let platform = serde_json::to_value(platform).ok().and_then(|v| v.as_str().map(str::to_owned));
-            update = update.expression_attribute_values(":platform", s(platform.unwrap_or_default()));
+        for (name, value) in &change.names {
+            update = update.expression_attribute_names(*name, *value);
         }
-        if let Some(user) = &external_user_id {
-            sets.extend(["external_user_id = :user", "gsi1pk = :person", "gsi1sk = :person_sort"]);
-            update = update
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(":person", s(keys::person(app_id, user)))
-                .expression_attribute_values(":person_sort", s(keys::person_sort(address.channel(), id)));
+        for (name, value) in change.values.iter().chain(condition_values) {
+            update = update.expression_attribute_values(*name, value.clone());
         }
-        if let Some(zone) = timezone {
-            // TIMEZONE is one of DynamoDB's reserved words.
-            sets.push("#zone = :zone");
-            update = update
-                .expression_attribute_names("#zone", "timezone")
-                .expression_attribute_values(":zone", s(zone.name()));
+        let result = update.send().await.map_err(StoreError::dynamo("UpdateItem subscription"));
+        unless_condition_failed(result)?
+            .and_then(|output| output.attributes)
+            .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
+            .transpose()
+    }
+
+    /// Applies `change` to a subscription read as `before`, whose status and person become
+    /// those of `after`: alone when nothing derived moves, else in one transaction with the
+    /// inactive-set and person items, either way only if the subscription is still as read.
+    /// The subscription afterwards; `None` when it changed since it was read.
+    async fn change_subscription(
+        &self,
+        before: &Subscription,
+        after: &Subscription,
+        change: &Change,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let (app_id, id) = (before.app_id, before.subscription_id);
+        let (condition, condition_values) = people::as_read(before);
+        let derived = people::derived_changes(self, Some(before), after)?;
+        if derived.is_empty() {
+            return self.update_subscription(app_id, id, change, &condition, &condition_values).await;
         }
-        let output = update
-            .update_expression(format!("SET {} REMOVE unsubscribed_reason", sets.join(", ")))
-            .send()
-            .await
-            .map_err(StoreError::dynamo("UpdateItem subscription"))?;
-        let item = output.attributes.ok_or(StoreError::NotFound)?;
-        Ok(serde_dynamo::from_item::<_, SubscriptionItem>(item)?.subscription)
+        let mut update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
+            .condition_expression(condition)
+            .update_expression(&change.expression);
+        for (name, value) in &change.names {
+            update = update.expression_attribute_names(*name, *value);
+        }
+        for (name, value) in change.values.iter().chain(&condition_values) {
+            update = update.expression_attribute_values(*name, value.clone());
+        }
+        let mut items =
+            vec![TransactWriteItem::builder().update(StoreError::request(update.build())?).build()];
+        items.extend(derived);
+        let result = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
+        match result {
+            Ok(_) => self.current_subscription(app_id, id).await,
+            Err(e) => {
+                let e = aws_sdk_dynamodb::Error::from(e);
+                if condition_failed_at(&e, 0) || transaction_conflict(&e) {
+                    return Ok(None);
+                }
+                Err(StoreError::Dynamo { operation: "TransactWriteItems subscription", source: Box::new(e) })
+            }
+        }
     }
 
     pub async fn get_subscription(
@@ -193,12 +323,30 @@ impl Store {
         output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
     }
 
-    /// Bulk load for benchmarks and migrations: writes subscriptions and their address claims
-    /// with BatchWriteItem, without the upsert's uniqueness transaction. The caller guarantees
-    /// the addresses are new.
+    /// Bulk load for benchmarks and tests: writes subscriptions, their address claims and their
+    /// derived items (inactive set, person items) with BatchWriteItem, without the upsert's
+    /// transactions. The caller guarantees the addresses are new, and so are the people: a
+    /// person item is written whole from the subscriptions of this call.
     pub async fn bulk_load_subscriptions(&self, subscriptions: &[Subscription]) -> Result<(), StoreError> {
         let mut writes = Vec::with_capacity(subscriptions.len() * 2);
+        // Per person: every subscription's set entry, and the active ones'.
+        type Sets = (Vec<String>, Vec<String>);
+        let mut people: HashMap<(AppId, &ExternalUserId), Sets> = HashMap::new();
         for sub in subscriptions {
+            let entry = keys::person_sort(sub.channel, sub.subscription_id);
+            if let Some(user) = &sub.external_user_id {
+                let (all, active) = people.entry((sub.app_id, user)).or_default();
+                if sub.is_active() {
+                    active.push(entry.clone());
+                }
+                all.push(entry);
+            }
+            if !sub.is_active() {
+                writes.push(put_request(key(
+                    keys::inactive(sub.app_id, sub.channel),
+                    sub.subscription_id.to_string(),
+                ))?);
+            }
             let address = sub
                 .identity()
                 .ok_or_else(|| StoreError::Corrupt("subscription without an address".into()))?;
@@ -207,6 +355,14 @@ impl Store {
             for item in [claim, serde_dynamo::to_item(SubscriptionItem::new(sub.clone()))?] {
                 writes.push(put_request(item)?);
             }
+        }
+        for ((app_id, user), (all, active)) in people {
+            let mut item = key(keys::person(app_id, user), keys::SK_PERSON);
+            item.insert(keys::PERSON_SUBS.into(), AttributeValue::Ss(all));
+            if !active.is_empty() {
+                item.insert(keys::PERSON_ACTIVE.into(), AttributeValue::Ss(active));
+            }
+            writes.push(put_request(item)?);
         }
         self.batch_write(writes).await
     }
@@ -241,28 +397,25 @@ impl Store {
         id: SubscriptionId,
         reason: UnsubscribeReason,
     ) -> Result<Option<Subscription>, StoreError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression(
-                "SET #status = :unsubscribed, updated_at = :now, \
-                 unsubscribed_reason = if_not_exists(unsubscribed_reason, :reason)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
-            .expression_attribute_values(":reason", s(reason.as_str()))
-            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(StoreError::dynamo("UpdateItem unsubscribe"));
-        unless_condition_failed(result)?
-            .and_then(|output| output.attributes)
-            .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
-            .transpose()
+        let change = Change {
+            expression: "SET #status = :unsubscribed, updated_at = :now, \
+                 unsubscribed_reason = if_not_exists(unsubscribed_reason, :reason)"
+                .into(),
+            names: vec![("#status", "status")],
+            values: vec![
+                (":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str())),
+                (":reason", s(reason.as_str())),
+                (":now", s(crate::clock::rfc3339(self.clock().now()))),
+            ],
+        };
+        loop {
+            let Some(before) = self.current_subscription(app_id, id).await? else { return Ok(None) };
+            let mut after = before.clone();
+            after.status = SubscriptionStatus::Unsubscribed;
+            if let Some(updated) = self.change_subscription(&before, &after, &change).await? {
+                return Ok(Some(updated));
+            }
+        }
     }
 
     /// Turns a subscription unsubscribed for `from` into one unsubscribed for `to` (email: a
@@ -301,26 +454,25 @@ impl Store {
         app_id: AppId,
         id: SubscriptionId,
     ) -> Result<Option<Subscription>, StoreError> {
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .condition_expression("#status = :unsubscribed AND unsubscribed_reason = :stop")
-            .update_expression("SET #status = :active, updated_at = :now REMOVE unsubscribed_reason")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":unsubscribed", s(SubscriptionStatus::Unsubscribed.as_str()))
-            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
-            .expression_attribute_values(":stop", s(UnsubscribeReason::Stop.as_str()))
-            .expression_attribute_values(":now", s(crate::clock::rfc3339(self.clock().now())))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(StoreError::dynamo("UpdateItem resubscribe"));
-        unless_condition_failed(result)?
-            .and_then(|output| output.attributes)
-            .map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription))
-            .transpose()
+        let change = Change {
+            expression: "SET #status = :active, updated_at = :now REMOVE unsubscribed_reason".into(),
+            names: vec![("#status", "status")],
+            values: vec![
+                (":active", s(SubscriptionStatus::Active.as_str())),
+                (":now", s(crate::clock::rfc3339(self.clock().now()))),
+            ],
+        };
+        loop {
+            let Some(before) = self.current_subscription(app_id, id).await? else { return Ok(None) };
+            if before.is_active() || before.unsubscribed_reason != Some(UnsubscribeReason::Stop) {
+                return Ok(None);
+            }
+            let mut after = before.clone();
+            after.status = SubscriptionStatus::Active;
+            if let Some(updated) = self.change_subscription(&before, &after, &change).await? {
+                return Ok(Some(updated));
+            }
+        }
     }
 
     /// A person's subscriptions on one channel (any status), through GSI1.

@@ -3,6 +3,15 @@
 //! matching subscriptions are resolved to target subscriptions a batch at a time. Nothing is
 //! held beyond one batch and the shards' prefetch, whatever the audience size.
 //!
+//! No lookup per member (`adapters::store::people`): on the source's channel, the app's
+//! inactive subscriptions of that channel are read once, in id order like the interactions,
+//! and merged with them; across channels, the people of 100 matching recipients are one
+//! BatchGetItem. A subscription that changes while an audience is read: the audience counts
+//! it as the inactive set stood when its page of the set was read (an unsubscribe after that
+//! is caught by the sender, which reads every recipient's subscription before it sends, so an
+//! unsubscribe always wins over a running dispatch; a resubscribe after it waits for the next
+//! audience). The member's `external_user_id` is the one recorded with its interactions.
+//!
 //! Exactly once without memory: a target subscription belongs to the *first* matching source
 //! subscription (in id order) of its person. A later matching source subscription of the same
 //! person looks up that person's earlier source subscriptions and stands back if one matched.
@@ -13,7 +22,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
@@ -21,11 +31,10 @@ use crate::Store;
 use crate::adapters::store::{InteractionRow, InteractionStream, Start, StoreError};
 use crate::domain::{Channel, ExternalUserId, KindSet, Message, Predicate, SubscriptionId};
 
-/// Matching source subscriptions resolved per batch (one BatchGetItem for same-channel).
+/// Matching source subscriptions resolved per batch (one BatchGetItem of their people, across
+/// channels).
 const BATCH: usize = 100;
-/// Person lookups in flight per batch, for cross-channel audiences.
-const PERSON_LOOKUPS: usize = 16;
-/// Batches being resolved at once while the shards keep streaming.
+/// Cross-channel batches being resolved at once while the shards keep streaming.
 const LOOKUPS_IN_FLIGHT: usize = 8;
 /// A bounded stream's first Query page per shard: interaction items per candidate (a push
 /// recipient has sent, delivered and sometimes clicked or opened)…
@@ -129,16 +138,49 @@ impl SourceGroups {
     }
 }
 
+/// The app's inactive subscriptions on the source's channel, from the stream's start on, read
+/// page by page as the candidates (in the same id order) pass them.
+struct InactiveSet {
+    ids: BoxStream<'static, Result<SubscriptionId, StoreError>>,
+    /// The smallest inactive id not yet passed, once read.
+    next: Option<SubscriptionId>,
+    done: bool,
+}
+
+impl InactiveSet {
+    /// Whether `id` is inactive; ids must be asked in increasing order.
+    async fn contains(&mut self, id: SubscriptionId) -> Result<bool, StoreError> {
+        loop {
+            match self.next {
+                Some(next) if next >= id => return Ok(next == id),
+                _ if self.done => return Ok(false),
+                _ => {}
+            }
+            match self.ids.next().await {
+                Some(Ok(next)) => self.next = Some(next),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    self.next = None;
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
 /// The audience, resolved source subscription by source subscription.
 ///
-/// The lookups that resolve a batch (a BatchGetItem of subscriptions, or person lookups for a
-/// cross-channel audience) run as their own tasks, up to [`LOOKUPS_IN_FLIGHT`] batches at once,
-/// while the shards keep streaming and the next batch is gathered; batches are handed out in
-/// the order they were gathered, so the stream's order is that of the source subscriptions.
+/// On the source's channel, candidates are resolved as they are read (against the inactive
+/// set). Across channels, the lookup that resolves a batch (one BatchGetItem of its people)
+/// runs as its own task, up to [`LOOKUPS_IN_FLIGHT`] batches at once, while the shards keep
+/// streaming and the next batch is gathered; batches are handed out in the order they were
+/// gathered, so the stream's order is that of the source subscriptions.
 pub struct AudienceStream {
     store: Store,
     spec: Arc<AudienceSpec>,
     groups: SourceGroups,
+    /// Same channel only.
+    inactive: Option<InactiveSet>,
     in_flight: VecDeque<JoinHandle<Result<Vec<Resolved>, StoreError>>>,
     resolved: VecDeque<Resolved>,
     /// Matching source subscriptions still to be sent to lookups; `None`: no limit.
@@ -151,7 +193,7 @@ pub struct AudienceStream {
 impl AudienceStream {
     pub fn new(store: &Store, spec: AudienceSpec, start: Start) -> Self {
         let rows = store.interactions_from(&spec.source.scope(), start);
-        Self::with_rows(store, spec, rows, None)
+        Self::with_rows(store, spec, rows, start, None)
     }
 
     /// A stream that resolves at most `candidates` matching source subscriptions until more
@@ -168,14 +210,30 @@ impl AudienceStream {
             start,
             i32::try_from(per_shard).unwrap_or(i32::MAX),
         );
-        Self::with_rows(store, spec, rows, Some(candidates))
+        Self::with_rows(store, spec, rows, start, Some(candidates))
     }
 
-    fn with_rows(store: &Store, spec: AudienceSpec, rows: InteractionStream, budget: Option<usize>) -> Self {
+    fn with_rows(
+        store: &Store,
+        spec: AudienceSpec,
+        rows: InteractionStream,
+        start: Start,
+        budget: Option<usize>,
+    ) -> Self {
+        let from = match start {
+            Start::Beginning => None,
+            Start::At(sub) | Start::After(sub) => Some(sub),
+        };
+        let inactive = (spec.target == spec.source.channel).then(|| InactiveSet {
+            ids: store.inactive_subscriptions(spec.source.app_id, spec.source.channel, from).boxed(),
+            next: None,
+            done: false,
+        });
         Self {
             store: store.clone(),
             spec: Arc::new(spec),
             groups: SourceGroups { rows, pending: None },
+            inactive,
             in_flight: VecDeque::new(),
             resolved: VecDeque::new(),
             budget,
@@ -198,6 +256,16 @@ impl AudienceStream {
         loop {
             if let Some(resolved) = self.resolved.pop_front() {
                 return Some(Ok(resolved));
+            }
+            if self.inactive.is_some() {
+                // Same channel: resolved as gathered, nothing in flight.
+                if self.exhausted {
+                    return None;
+                }
+                if let Err(e) = self.gather().await {
+                    return Some(self.fail(e));
+                }
+                continue;
             }
             // A bounded stream out of budget still reads on when nothing is left in flight: the
             // budget limits how far it reads ahead, never what it yields.
@@ -252,14 +320,19 @@ impl AudienceStream {
         if let Some(budget) = self.budget.as_mut() {
             *budget = budget.saturating_sub(batch.len());
         }
-        let (store, spec) = (self.store.clone(), Arc::clone(&self.spec));
-        self.in_flight.push_back(tokio::spawn(async move {
-            if spec.target == spec.source.channel {
-                same_channel(&store, &spec, batch).await
-            } else {
-                cross_channel(&store, &spec, batch).await
+        if let Some(inactive) = self.inactive.as_mut() {
+            for (source, user) in batch {
+                let targets = if inactive.contains(source).await? {
+                    Vec::new()
+                } else {
+                    vec![Member { subscription_id: source, external_user_id: user }]
+                };
+                self.resolved.push_back(Resolved { source, targets, unreachable: false });
             }
-        }));
+            return Ok(());
+        }
+        let (store, spec) = (self.store.clone(), Arc::clone(&self.spec));
+        self.in_flight.push_back(tokio::spawn(async move { cross_channel(&store, &spec, batch).await }));
         Ok(())
     }
 }
@@ -272,76 +345,46 @@ impl Drop for AudienceStream {
     }
 }
 
-async fn same_channel(
-    store: &Store,
-    spec: &AudienceSpec,
-    batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
-) -> Result<Vec<Resolved>, StoreError> {
-    let app = spec.source.app_id;
-    let subscriptions = store.get_subscriptions(app, batch.iter().map(|(s, _)| *s)).await?;
-    Ok(batch
-        .into_iter()
-        .map(|(source, _)| {
-            let targets = subscriptions
-                .get(&source)
-                .filter(|s| s.is_active())
-                .map(|s| Member {
-                    subscription_id: s.subscription_id,
-                    external_user_id: s.external_user_id.clone(),
-                })
-                .into_iter()
-                .collect();
-            Resolved { source, targets, unreachable: false }
-        })
-        .collect())
-}
-
+/// A batch of matching source subscriptions mapped to the target channel through their
+/// people: one BatchGetItem for the batch (and, for a person with an earlier subscription on
+/// the source's channel, that one's kinds, to give the person's targets to the first match).
 async fn cross_channel(
     store: &Store,
     spec: &AudienceSpec,
     batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
 ) -> Result<Vec<Resolved>, StoreError> {
-    stream::iter(batch)
-        .map(|(source, user)| resolve_person(store, spec, source, user))
-        .buffered(PERSON_LOOKUPS)
-        .try_collect()
-        .await
-}
-
-async fn resolve_person(
-    store: &Store,
-    spec: &AudienceSpec,
-    source: SubscriptionId,
-    user: Option<ExternalUserId>,
-) -> Result<Resolved, StoreError> {
-    let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
-    let Some(user) = user else { return Ok(unreachable) };
     let message = &spec.source;
-    let person = store.person_subscriptions(message.app_id, &user).await?;
-    let mut targets: Vec<Member> = person
-        .iter()
-        .filter(|s| s.channel == spec.target && s.is_active())
-        .map(|s| Member { subscription_id: s.subscription_id, external_user_id: Some(user.clone()) })
-        .collect();
-    if targets.is_empty() {
-        return Ok(unreachable);
-    }
-    targets.sort_by_key(|m| m.subscription_id);
-    // An earlier matching source subscription of this person already contributed them.
-    let earlier: Vec<SubscriptionId> = person
-        .iter()
-        .filter(|s| s.channel == message.channel && s.subscription_id < source)
-        .map(|s| s.subscription_id)
-        .collect();
-    if !earlier.is_empty() {
-        let kinds = store.kinds_of(&message.scope(), message.channel, &earlier).await?;
-        let taken =
-            kinds.values().any(|k| spec.predicate.matches(message.channel, k.iter().copied().collect()));
-        if taken {
-            return Ok(Resolved { source, targets: Vec::new(), unreachable: false });
+    let people = store.people(message.app_id, batch.iter().filter_map(|(_, user)| user.clone())).await?;
+    let mut resolved = Vec::with_capacity(batch.len());
+    for (source, user) in batch {
+        let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
+        let Some((user, person)) = user.and_then(|u| people.get(&u).map(|p| (u, p))) else {
+            resolved.push(unreachable);
+            continue;
+        };
+        let targets: Vec<Member> = person
+            .active_on(spec.target)
+            .into_iter()
+            .map(|subscription_id| Member { subscription_id, external_user_id: Some(user.clone()) })
+            .collect();
+        if targets.is_empty() {
+            resolved.push(unreachable);
+            continue;
         }
+        // An earlier matching source subscription of this person already contributed them.
+        let earlier = person.earlier_on(message.channel, source);
+        if !earlier.is_empty() {
+            let kinds = store.kinds_of(&message.scope(), message.channel, &earlier).await?;
+            let taken =
+                kinds.values().any(|k| spec.predicate.matches(message.channel, k.iter().copied().collect()));
+            if taken {
+                resolved.push(Resolved { source, targets: Vec::new(), unreachable: false });
+                continue;
+            }
+        }
+        resolved.push(Resolved { source, targets, unreachable: false });
     }
-    Ok(Resolved { source, targets, unreachable: false })
+    Ok(resolved)
 }
 
 /// One page of an audience and where the next one starts.
