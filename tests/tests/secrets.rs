@@ -499,3 +499,45 @@ fn the_delivery_policys_writes_are_allowed_where_they_are_made() {
         );
     }
 }
+
+/// The audience index (issue 19), written in the same transaction as every subscription change
+/// and read by every audience: each write allowed to each function that changes a
+/// subscription's status or person (an unsubscribe puts the inactive-set item, a resubscribe
+/// deletes it, both update the person item), each read to each function that computes an
+/// audience. A missing action would be an AccessDenied on AWS that DynamoDB Local never shows.
+#[test]
+fn the_audience_index_is_written_and_read_where_it_is_used() {
+    use retarget_shared::domain::{Channel, ExternalUserId};
+    let t = template();
+    let app = AppId::new();
+    let inactive = keys::inactive(app, Channel::Sms);
+    let person = keys::person(app, &ExternalUserId::parse("ada").expect("a user id"));
+    let mut cases: Vec<(&str, &str, String)> = Vec::new();
+    // Subscribe, refresh, unsubscribe (API); STOP, START, one-click unsubscribe (webhooks).
+    for function in ["SubscriptionsFunction", "WebhooksFunction"] {
+        cases.push((function, "dynamodb:PutItem", inactive.clone()));
+        cases.push((function, "dynamodb:DeleteItem", inactive.clone()));
+        cases.push((function, "dynamodb:UpdateItem", person.clone()));
+    }
+    // Dead addresses (senders), bounces and complaints (email events): unsubscribes only.
+    for function in ["SmsSenderFunction", "PushSenderFunction", "EmailSenderFunction", "EmailEventsFunction"]
+    {
+        cases.push((
+            function,
+            "dynamodb:GetItem",
+            keys::subscription(app, retarget_shared::domain::SubscriptionId::new()),
+        ));
+        cases.push((function, "dynamodb:PutItem", inactive.clone()));
+        cases.push((function, "dynamodb:UpdateItem", person.clone()));
+    }
+    for function in ["AudiencesFunction", "AudienceExportFunction", "SchedulerFunction"] {
+        cases.push((function, "dynamodb:Query", inactive.clone()));
+        cases.push((function, "dynamodb:BatchGetItem", person.clone()));
+    }
+    for (function, action, key) in cases {
+        assert!(
+            allowed(&statements_of(&t, function), action, &Res::Table, Some(&key)),
+            "{function} may not {action} {key}"
+        );
+    }
+}
