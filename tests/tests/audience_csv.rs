@@ -230,7 +230,9 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
     // Long external ids (200 characters) make the first 64 KiB chunk a few hundred members, so
-    // that a failure after it, past the stream's read-ahead, needs only a small audience.
+    // that a failure after it, past the stream's read-ahead, needs only a small audience. The
+    // audience is of the SMS subscriptions of the push recipients: after the first chunk, the
+    // people of the later members (100 per BatchGetItem, 8 batches ahead) are still to read.
     let n = 1_500;
     let now = world.clock.now();
     let subs: Vec<Subscription> = (0..n)
@@ -250,7 +252,22 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
             updated_at: now,
         })
         .collect();
-    world.store.bulk_load_subscriptions(&subs).await.expect("bulk load subscriptions");
+    let phones: Vec<Subscription> = subs
+        .iter()
+        .enumerate()
+        .map(|(i, push)| Subscription {
+            subscription_id: SubscriptionId::at(now),
+            channel: Channel::Sms,
+            platform: None,
+            token: None,
+            phone_number: Some(
+                retarget_shared::domain::PhoneNumber::parse(&format!("+1555030{i:04}")).expect("E.164"),
+            ),
+            ..push.clone()
+        })
+        .collect();
+    let everyone: Vec<Subscription> = subs.iter().chain(&phones).cloned().collect();
+    world.store.bulk_load_subscriptions(&everyone).await.expect("bulk load subscriptions");
     let sent: Vec<Interaction> = subs
         .iter()
         .map(|s| Interaction {
@@ -262,7 +279,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
         })
         .collect();
     world.store.bulk_load_interactions(&message.scope(), &sent).await.expect("bulk load");
-    let target = format!("/v1/messages/{}/audience.csv?action=sent", message.message_id);
+    let target = format!("/v1/messages/{}/audience.csv?action=sent&channel=sms", message.message_id);
 
     // Through a real HTTP server: the local API's, serving this world's table.
     let queues = world.queues().await;
@@ -306,7 +323,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let body = response.bytes().await.expect("the whole CSV");
     assert_eq!(rows(&body).len(), n);
 
-    // The export function reading DynamoDB through a proxy that starts refusing subscription
+    // The export function reading DynamoDB through a proxy that starts refusing the people's
     // reads once the first chunk is out.
     let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("DynamoDB Local's endpoint");
     let proxy = FaultProxy::start(Service::DynamoDb, &upstream, FaultRates::default(), 1).await;
@@ -319,7 +336,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let mut body = response.into_body();
     let first = body.frame().await.expect("a first chunk").expect("read").into_data().expect("data");
     assert!(first.starts_with(b"subscription_id,external_user_id\n"));
-    proxy.deny_leading_keys(&[format!("APP#{}#SUB#*", t.app.app_id)]);
+    proxy.deny_leading_keys(&[format!("APP#{}#EXT#*", t.app.app_id)]);
     let mut received = first.len();
     let failed = loop {
         match body.frame().await {
