@@ -370,3 +370,32 @@ async fn delete_derived(world: &World, app: AppId) {
         }
     }
 }
+
+/// Pages smaller than a run of unsubscribed subscriptions: the inactive set is read in pages
+/// sized for the audience page, and a page reads on through as many of them as it needs.
+#[tokio::test]
+async fn small_pages_read_on_through_a_long_run_of_unsubscribed() {
+    let (world, app) = World::with_app(Plan::Pro).await;
+    let subs = world.bulk_subscriptions(&app, 60, push).await;
+    let mut ids: Vec<SubscriptionId> = subs.iter().map(|s| s.subscription_id).collect();
+    ids.sort();
+    let message = sent_to(&world, &app, &subs).await;
+    // 30 in a row, from the 11th.
+    for id in &ids[10..40] {
+        world.store.unsubscribe(app.app.app_id, *id, UnsubscribeReason::Api).await.expect("unsubscribe");
+    }
+    let mut exported = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = page(&world.store, spec(&message, Channel::Push), cursor, 4).await.expect("page");
+        exported.extend(p.members.iter().map(|m| m.subscription_id));
+        match p.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<SubscriptionId> = ids[..10].iter().chain(&ids[40..]).copied().collect();
+    assert_eq!(exported, expected);
+    let counts = count(&world.store, spec(&message, Channel::Push)).await.expect("count");
+    assert_eq!(counts.count, 30);
+}

@@ -236,17 +236,20 @@ impl Store {
     }
 
     /// The app's inactive subscriptions on `channel` from `start` on, in id order, read a
-    /// page (up to 1 MB of keys) at a time as the stream is consumed.
+    /// page at a time as the stream is consumed: pages of `page_items` ids (`None`: DynamoDB's
+    /// own, up to 1 MB), so that a read that stops early (one page of an audience) reads little.
     pub fn inactive_subscriptions(
         &self,
         app_id: AppId,
         channel: Channel,
         start: Option<SubscriptionId>,
+        page_items: Option<i32>,
     ) -> impl Stream<Item = Result<SubscriptionId, StoreError>> + Send + 'static {
         let query = self
             .client()
             .query()
             .table_name(self.table())
+            .set_limit(page_items)
             .expression_attribute_values(":pk", s(keys::inactive(app_id, channel)));
         let query = match start {
             Some(start) => query

@@ -482,36 +482,23 @@ impl Store {
         user: &ExternalUserId,
         channel: Channel,
     ) -> Result<Vec<Subscription>, StoreError> {
-        self.query_person(app_id, user, Some(channel)).await
-    }
-
-    /// All of a person's subscriptions, every channel and status, in (channel, id) order.
-    pub async fn person_subscriptions(
-        &self,
-        app_id: AppId,
-        user: &ExternalUserId,
-    ) -> Result<Vec<Subscription>, StoreError> {
-        self.query_person(app_id, user, None).await
+        self.query_person(app_id, user, channel).await
     }
 
     async fn query_person(
         &self,
         app_id: AppId,
         user: &ExternalUserId,
-        channel: Option<Channel>,
+        channel: Channel,
     ) -> Result<Vec<Subscription>, StoreError> {
         let query = self
             .client()
             .query()
             .table_name(self.table())
             .index_name(keys::GSI1)
-            .expression_attribute_values(":person", s(keys::person(app_id, user)));
-        let query = match channel {
-            Some(channel) => query
-                .key_condition_expression("gsi1pk = :person AND begins_with(gsi1sk, :channel)")
-                .expression_attribute_values(":channel", s(format!("{channel}#"))),
-            None => query.key_condition_expression("gsi1pk = :person"),
-        };
+            .expression_attribute_values(":person", s(keys::person(app_id, user)))
+            .key_condition_expression("gsi1pk = :person AND begins_with(gsi1sk, :channel)")
+            .expression_attribute_values(":channel", s(format!("{channel}#")));
         let mut pages = query.into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {

@@ -224,8 +224,12 @@ impl AudienceStream {
             Start::Beginning => None,
             Start::At(sub) | Start::After(sub) => Some(sub),
         };
+        // A bounded read pages the inactive set as it pages the shards: about its candidates.
+        let page_items = budget.map(|b| i32::try_from(b.max(1)).unwrap_or(i32::MAX));
         let inactive = (spec.target == spec.source.channel).then(|| InactiveSet {
-            ids: store.inactive_subscriptions(spec.source.app_id, spec.source.channel, from).boxed(),
+            ids: store
+                .inactive_subscriptions(spec.source.app_id, spec.source.channel, from, page_items)
+                .boxed(),
             next: None,
             done: false,
         });
