@@ -197,7 +197,7 @@ impl Store {
             return Ok(updated);
         }
         loop {
-            let before = self.current_subscription(app_id, id).await?.ok_or(StoreError::NotFound)?;
+            let before = self.get_subscription_consistent(app_id, id).await?.ok_or(StoreError::NotFound)?;
             let mut after = before.clone();
             after.status = SubscriptionStatus::Active;
             after.external_user_id = external_user_id.clone().or(before.external_user_id.clone());
@@ -213,24 +213,25 @@ impl Store {
         app_id: AppId,
         id: SubscriptionId,
     ) -> Result<Option<Subscription>, StoreError> {
-        self.current_subscription(app_id, id).await
+        self.read_subscription(app_id, id, true).await
     }
 
-    async fn current_subscription(
+    async fn read_subscription(
         &self,
         app_id: AppId,
         id: SubscriptionId,
+        consistent: bool,
     ) -> Result<Option<Subscription>, StoreError> {
         let output = self
             .client()
             .get_item()
             .table_name(self.table())
             .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(StoreError::dynamo("GetItem subscription"))?;
-        output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
+        output.item.map(subscription_of).transpose()
     }
 
     /// One UpdateItem of the subscription under `condition` (and its values): the subscription
@@ -296,7 +297,7 @@ impl Store {
         items.extend(derived);
         let result = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
         match result {
-            Ok(_) => self.current_subscription(app_id, id).await,
+            Ok(_) => self.get_subscription_consistent(app_id, id).await,
             Err(e) => {
                 let e = aws_sdk_dynamodb::Error::from(e);
                 if condition_failed_at(&e, 0) || transaction_conflict(&e) {
@@ -312,15 +313,7 @@ impl Store {
         app_id: AppId,
         id: SubscriptionId,
     ) -> Result<Option<Subscription>, StoreError> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key(keys::subscription(app_id, id), keys::SK_SUB)))
-            .send()
-            .await
-            .map_err(StoreError::dynamo("GetItem subscription"))?;
-        output.item.map(|i| Ok(serde_dynamo::from_item::<_, SubscriptionItem>(i)?.subscription)).transpose()
+        self.read_subscription(app_id, id, false).await
     }
 
     /// Bulk load for benchmarks and tests: writes subscriptions, their address claims and their
@@ -409,7 +402,7 @@ impl Store {
             ],
         };
         loop {
-            let Some(before) = self.current_subscription(app_id, id).await? else { return Ok(None) };
+            let Some(before) = self.get_subscription_consistent(app_id, id).await? else { return Ok(None) };
             let mut after = before.clone();
             after.status = SubscriptionStatus::Unsubscribed;
             if let Some(updated) = self.change_subscription(&before, &after, &change).await? {
@@ -463,7 +456,7 @@ impl Store {
             ],
         };
         loop {
-            let Some(before) = self.current_subscription(app_id, id).await? else { return Ok(None) };
+            let Some(before) = self.get_subscription_consistent(app_id, id).await? else { return Ok(None) };
             if before.is_active() || before.unsubscribed_reason != Some(UnsubscribeReason::Stop) {
                 return Ok(None);
             }
