@@ -164,7 +164,7 @@ bench_model() {
   shift
   curl -fsS -X POST "$MODEL_DYNAMODB/_proxy/reset" >/dev/null
   curl -fsS -X POST "$MODEL_SQS/_proxy/reset" >/dev/null
-  line=$(AWS_ENDPOINT_URL_DYNAMODB="$MODEL_DYNAMODB" AWS_ENDPOINT_URL_SQS="$MODEL_SQS" \
+  line=$(AWS_ENDPOINT_URL_DYNAMODB="$MODEL_DYNAMODB" AWS_ENDPOINT_URL_SQS="$MODEL_SQS" BENCH_LATENCY_PROXY="$MODEL_DYNAMODB" \
     TABLE_NAME="$table" "$BIN" "$@") || die "retarget-bench $* (latency model) failed"
   stats_ddb=$(curl -fsS "$MODEL_DYNAMODB/_proxy/stats")
   stats_sqs=$(curl -fsS "$MODEL_SQS/_proxy/stats")

@@ -14,6 +14,7 @@ mod cost;
 mod counting;
 mod fanout;
 mod ingest;
+mod model_probe;
 mod quiet;
 mod report;
 mod seed;

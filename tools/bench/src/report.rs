@@ -315,6 +315,20 @@ fn model_table(raw: &[&Value], modelled: &[&Value]) -> String {
                     "≥ 0.8",
                     Some(|x| x >= 0.8),
                 );
+                pair(
+                    format!("{what}: count / raw Query throughput, emulator's excess removed (estimate)"),
+                    &["emulator_excess_removed", "count_over_raw_throughput"],
+                    &p2,
+                    "≥ 0.8",
+                    Some(|x| x >= 0.8),
+                );
+                pair(
+                    format!("{what}: paged export / raw Query throughput, emulator's excess removed (estimate)"),
+                    &["emulator_excess_removed", "export_over_raw_throughput"],
+                    &p2,
+                    "≥ 0.8",
+                    Some(|x| x >= 0.8),
+                );
                 pair(format!("{what}: count, s"), &["count_seconds"], &p3, "(time)", None);
                 pair(format!("{what}: raw Query, s"), &["raw_seconds"], &p3, "(time)", None);
                 pair(format!("{what}: peak RSS, MiB"), &["peak_rss_mib"], &p2, "≤ 64", Some(|x| x <= 64.0));
