@@ -7,16 +7,17 @@
 //! shard (sort key `{sub}#{kind code}`), so an audience is decided one subscription at a time
 //! while streaming.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt, TryStreamExt, stream};
-use tokio::sync::{Notify, mpsc};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use super::batch::{Item, key, n, put_request, s};
+use super::sharded::{self, PAGE_ITEMS, Sharded, ShardedStream};
 use super::{Store, StoreError};
 use crate::domain::{EventId, EventKind, ExternalUserId, MessageScope, SubscriptionId};
 use crate::keys;
@@ -66,12 +67,6 @@ pub struct InteractionRow {
     pub external_user_id: Option<ExternalUserId>,
 }
 
-impl InteractionRow {
-    fn order_key(&self) -> (SubscriptionId, char) {
-        (self.subscription_id, self.kind.code())
-    }
-}
-
 const ATTR_EXTERNAL_USER: &str = "ext";
 const ATTR_EVENT_ID: &str = "eid";
 const ATTR_OCCURRED_AT: &str = "at";
@@ -81,11 +76,6 @@ const ATTR_WRITE_TOKEN: &str = "w";
 const ATTR_EVENT_TRIPLE: &str = "names";
 /// Conditional puts in flight for one call.
 const PUTS_IN_FLIGHT: usize = 32;
-/// Items per Query page of a full read at first; each next page of a shard doubles, up to
-/// [`PAGE_ITEMS_MAX`]: small pages keep each shard's prefetch buffer small, larger ones save
-/// requests on a long read.
-const PAGE_ITEMS: i32 = 500;
-const PAGE_ITEMS_MAX: i32 = 2000;
 
 fn interaction_key(scope: &MessageScope, sub: SubscriptionId, kind: EventKind) -> Item {
     key(
@@ -333,26 +323,59 @@ impl Store {
         on_demand: bool,
     ) -> InteractionStream {
         let now = self.clock().now_epoch();
-        let first_page = first_page.clamp(1, PAGE_ITEMS_MAX);
-        let mut shards = Vec::new();
-        if now < scope.expires_at {
-            for shard in 0..scope.shards {
-                let (tx, rx) = mpsc::channel(1);
-                let demand = on_demand.then(|| Arc::new(Notify::new()));
-                let read = ShardRead { scope: *scope, shard, start, now, first_page, demand: demand.clone() };
-                tokio::spawn(query_shard(self.clone(), read, tx));
-                shards.push(ShardCursor {
-                    page: VecDeque::new(),
-                    rx: Some(rx),
-                    demand,
-                    low_water: 0,
-                    asked: true,
-                });
-            }
+        if now >= scope.expires_at {
+            return sharded::empty();
         }
-        InteractionStream { shards }
+        sharded::read(self, Interactions { scope: *scope, start, now }, scope.shards, first_page, on_demand)
     }
 }
+
+/// A message's interactions as a sharded collection, from `start`, unexpired at `now`.
+pub struct Interactions {
+    scope: MessageScope,
+    start: Start,
+    now: i64,
+}
+
+impl Sharded for Interactions {
+    type Row = InteractionRow;
+    type Key = (SubscriptionId, char);
+    const OPERATION: &'static str = "Query interactions";
+
+    fn query(&self, store: &Store, shard: u8) -> QueryFluentBuilder {
+        let query = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .filter_expression("#exp > :now")
+            .projection_expression("sk, #ext")
+            .expression_attribute_names("#exp", keys::EXPIRES_AT)
+            .expression_attribute_names("#ext", ATTR_EXTERNAL_USER)
+            .expression_attribute_values(":pk", s(keys::interaction_partition(self.scope.message_id, shard)))
+            .expression_attribute_values(":now", n(self.now));
+        match self.start {
+            Start::Beginning => query.key_condition_expression("pk = :pk"),
+            // Past the upper bound of that subscription's keys: all of its kinds are skipped.
+            Start::After(sub) => query
+                .key_condition_expression("pk = :pk AND sk > :from")
+                .expression_attribute_values(":from", s(keys::interaction_bounds(sub).1)),
+            Start::At(sub) => query
+                .key_condition_expression("pk = :pk AND sk >= :from")
+                .expression_attribute_values(":from", s(keys::interaction_bounds(sub).0)),
+        }
+    }
+
+    fn decode(&self, item: &Item) -> Result<InteractionRow, StoreError> {
+        decode_row(item)
+    }
+
+    fn order_key(row: &InteractionRow) -> (SubscriptionId, char) {
+        (row.subscription_id, row.kind.code())
+    }
+}
+
+/// The merged, ordered stream of a message's interactions.
+pub type InteractionStream = ShardedStream<Interactions>;
 
 fn interaction_item(scope: &MessageScope, e: &Interaction) -> Item {
     let mut item = interaction_key(scope, e.subscription_id, e.kind);
@@ -385,133 +408,4 @@ fn decode_row(item: &Item) -> Result<InteractionRow, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("interaction sk `{sk}`")))?;
     let external_user_id = string_attr(item, ATTR_EXTERNAL_USER).and_then(|u| ExternalUserId::parse(&u).ok());
     Ok(InteractionRow { subscription_id, kind, external_user_id })
-}
-
-type Page = Result<Vec<InteractionRow>, StoreError>;
-
-/// What one shard's reader task reads.
-struct ShardRead {
-    scope: MessageScope,
-    shard: u8,
-    start: Start,
-    now: i64,
-    first_page: i32,
-    /// On-demand reads: each page after the first waits for the reader to ask.
-    demand: Option<Arc<Notify>>,
-}
-
-async fn query_shard(store: Store, read: ShardRead, tx: mpsc::Sender<Page>) {
-    let ShardRead { scope, shard, start, now, first_page, demand } = read;
-    let mut query = store
-        .client()
-        .query()
-        .table_name(store.table())
-        .filter_expression("#exp > :now")
-        .projection_expression("sk, #ext")
-        .expression_attribute_names("#exp", keys::EXPIRES_AT)
-        .expression_attribute_names("#ext", ATTR_EXTERNAL_USER)
-        .expression_attribute_values(":pk", s(keys::interaction_partition(scope.message_id, shard)))
-        .expression_attribute_values(":now", n(now));
-    query = match start {
-        Start::Beginning => query.key_condition_expression("pk = :pk"),
-        // Past the upper bound of that subscription's keys: all of its kinds are skipped.
-        Start::After(sub) => query
-            .key_condition_expression("pk = :pk AND sk > :from")
-            .expression_attribute_values(":from", s(keys::interaction_bounds(sub).1)),
-        Start::At(sub) => query
-            .key_condition_expression("pk = :pk AND sk >= :from")
-            .expression_attribute_values(":from", s(keys::interaction_bounds(sub).0)),
-    };
-    let mut limit = first_page;
-    let mut exclusive_start = None;
-    loop {
-        let page = query.clone().limit(limit).set_exclusive_start_key(exclusive_start.take()).send().await;
-        let (rows, last_key) = match page.map_err(StoreError::dynamo("Query interactions")) {
-            Ok(p) => {
-                let rows = p.items.unwrap_or_default().iter().map(decode_row).collect::<Result<Vec<_>, _>>();
-                (rows, p.last_evaluated_key)
-            }
-            Err(e) => (Err(e), None),
-        };
-        let failed = rows.is_err();
-        if tx.send(rows).await.is_err() || failed {
-            return; // the reader is gone, or has been told of the error
-        }
-        match last_key {
-            Some(key) if !key.is_empty() => exclusive_start = Some(key),
-            _ => return,
-        }
-        if let Some(demand) = &demand {
-            tokio::select! {
-                () = demand.notified() => {}
-                () = tx.closed() => return,
-            }
-        }
-        limit = limit.saturating_mul(2).min(PAGE_ITEMS_MAX);
-    }
-}
-
-struct ShardCursor {
-    page: VecDeque<InteractionRow>,
-    /// `None` once the shard is exhausted.
-    rx: Option<mpsc::Receiver<Page>>,
-    /// On-demand reads: told when the next page is wanted, at most once per page received
-    /// (`asked` starts true: the first page is read without being asked for).
-    demand: Option<Arc<Notify>>,
-    low_water: usize,
-    asked: bool,
-}
-
-impl ShardCursor {
-    fn ask(&mut self) {
-        if let Some(demand) = &self.demand
-            && !self.asked
-        {
-            self.asked = true;
-            demand.notify_one();
-        }
-    }
-}
-
-/// The merged, ordered stream of a message's interactions. Memory: at most two pages (of at
-/// most [`PAGE_ITEMS_MAX`] items) per shard, whatever the audience size.
-pub struct InteractionStream {
-    shards: Vec<ShardCursor>,
-}
-
-impl InteractionStream {
-    pub async fn next(&mut self) -> Option<Result<InteractionRow, StoreError>> {
-        for shard in &mut self.shards {
-            while shard.page.is_empty() {
-                shard.ask();
-                let Some(rx) = shard.rx.as_mut() else { break };
-                match rx.recv().await {
-                    Some(Ok(rows)) => {
-                        shard.low_water = rows.len() / 4;
-                        shard.asked = false;
-                        shard.page.extend(rows);
-                    }
-                    Some(Err(e)) => {
-                        shard.rx = None;
-                        return Some(Err(e));
-                    }
-                    None => shard.rx = None,
-                }
-            }
-        }
-        let next = self
-            .shards
-            .iter_mut()
-            .filter(|s| !s.page.is_empty())
-            .min_by_key(|s| s.page.front().map(InteractionRow::order_key))?;
-        let row = next.page.pop_front();
-        if next.page.len() <= next.low_water {
-            next.ask();
-        }
-        row.map(Ok)
-    }
-
-    pub fn into_stream(self) -> impl Stream<Item = Result<InteractionRow, StoreError>> {
-        futures::stream::unfold(self, |mut s| async move { s.next().await.map(|row| (row, s)) })
-    }
 }

@@ -12,6 +12,7 @@ mod people;
 mod retargets;
 mod scheduled;
 mod sends;
+mod sharded;
 mod stats;
 mod subscriptions;
 mod tracking;
