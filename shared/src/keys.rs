@@ -11,8 +11,9 @@
 //! | app secret           | `SECRET#{app}#{scope}` (`SMS`, `PUSH`, `HOOKS`) | `SECRET` |                                               | the senders' and webhooks' provider secrets; IAM (`dynamodb:LeadingKeys`) lets only them read their scope |
 //! | tracking keyring     | `SECRET#TRACKING`                    | `SECRET`            |                                                      | the deployment's tracking-token keys (push sender signs, webhooks verify; IAM as for app secrets) |
 //! | subscription         | `APP#{app}#SUB#{sub}`                | `SUB`               | 1: `APP#{app}#EXT#{external_user_id}` / `{channel}#{sub}` | by id; person's subscriptions per channel |
-//! | person               | `APP#{app}#EXT#{external_user_id}`   | `PERSON`            |                                                      | audiences: a person's subscriptions (`subs`) and the active ones (`active`), string sets of `{channel}#{sub}`, read 100 at a time; kept in the same transaction as every subscription change |
+//! | person               | `APP#{app}#EXT#{external_user_id}`   | `PERSON`            |                                                      | a person's subscriptions (`subs`) and the active ones (`active`), string sets of `{channel}#{sub}`, and a version `v`; the source of its replicas; kept in the same transaction as every subscription change |
 //! | inactive subscription| `APP#{app}#OFF#{channel}`            | `{sub}`             |                                                      | audiences: an app's unsubscribed subscriptions of one channel in id order, merged with the interaction stream (no lookup per member); kept in the same transaction as the status |
+//! | people replica       | `APP#{app}#RPL#{channel}#{shard:02}` | `{sub}`             |                                                      | cross-channel audiences: per subscription with an external user id, a copy of its person's sets (binary, `s`, `a`) and the id (`u`), read in id order beside the interactions; kept in the same transaction as the person item, conditioned on its version `v` |
 //! | address claim        | `APP#{app}#ADDR#{channel}#{sha256(token or phone)}` | `ADDR` |                                                      | upsert by channel+token/phone |
 //! | message              | `APP#{app}#MSG#{msg}`                | `MSG`               | 1: `APP#{app}#MSGS` / `{msg}`; 2 while scheduled (originals only): `DUE#MSG` / `{send_at:010}#{app}#{msg}` | message by id; an app's messages newest first; due scheduled messages |
 //! | recipient chunk      | `APP#{app}#MSG#{msg}`                | `RCPT#{nnnn}`       |                                                      | a scheduled message's recipients, 500 per item |
@@ -151,6 +152,49 @@ pub const PERSON_ACTIVE: &str = "active";
 /// The partition of an app's inactive subscriptions of one channel (sort key: the id).
 pub fn inactive(app: AppId, channel: Channel) -> String {
     format!("APP#{app}#OFF#{channel}")
+}
+
+/// A person item's version, bumped by every change of the person's sets: the writes derived
+/// from the person as read (its replicas) are conditioned on it.
+pub const PERSON_VERSION: &str = "v";
+
+/// Shards of an app's people replicas on one channel.
+pub const REPLICA_SHARDS: u8 = 16;
+
+/// The people replicas of an app's subscriptions on one channel, shard `shard` (sort key: the
+/// subscription id): one item per subscription with an external user id, holding that person's
+/// sets, so that a cross-channel audience reads them in the order of its source's interactions.
+pub fn replica(app: AppId, channel: Channel, shard: u8) -> String {
+    format!("APP#{app}#RPL#{channel}#{shard:02}")
+}
+
+/// A replica's copy of the person's sets (binary: [`replica_entry`]) and its external user id.
+pub const REPLICA_SUBS: &str = "s";
+pub const REPLICA_ACTIVE: &str = "a";
+pub const REPLICA_USER: &str = "u";
+
+/// A replica set entry: one byte for the channel, then the subscription id's 16 bytes (17
+/// bytes, where `{channel}#{sub}` takes 30 to 32: the replicas are read whole by audiences).
+pub fn replica_entry(channel: Channel, sub: SubscriptionId) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(17);
+    entry.push(match channel {
+        Channel::Push => b'p',
+        Channel::Sms => b's',
+        Channel::Email => b'e',
+    });
+    entry.extend_from_slice(&sub.to_bytes());
+    entry
+}
+
+pub fn parse_replica_entry(entry: &[u8]) -> Option<(Channel, SubscriptionId)> {
+    let (&code, id) = entry.split_first()?;
+    let channel = match code {
+        b'p' => Channel::Push,
+        b's' => Channel::Sms,
+        b'e' => Channel::Email,
+        _ => return None,
+    };
+    Some((channel, SubscriptionId::from_bytes(id.try_into().ok()?)))
 }
 
 pub fn person_sort(channel: Channel, sub: SubscriptionId) -> String {
@@ -337,6 +381,19 @@ mod tests {
         let subs: Vec<_> = keys.iter().map(|k| parse_interaction_sort(k).unwrap().0).collect();
         let changes = subs.windows(2).filter(|w| w[0] != w[1]).count();
         assert_eq!(changes, 1);
+    }
+
+    #[test]
+    fn replica_entries_round_trip() {
+        for channel in Channel::ALL {
+            let sub = SubscriptionId::new();
+            let entry = replica_entry(channel, sub);
+            assert_eq!(entry.len(), 17);
+            assert_eq!(parse_replica_entry(&entry), Some((channel, sub)));
+        }
+        assert_eq!(parse_replica_entry(b""), None);
+        assert_eq!(parse_replica_entry(&[b'x'; 17]), None);
+        assert_eq!(parse_replica_entry(&[b'p'; 16]), None);
     }
 
     #[test]

@@ -230,18 +230,21 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let (world, t) = World::with_app(Plan::Pro).await;
     let message = world.message(&t, Channel::Push).await;
     // Long external ids (200 characters) make the first 64 KiB chunk a few hundred members, so
-    // that a failure after it, past the stream's read-ahead, needs only a small audience. The
-    // audience is of the SMS subscriptions of the push recipients: after the first chunk, the
-    // people of the later members (100 per BatchGetItem, 8 batches ahead) are still to read.
+    // that a failure after it needs only a small audience. The audience is of the SMS
+    // subscriptions of the push recipients, each person with two phones… two push subscriptions:
+    // the interactions and replicas are all read ahead at this size, but the later push
+    // subscription of each person still reads the earlier one's kinds as the stream reaches it
+    // (its person's targets go to the first match), after the first chunk for most people.
     let n = 1_500;
     let now = world.clock.now();
-    let subs: Vec<Subscription> = (0..n)
-        .map(|i| Subscription {
+    let subs: Vec<Subscription> = (0..2 * n)
+        .map(|j| (j, j / 2))
+        .map(|(j, i)| Subscription {
             subscription_id: SubscriptionId::at(now),
             app_id: t.app.app_id,
             channel: Channel::Push,
             platform: Some(Platform::Android),
-            token: Some(format!("tok-{i}")),
+            token: Some(format!("tok-{j}")),
             phone_number: None,
             email: None,
             external_user_id: Some(ExternalUserId::parse(&format!("{i:0>200}")).expect("an id")),
@@ -254,6 +257,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
         .collect();
     let phones: Vec<Subscription> = subs
         .iter()
+        .step_by(2)
         .enumerate()
         .map(|(i, push)| Subscription {
             subscription_id: SubscriptionId::at(now),
@@ -323,7 +327,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let body = response.bytes().await.expect("the whole CSV");
     assert_eq!(rows(&body).len(), n);
 
-    // The export function reading DynamoDB through a proxy that starts refusing the people's
+    // The export function reading DynamoDB through a proxy that starts refusing the interactions'
     // reads once the first chunk is out.
     let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("DynamoDB Local's endpoint");
     let proxy = FaultProxy::start(Service::DynamoDb, &upstream, FaultRates::default(), 1).await;
@@ -336,7 +340,7 @@ async fn the_stream_is_chunked_and_a_read_failing_midway_aborts_it() {
     let mut body = response.into_body();
     let first = body.frame().await.expect("a first chunk").expect("read").into_data().expect("data");
     assert!(first.starts_with(b"subscription_id,external_user_id\n"));
-    proxy.deny_leading_keys(&[format!("APP#{}#EXT#*", t.app.app_id)]);
+    proxy.deny_leading_keys(&[format!("MSG#{}#*", message.message_id)]);
     let mut received = first.len();
     let failed = loop {
         match body.frame().await {

@@ -30,7 +30,7 @@ use crate::retry::RetryPolicy;
 
 pub use batch::BatchStats;
 pub use interactions::{Interaction, InteractionRow, InteractionStream, RecordOutcome, Start};
-pub use people::{MigrationReport, Person};
+pub use people::{MigrationReport, Person, Replica, ReplicaStream};
 pub use sends::SendClaim;
 pub use stats::{Applied, CountedInsert, by_message};
 pub use subscriptions::Upserted;
@@ -97,11 +97,12 @@ impl StoreError {
             if matches!(**source, aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)))
     }
 
-    /// A transaction cancelled because its first item's condition failed or another
-    /// transaction held one of its items: nothing was written; read again and retry.
+    /// A transaction cancelled because one of its conditions failed (what it was computed from
+    /// changed) or another transaction held one of its items: nothing was written; read again
+    /// and retry.
     pub fn is_transaction_race(&self) -> bool {
         matches!(self, StoreError::Dynamo { source, .. }
-            if condition_failed_at(source, 0) || transaction_conflict(source))
+            if condition_failed_anywhere(source) || transaction_conflict(source))
     }
 }
 
@@ -110,6 +111,12 @@ impl StoreError {
 pub(crate) fn condition_failed_at(e: &aws_sdk_dynamodb::Error, index: usize) -> bool {
     matches!(e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
         if t.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+}
+
+/// Whether any item of a cancelled transaction failed its condition.
+pub(crate) fn condition_failed_anywhere(e: &aws_sdk_dynamodb::Error) -> bool {
+    matches!(e, aws_sdk_dynamodb::Error::TransactionCanceledException(t)
+        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
 }
 
 /// Whether a transaction was cancelled because another one was writing one of its items at the

@@ -1,26 +1,35 @@
-//! What audiences read instead of one lookup per member (keys.rs: "person", "inactive
-//! subscription"):
+//! What audiences read instead of one lookup per member (keys.rs: "person", "people replica",
+//! "inactive subscription"):
 //!
 //! - the **person item** of each external user id: string sets of the person's subscriptions
-//!   (`subs`) and of the active ones (`active`), entries `{channel}#{sub}`. A cross-channel
-//!   audience reads the people of 100 matching recipients in one BatchGetItem (half a read unit
-//!   each, eventually consistent) instead of one GSI Query per person;
+//!   (`subs`) and of the active ones (`active`), entries `{channel}#{sub}`, and a version `v`
+//!   that every change of the sets bumps;
+//! - its **replicas**: one item per subscription of the person, in partitions per app and
+//!   channel sharded like the interactions, sorted by subscription id, holding the person's sets
+//!   (binary entries of 17 bytes) and the external user id. A cross-channel audience reads the
+//!   replicas of its source channel in the order of the source's interactions, merged with
+//!   them, instead of an item per member: 4 KB of replicas serve about thirty members;
 //! - the **inactive set** of each app and channel: one key-only item per unsubscribed
 //!   subscription, in id order. A same-channel audience reads it once, alongside the
 //!   interaction stream (which is in the same order), instead of fetching every candidate's
 //!   subscription: unsubscribes are few.
 //!
-//! Both change only inside the transaction that changes the subscription's status or person,
-//! conditioned on the subscription's previous status and person (`subscriptions.rs`), so they
-//! always agree with the subscriptions; [`Store::index_subscription`] builds them for data
-//! written before they existed (`retarget-admin migrate audience-index`).
+//! All change only inside the transaction that changes the subscription's status or person,
+//! conditioned on the subscription's previous status and person (`subscriptions.rs`) and on
+//! each person's version as read (the replicas are written from that state: a concurrent change
+//! of the person fails the condition, and the caller reads again), so they always agree with the
+//! subscriptions; [`Store::index_subscription`] builds them for data written before they existed
+//! (`retarget-admin migrate audience-index`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use futures::{Stream, TryStreamExt, stream};
 
-use super::batch::{key, s};
+use super::batch::{Item, key, s};
+use super::sharded::{self, Sharded, ShardedStream};
 use super::subscriptions::subscription_of;
 use super::{Store, StoreError};
 use crate::domain::{AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus};
@@ -85,12 +94,44 @@ fn string_set(item: &HashMap<String, AttributeValue>, name: &str) -> Vec<String>
     }
 }
 
+/// A person item as read: the sets and the version the writes derived from it are conditioned on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PersonAsRead {
+    pub person: Person,
+    /// `None`: no item, or one written before versions.
+    pub version: Option<u64>,
+}
+
+/// The people named by a change of `before` into `after`, as read now (strongly consistent).
+pub(crate) async fn read_people(
+    store: &Store,
+    before: Option<&Subscription>,
+    after: &Subscription,
+) -> Result<HashMap<ExternalUserId, PersonAsRead>, StoreError> {
+    let mut people = HashMap::new();
+    for user in
+        before.and_then(|b| b.external_user_id.as_ref()).into_iter().chain(after.external_user_id.as_ref())
+    {
+        if !people.contains_key(user) {
+            people.insert(user.clone(), store.person_as_read(after.app_id, user).await?);
+        }
+    }
+    Ok(people)
+}
+
+/// A transaction holds at most 100 items; the derived changes of one subscription need two per
+/// subscription of its person, and a few more.
+const MAX_PERSON_SUBSCRIPTIONS: usize = 90;
+
 /// How a change of one subscription moves the derived items, as transaction items: from its
-/// state `before` (`None`: it did not exist) to `after`.
+/// state `before` (`None`: it did not exist) to `after`, with its people (old and new) `as read`
+/// ([`read_people`]). Every person write is conditioned on the version it was read with, so
+/// the replicas, written from that state, can never miss a concurrent change of the person.
 pub(crate) fn derived_changes(
     store: &Store,
     before: Option<&Subscription>,
     after: &Subscription,
+    people: &HashMap<ExternalUserId, PersonAsRead>,
 ) -> Result<Vec<TransactWriteItem>, StoreError> {
     let (app, channel, id) = (after.app_id, after.channel, after.subscription_id);
     let was_active = before.map(Subscription::is_active);
@@ -101,31 +142,174 @@ pub(crate) fn derived_changes(
         (Some(false), true) => items.push(delete_inactive(store, app, channel, id)?),
         _ => {}
     }
-    // The person items.
+    let as_read = |user: &ExternalUserId| people.get(user).cloned().unwrap_or_default();
+    // The person items and their replicas.
     let old_user = before.and_then(|b| b.external_user_id.as_ref());
     let new_user = after.external_user_id.as_ref();
-    let e = entry(channel, id);
-    let (subs, active) = (keys::PERSON_SUBS, keys::PERSON_ACTIVE);
+    // Each replica written once: two people read at different moments can both list one
+    // subscription (it moved between the reads); one of those reads is then stale, its version
+    // condition fails, and the caller reads again.
+    let mut touched = HashSet::new();
+    let mut change = |user: &ExternalUserId, add: &[Set], delete: &[Set], skip_own: bool| {
+        let person = as_read(user);
+        if skip_own {
+            touched.insert(id);
+        }
+        person_change(store, app, user, &person, add, delete, (channel, id), &mut touched)
+    };
+    let own_sets: &[Set] = if after.is_active() { &[Set::Subs, Set::Active] } else { &[Set::Subs] };
     if old_user != new_user {
         if let Some(old) = old_user {
-            items.push(person_update(store, app, old, &[], &[subs, active], &e)?);
+            items.extend(change(old, &[], &[Set::Subs, Set::Active], true)?);
         }
-        if let Some(new) = new_user {
-            let add: &[&str] = if after.is_active() { &[subs, active] } else { &[subs] };
-            items.push(person_update(store, app, new, add, &[], &e)?);
+        match new_user {
+            Some(new) => {
+                items.extend(change(new, own_sets, &[], true)?);
+                items.push(put_replica(store, after, &as_read(new).person)?);
+            }
+            None => items.push(delete_replica(store, app, channel, id)?),
         }
     } else if let Some(user) = new_user {
         match (was_active, after.is_active()) {
-            (Some(true), false) => items.push(person_update(store, app, user, &[], &[active], &e)?),
-            (Some(false), true) => items.push(person_update(store, app, user, &[active], &[], &e)?),
-            (None, is_active) => {
-                let add: &[&str] = if is_active { &[subs, active] } else { &[subs] };
-                items.push(person_update(store, app, user, add, &[], &e)?);
+            (Some(true), false) => items.extend(change(user, &[], &[Set::Active], false)?),
+            (Some(false), true) => items.extend(change(user, &[Set::Active], &[], false)?),
+            (None, _) => {
+                items.extend(change(user, own_sets, &[], true)?);
+                items.push(put_replica(store, after, &as_read(user).person)?);
             }
             _ => {}
         }
     }
     Ok(items)
+}
+
+/// The two sets of a person (and of each of its replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Set {
+    /// Every subscription of the person.
+    Subs,
+    /// Its active ones.
+    Active,
+}
+
+impl Set {
+    fn person_attribute(self) -> &'static str {
+        match self {
+            Set::Subs => keys::PERSON_SUBS,
+            Set::Active => keys::PERSON_ACTIVE,
+        }
+    }
+
+    fn replica_attribute(self) -> &'static str {
+        match self {
+            Set::Subs => keys::REPLICA_SUBS,
+            Set::Active => keys::REPLICA_ACTIVE,
+        }
+    }
+}
+
+/// Adds `entry` to the sets `add` of the person and takes it out of `delete` — on the person
+/// item (conditioned on its version as read, which it bumps) and on the replica of every
+/// subscription of the person as read but those already `touched` (the changed one's own when
+/// it is put or deleted whole), which it adds to `touched`.
+#[allow(clippy::too_many_arguments)]
+fn person_change(
+    store: &Store,
+    app: AppId,
+    user: &ExternalUserId,
+    as_read: &PersonAsRead,
+    add: &[Set],
+    delete: &[Set],
+    (channel, sub): (Channel, SubscriptionId),
+    touched: &mut HashSet<SubscriptionId>,
+) -> Result<Vec<TransactWriteItem>, StoreError> {
+    if as_read.person.subscriptions.len() >= MAX_PERSON_SUBSCRIPTIONS {
+        return Err(StoreError::Request(format!(
+            "an external user id can have at most {MAX_PERSON_SUBSCRIPTIONS} subscriptions"
+        )));
+    }
+    let mut items =
+        vec![person_update(store, app, user, as_read.version, add, delete, &entry(channel, sub))?];
+    let binary = AttributeValue::Bs(vec![Blob::new(keys::replica_entry(channel, sub))]);
+    for (other_channel, other, _) in &as_read.person.subscriptions {
+        if !touched.insert(*other) {
+            continue;
+        }
+        let mut update = Update::builder()
+            .table_name(store.table())
+            .set_key(Some(replica_key(app, *other_channel, *other)))
+            .expression_attribute_values(":e", binary.clone());
+        update = update.update_expression(set_clauses(add, delete, Set::replica_attribute));
+        for set in add.iter().chain(delete) {
+            update = update
+                .expression_attribute_names(format!("#{}", set.replica_attribute()), set.replica_attribute());
+        }
+        items.push(TransactWriteItem::builder().update(StoreError::request(update.build())?).build());
+    }
+    Ok(items)
+}
+
+/// `ADD #a :e, #b :e DELETE #c :e` for the sets named.
+fn set_clauses(add: &[Set], delete: &[Set], attribute: fn(Set) -> &'static str) -> String {
+    let mut clauses = Vec::new();
+    for (verb, sets) in [("ADD", add), ("DELETE", delete)] {
+        if sets.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = sets.iter().map(|set| format!("#{} :e", attribute(*set))).collect();
+        clauses.push(format!("{verb} {}", parts.join(", ")));
+    }
+    clauses.join(" ")
+}
+
+fn replica_key(app: AppId, channel: Channel, sub: SubscriptionId) -> HashMap<String, AttributeValue> {
+    key(keys::replica(app, channel, keys::shard_of(sub, keys::REPLICA_SHARDS)), sub.to_string())
+}
+
+/// The whole replica of `sub`: its person's sets `as read`, with `sub` itself as it is now.
+fn put_replica(store: &Store, sub: &Subscription, as_read: &Person) -> Result<TransactWriteItem, StoreError> {
+    let item = replica_item(sub, as_read)?;
+    let put = Put::builder().table_name(store.table()).set_item(Some(item));
+    Ok(TransactWriteItem::builder().put(StoreError::request(put.build())?).build())
+}
+
+fn replica_item(sub: &Subscription, as_read: &Person) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let user = sub
+        .external_user_id
+        .as_ref()
+        .ok_or_else(|| StoreError::Corrupt("a replica of a subscription without a person".into()))?;
+    let mut all = Vec::new();
+    let mut active = Vec::new();
+    for (channel, id, is_active) in &as_read.subscriptions {
+        if *id == sub.subscription_id {
+            continue;
+        }
+        all.push(Blob::new(keys::replica_entry(*channel, *id)));
+        if *is_active {
+            active.push(Blob::new(keys::replica_entry(*channel, *id)));
+        }
+    }
+    all.push(Blob::new(keys::replica_entry(sub.channel, sub.subscription_id)));
+    if sub.is_active() {
+        active.push(Blob::new(keys::replica_entry(sub.channel, sub.subscription_id)));
+    }
+    let mut item = replica_key(sub.app_id, sub.channel, sub.subscription_id);
+    item.insert(keys::REPLICA_USER.into(), s(user.as_str()));
+    item.insert(keys::REPLICA_SUBS.into(), AttributeValue::Bs(all));
+    if !active.is_empty() {
+        item.insert(keys::REPLICA_ACTIVE.into(), AttributeValue::Bs(active));
+    }
+    Ok(item)
+}
+
+fn delete_replica(
+    store: &Store,
+    app: AppId,
+    channel: Channel,
+    sub: SubscriptionId,
+) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder().table_name(store.table()).set_key(Some(replica_key(app, channel, sub)));
+    Ok(TransactWriteItem::builder().delete(StoreError::request(delete.build())?).build())
 }
 
 fn put_inactive(
@@ -150,32 +334,40 @@ fn delete_inactive(
     Ok(TransactWriteItem::builder().delete(StoreError::request(delete.build())?).build())
 }
 
-/// Adds `entry` to the person's sets named in `add` and takes it out of those in `delete`
-/// (string-set ADD and DELETE: idempotent, and the item is created by the first ADD).
+/// Adds `entry` to the person's sets in `add` and takes it out of those in `delete`
+/// (string-set ADD and DELETE: idempotent, and the item is created by the first ADD), bumps the
+/// version, and only if the version is still `seen`.
 fn person_update(
     store: &Store,
     app: AppId,
     user: &ExternalUserId,
-    add: &[&str],
-    delete: &[&str],
+    seen: Option<u64>,
+    add: &[Set],
+    delete: &[Set],
     entry: &str,
 ) -> Result<TransactWriteItem, StoreError> {
     let mut update = Update::builder()
         .table_name(store.table())
         .set_key(Some(key(keys::person(app, user), keys::SK_PERSON)))
-        .expression_attribute_values(":e", AttributeValue::Ss(vec![entry.to_owned()]));
-    let mut clauses = Vec::new();
-    for (verb, names) in [("ADD", add), ("DELETE", delete)] {
-        if names.is_empty() {
-            continue;
-        }
-        let parts: Vec<String> = names.iter().map(|n| format!("#{n} :e")).collect();
-        clauses.push(format!("{verb} {}", parts.join(", ")));
+        .expression_attribute_values(":e", AttributeValue::Ss(vec![entry.to_owned()]))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_names("#v", keys::PERSON_VERSION);
+    update = match seen {
+        Some(v) => update
+            .condition_expression("#v = :seen_v")
+            .expression_attribute_values(":seen_v", AttributeValue::N(v.to_string())),
+        None => update.condition_expression("attribute_not_exists(#v)"),
+    };
+    let sets = set_clauses(add, delete, Set::person_attribute);
+    let expression = match sets.strip_prefix("ADD ") {
+        Some(added) => format!("ADD #v :one, {added}"),
+        None => format!("ADD #v :one {sets}"),
+    };
+    for set in add.iter().chain(delete) {
+        update =
+            update.expression_attribute_names(format!("#{}", set.person_attribute()), set.person_attribute());
     }
-    for name in add.iter().chain(delete) {
-        update = update.expression_attribute_names(format!("#{name}"), *name);
-    }
-    let update = update.update_expression(clauses.join(" "));
+    let update = update.update_expression(expression);
     Ok(TransactWriteItem::builder().update(StoreError::request(update.build())?).build())
 }
 
@@ -208,31 +400,52 @@ fn unchanged_since(store: &Store, sub: &Subscription) -> Result<TransactWriteIte
 }
 
 impl Store {
-    /// The person items of `users` (100 per BatchGetItem, eventually consistent); a user
-    /// without one is absent.
-    pub async fn people(
+    /// A person item as it is now (strongly consistent): what derived writes are computed from.
+    pub(crate) async fn person_as_read(
         &self,
         app_id: AppId,
-        users: impl IntoIterator<Item = ExternalUserId>,
-    ) -> Result<HashMap<ExternalUserId, Person>, StoreError> {
-        let mut unique: Vec<ExternalUserId> = users.into_iter().collect();
-        unique.sort();
-        unique.dedup();
-        let by_pk: HashMap<String, ExternalUserId> =
-            unique.into_iter().map(|u| (keys::person(app_id, &u), u)).collect();
-        let keys = by_pk.keys().map(|pk| key(pk.clone(), keys::SK_PERSON)).collect();
-        let mut people = HashMap::new();
-        for item in self.batch_get(keys, None, false).await? {
-            let Some(AttributeValue::S(pk)) = item.get(keys::PK) else { continue };
-            let Some(user) = by_pk.get(pk) else { continue };
-            let active: Vec<String> = string_set(&item, keys::PERSON_ACTIVE);
-            let subscriptions = string_set(&item, keys::PERSON_SUBS)
-                .iter()
-                .filter_map(|e| parse_entry(e).map(|(c, id)| (c, id, active.contains(e))))
-                .collect();
-            people.insert(user.clone(), Person { subscriptions });
+        user: &ExternalUserId,
+    ) -> Result<PersonAsRead, StoreError> {
+        let output = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(keys::person(app_id, user), keys::SK_PERSON)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo("GetItem person"))?;
+        let Some(item) = output.item else { return Ok(PersonAsRead::default()) };
+        let version = match item.get(keys::PERSON_VERSION) {
+            Some(AttributeValue::N(v)) => {
+                Some(v.parse().map_err(|_| StoreError::Corrupt(format!("person version `{v}`")))?)
+            }
+            _ => None,
+        };
+        let active: Vec<String> = string_set(&item, keys::PERSON_ACTIVE);
+        let subscriptions = string_set(&item, keys::PERSON_SUBS)
+            .iter()
+            .filter_map(|e| parse_entry(e).map(|(c, id)| (c, id, active.contains(e))))
+            .collect();
+        Ok(PersonAsRead { person: Person { subscriptions }, version })
+    }
+
+    /// The people replicas of the app's subscriptions on `channel` (those with an external user
+    /// id), from `start` on, in id order: every shard read in parallel and merged. `first_page`:
+    /// a read that will likely stop early (one page of an audience) asks for that many items per
+    /// shard first, and for the next page of a shard only once it is mostly used.
+    pub fn replicas(
+        &self,
+        app_id: AppId,
+        channel: Channel,
+        start: Option<SubscriptionId>,
+        first_page: Option<i32>,
+    ) -> ReplicaStream {
+        let collection = Replicas { app_id, channel, start };
+        match first_page {
+            Some(first) => sharded::read(self, collection, keys::REPLICA_SHARDS, first, true),
+            None => sharded::read(self, collection, keys::REPLICA_SHARDS, sharded::PAGE_ITEMS, false),
         }
-        Ok(people)
     }
 
     /// The app's inactive subscriptions on `channel` from `start` on, in id order, read a
@@ -319,23 +532,27 @@ impl Store {
     }
 
     /// Builds the derived items of one subscription written before they existed (a migration
-    /// step; idempotent): its inactive-set item if it is not active, and its entries in its
-    /// person's sets. Conditioned on the subscription still being as read, so a change racing
-    /// the migration is never undone (the caller reads it again and retries).
+    /// step; idempotent): its inactive-set item if it is not active, its entries in its person's
+    /// sets and in the replicas of the person's other subscriptions, and its own replica from
+    /// the person as read. Conditioned on the subscription still being as read and the person
+    /// on its version, so a change racing the migration is never undone (the caller reads again
+    /// and retries).
     pub async fn index_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
         let mut items = vec![unchanged_since(self, sub)?];
         if sub.status != SubscriptionStatus::Active {
             items.push(put_inactive(self, sub.app_id, sub.channel, sub.subscription_id)?);
         }
         if let Some(user) = &sub.external_user_id {
-            let e = entry(sub.channel, sub.subscription_id);
-            let (subs, active) = (keys::PERSON_SUBS, keys::PERSON_ACTIVE);
-            let update = if sub.is_active() {
-                person_update(self, sub.app_id, user, &[subs, active], &[], &e)?
+            let as_read = self.person_as_read(sub.app_id, user).await?;
+            let (add, delete): (&[Set], &[Set]) = if sub.is_active() {
+                (&[Set::Subs, Set::Active], &[])
             } else {
-                person_update(self, sub.app_id, user, &[subs], &[active], &e)?
+                (&[Set::Subs], &[Set::Active])
             };
-            items.push(update);
+            let own = (sub.channel, sub.subscription_id);
+            let mut touched = HashSet::from([sub.subscription_id]);
+            items.extend(person_change(self, sub.app_id, user, &as_read, add, delete, own, &mut touched)?);
+            items.push(put_replica(self, sub, &as_read.person)?);
         }
         self.client()
             .transact_write_items()
@@ -345,4 +562,82 @@ impl Store {
             .map_err(StoreError::dynamo("TransactWriteItems index subscription"))?;
         Ok(())
     }
+}
+
+/// The people replicas of one app and channel as a sharded collection.
+pub struct Replicas {
+    app_id: AppId,
+    channel: Channel,
+    start: Option<SubscriptionId>,
+}
+
+/// A subscription's copy of its person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub subscription_id: SubscriptionId,
+    pub external_user_id: ExternalUserId,
+    pub person: Person,
+}
+
+pub type ReplicaStream = ShardedStream<Replicas>;
+
+impl Sharded for Replicas {
+    type Row = Replica;
+    type Key = SubscriptionId;
+    const OPERATION: &'static str = "Query people replicas";
+
+    fn query(&self, store: &Store, shard: u8) -> QueryFluentBuilder {
+        let query = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .expression_attribute_values(":pk", s(keys::replica(self.app_id, self.channel, shard)));
+        match self.start {
+            Some(start) => query
+                .key_condition_expression("pk = :pk AND sk >= :start")
+                .expression_attribute_values(":start", s(start.to_string())),
+            None => query.key_condition_expression("pk = :pk"),
+        }
+    }
+
+    fn decode(&self, item: &Item) -> Result<Replica, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("people replica: {what}"));
+        let subscription_id = match item.get(keys::SK) {
+            Some(AttributeValue::S(sk)) => SubscriptionId::parse(sk).map_err(|_| corrupt("sort key"))?,
+            _ => return Err(corrupt("no sort key")),
+        };
+        let external_user_id = match item.get(keys::REPLICA_USER) {
+            Some(AttributeValue::S(u)) => {
+                ExternalUserId::parse(u).map_err(|_| corrupt("external user id"))?
+            }
+            _ => return Err(corrupt("no external user id")),
+        };
+        let set = |name: &str| -> Vec<(Channel, SubscriptionId)> {
+            match item.get(name) {
+                Some(AttributeValue::Bs(entries)) => {
+                    entries.iter().filter_map(|e| keys::parse_replica_entry(e.as_ref())).collect()
+                }
+                _ => Vec::new(),
+            }
+        };
+        let active = set(keys::REPLICA_ACTIVE);
+        let subscriptions =
+            set(keys::REPLICA_SUBS).into_iter().map(|(c, id)| (c, id, active.contains(&(c, id)))).collect();
+        Ok(Replica { subscription_id, external_user_id, person: Person { subscriptions } })
+    }
+
+    fn order_key(row: &Replica) -> SubscriptionId {
+        row.subscription_id
+    }
+}
+
+/// The replica items of the subscriptions of a person written whole (bulk loads): one per
+/// subscription with the person's sets.
+pub(crate) fn replica_items(
+    subscriptions: &[&Subscription],
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let person = Person {
+        subscriptions: subscriptions.iter().map(|s| (s.channel, s.subscription_id, s.is_active())).collect(),
+    };
+    subscriptions.iter().map(|sub| replica_item(sub, &person)).collect()
 }

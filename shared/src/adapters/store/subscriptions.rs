@@ -7,7 +7,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 use serde::{Deserialize, Serialize};
 
 use super::batch::{key, put_request, s};
-use super::{Store, StoreError, condition_failed_at, people, transaction_conflict, unless_condition_failed};
+use super::{
+    Store, StoreError, condition_failed_anywhere, condition_failed_at, people, transaction_conflict,
+    unless_condition_failed,
+};
 use crate::domain::{
     Address, AppId, Channel, ExternalUserId, Subscription, SubscriptionId, SubscriptionStatus, TimeZone,
     UnsubscribeReason,
@@ -83,27 +86,32 @@ impl Store {
         subscription.timezone = timezone;
         let mut claim = key(claim_pk.clone(), keys::SK_ADDR);
         claim.insert("subscription_id".into(), s(subscription.subscription_id.to_string()));
-        // The claim first: its failed condition (index 0) is what says the address is taken.
-        let mut items = vec![
-            self.transact_put_new(claim)?,
-            self.transact_put_new(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?)?,
-        ];
-        items.extend(people::derived_changes(self, None, &subscription)?);
         let mut attempt = 0;
         loop {
-            let result =
-                self.client().transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            // The claim first: its failed condition (index 0) is what says the address is taken.
+            let mut items = vec![
+                self.transact_put_new(claim.clone())?,
+                self.transact_put_new(serde_dynamo::to_item(SubscriptionItem::new(subscription.clone()))?)?,
+            ];
+            let people = people::read_people(self, None, &subscription).await?;
+            items.extend(people::derived_changes(self, None, &subscription, &people)?);
+            let result = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
             let e = match result {
                 Ok(_) => return Ok((subscription, Upserted::Created)),
                 Err(e) => aws_sdk_dynamodb::Error::from(e),
             };
-            // Another write of the same person item at the same moment: nothing was written.
+            let taken = condition_failed_at(&e, 0);
+            // Another write of the same person at the same moment (a conflict, or its version
+            // moved since it was read): nothing was written; read it again.
             attempt += 1;
-            if transaction_conflict(&e) && attempt < CONFLICT_ATTEMPTS {
+            if !taken
+                && (transaction_conflict(&e) || condition_failed_anywhere(&e))
+                && attempt < CONFLICT_ATTEMPTS
+            {
                 self.inner.retry.wait(attempt).await;
                 continue;
             }
-            if !condition_failed_at(&e, 0) {
+            if !taken {
                 return Err(StoreError::Dynamo {
                     operation: "TransactWriteItems subscription",
                     source: Box::new(e),
@@ -277,7 +285,8 @@ impl Store {
     ) -> Result<Option<Subscription>, StoreError> {
         let (app_id, id) = (before.app_id, before.subscription_id);
         let (condition, condition_values) = people::as_read(before);
-        let derived = people::derived_changes(self, Some(before), after)?;
+        let people = people::read_people(self, Some(before), after).await?;
+        let derived = people::derived_changes(self, Some(before), after, &people)?;
         if derived.is_empty() {
             return self.update_subscription(app_id, id, change, &condition, &condition_values).await;
         }
@@ -300,7 +309,8 @@ impl Store {
             Ok(_) => self.get_subscription_consistent(app_id, id).await,
             Err(e) => {
                 let e = aws_sdk_dynamodb::Error::from(e);
-                if condition_failed_at(&e, 0) || transaction_conflict(&e) {
+                // The subscription or one of its people changed since read: read again.
+                if condition_failed_anywhere(&e) || transaction_conflict(&e) {
                     return Ok(None);
                 }
                 Err(StoreError::Dynamo { operation: "TransactWriteItems subscription", source: Box::new(e) })
@@ -319,20 +329,22 @@ impl Store {
     /// Bulk load for benchmarks and tests: writes subscriptions, their address claims and their
     /// derived items (inactive set, person items) with BatchWriteItem, without the upsert's
     /// transactions. The caller guarantees the addresses are new, and so are the people: a
-    /// person item is written whole from the subscriptions of this call.
+    /// person item and its replicas are written whole from the subscriptions of this call.
     pub async fn bulk_load_subscriptions(&self, subscriptions: &[Subscription]) -> Result<(), StoreError> {
         let mut writes = Vec::with_capacity(subscriptions.len() * 2);
-        // Per person: every subscription's set entry, and the active ones'.
-        type Sets = (Vec<String>, Vec<String>);
+        // Per person: every subscription's set entry, the active ones', and the subscriptions
+        // (each gets a replica of the person).
+        type Sets<'a> = (Vec<String>, Vec<String>, Vec<&'a Subscription>);
         let mut people: HashMap<(AppId, &ExternalUserId), Sets> = HashMap::new();
         for sub in subscriptions {
             let entry = keys::person_sort(sub.channel, sub.subscription_id);
             if let Some(user) = &sub.external_user_id {
-                let (all, active) = people.entry((sub.app_id, user)).or_default();
+                let (all, active, subs) = people.entry((sub.app_id, user)).or_default();
                 if sub.is_active() {
                     active.push(entry.clone());
                 }
                 all.push(entry);
+                subs.push(sub);
             }
             if !sub.is_active() {
                 writes.push(put_request(key(
@@ -349,7 +361,10 @@ impl Store {
                 writes.push(put_request(item)?);
             }
         }
-        for ((app_id, user), (all, active)) in people {
+        for ((app_id, user), (all, active, subs)) in people {
+            for replica in people::replica_items(&subs)? {
+                writes.push(put_request(replica)?);
+            }
             let mut item = key(keys::person(app_id, user), keys::SK_PERSON);
             item.insert(keys::PERSON_SUBS.into(), AttributeValue::Ss(all));
             if !active.is_empty() {

@@ -18,24 +18,20 @@
 //! The order is a pure function of the data, so pages resumed from a cursor agree with it too.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 use crate::Store;
-use crate::adapters::store::{InteractionRow, InteractionStream, Start, StoreError};
+use crate::adapters::store::{InteractionRow, InteractionStream, Replica, ReplicaStream, Start, StoreError};
 use crate::domain::{Channel, ExternalUserId, KindSet, Message, Predicate, SubscriptionId};
+use crate::keys;
 
-/// Matching source subscriptions resolved per batch (one BatchGetItem of their people, across
-/// channels).
+/// Matching source subscriptions resolved per batch.
 const BATCH: usize = 100;
-/// Cross-channel batches being resolved at once while the shards keep streaming.
-const LOOKUPS_IN_FLIGHT: usize = 8;
 /// A bounded stream's first Query page per shard: interaction items per candidate (a push
 /// recipient has sent, delivered and sometimes clicked or opened)…
 const ITEMS_PER_CANDIDATE: usize = 3;
@@ -168,22 +164,54 @@ impl InactiveSet {
     }
 }
 
-/// The audience, resolved source subscription by source subscription.
-///
-/// On the source's channel, candidates are resolved as they are read (against the inactive
-/// set). Across channels, the lookup that resolves a batch (one BatchGetItem of its people)
-/// runs as its own task, up to [`LOOKUPS_IN_FLIGHT`] batches at once, while the shards keep
-/// streaming and the next batch is gathered; batches are handed out in the order they were
-/// gathered, so the stream's order is that of the source subscriptions.
+/// The people replicas of the source channel's subscriptions, from the stream's start on, read
+/// as the candidates (in the same id order) pass them.
+struct ReplicaSet {
+    rows: ReplicaStream,
+    /// The replica with the smallest id not yet passed, once read.
+    next: Option<Replica>,
+    done: bool,
+}
+
+impl ReplicaSet {
+    /// The replica of `id` (`None`: the subscription has no person); ids must be asked in
+    /// increasing order.
+    async fn take(&mut self, id: SubscriptionId) -> Result<Option<Replica>, StoreError> {
+        loop {
+            match &self.next {
+                Some(next) if next.subscription_id > id => return Ok(None),
+                Some(next) if next.subscription_id == id => return Ok(self.next.take()),
+                _ if self.done => return Ok(None),
+                _ => {}
+            }
+            match self.rows.next().await {
+                Some(Ok(next)) => self.next = Some(next),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    self.next = None;
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
+/// What a candidate is resolved against: its own channel's inactive set, or its people.
+enum Against {
+    SameChannel(InactiveSet),
+    CrossChannel(ReplicaSet),
+}
+
+/// The audience, resolved source subscription by source subscription, in their id order: each
+/// matching candidate against the inactive set (same channel) or the people replicas (across
+/// channels), both streamed beside the interactions.
 pub struct AudienceStream {
     store: Store,
-    spec: Arc<AudienceSpec>,
+    spec: AudienceSpec,
     groups: SourceGroups,
-    /// Same channel only.
-    inactive: Option<InactiveSet>,
-    in_flight: VecDeque<JoinHandle<Result<Vec<Resolved>, StoreError>>>,
+    against: Against,
     resolved: VecDeque<Resolved>,
-    /// Matching source subscriptions still to be sent to lookups; `None`: no limit.
+    /// Matching source subscriptions still to be resolved ahead of the reader; `None`: no limit.
     budget: Option<usize>,
     /// No source subscription left to read.
     exhausted: bool,
@@ -224,21 +252,25 @@ impl AudienceStream {
             Start::Beginning => None,
             Start::At(sub) | Start::After(sub) => Some(sub),
         };
-        // A bounded read pages the inactive set as it pages the shards: about its candidates.
-        let page_items = budget.map(|b| i32::try_from(b.max(1)).unwrap_or(i32::MAX));
-        let inactive = (spec.target == spec.source.channel).then(|| InactiveSet {
-            ids: store
-                .inactive_subscriptions(spec.source.app_id, spec.source.channel, from, page_items)
-                .boxed(),
-            next: None,
-            done: false,
-        });
+        let (app, channel) = (spec.source.app_id, spec.source.channel);
+        let against = if spec.target == channel {
+            // A bounded read pages the inactive set as it pages the shards: about its candidates.
+            let page_items = budget.map(|b| i32::try_from(b.max(1)).unwrap_or(i32::MAX));
+            let ids = store.inactive_subscriptions(app, channel, from, page_items).boxed();
+            Against::SameChannel(InactiveSet { ids, next: None, done: false })
+        } else {
+            let per_shard = budget.map(|b| {
+                let per_shard = b.div_ceil(usize::from(keys::REPLICA_SHARDS)) + FIRST_PAGE_SLACK;
+                i32::try_from(per_shard).unwrap_or(i32::MAX)
+            });
+            let rows = store.replicas(app, channel, from, per_shard);
+            Against::CrossChannel(ReplicaSet { rows, next: None, done: false })
+        };
         Self {
             store: store.clone(),
-            spec: Arc::new(spec),
+            spec,
             groups: SourceGroups { rows, pending: None },
-            inactive,
-            in_flight: VecDeque::new(),
+            against,
             resolved: VecDeque::new(),
             budget,
             exhausted: false,
@@ -261,45 +293,19 @@ impl AudienceStream {
             if let Some(resolved) = self.resolved.pop_front() {
                 return Some(Ok(resolved));
             }
-            if self.inactive.is_some() {
-                // Same channel: resolved as gathered, nothing in flight.
-                if self.exhausted {
-                    return None;
-                }
-                if let Err(e) = self.gather().await {
-                    return Some(self.fail(e));
-                }
-                continue;
+            if self.exhausted {
+                return None;
             }
-            // A bounded stream out of budget still reads on when nothing is left in flight: the
+            // A bounded stream out of budget still reads on when nothing is resolved: the
             // budget limits how far it reads ahead, never what it yields.
-            while !self.exhausted
-                && (self.in_flight.is_empty()
-                    || (self.in_flight.len() < LOOKUPS_IN_FLIGHT && self.budget != Some(0)))
-            {
-                if let Err(e) = self.gather().await {
-                    return Some(self.fail(e));
-                }
-            }
-            let front = self.in_flight.pop_front()?;
-            match front.await {
-                Ok(Ok(resolved)) => self.resolved.extend(resolved),
-                Ok(Err(e)) => return Some(self.fail(e)),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => return Some(self.fail(StoreError::Corrupt(format!("audience lookup: {e}")))),
+            if let Err(e) = self.gather().await {
+                self.failed = true;
+                return Some(Err(e));
             }
         }
     }
 
-    fn fail(&mut self, e: StoreError) -> Result<Resolved, StoreError> {
-        self.failed = true;
-        for task in self.in_flight.drain(..) {
-            task.abort();
-        }
-        Err(e)
-    }
-
-    /// Reads the next batch of matching source subscriptions and starts its lookups.
+    /// Reads the next batch of matching source subscriptions and resolves it.
     async fn gather(&mut self) -> Result<(), StoreError> {
         let channel = self.spec.source.channel;
         let size = self.budget.map_or(BATCH, |b| b.clamp(1, BATCH));
@@ -318,77 +324,61 @@ impl AudienceStream {
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
         if let Some(budget) = self.budget.as_mut() {
             *budget = budget.saturating_sub(batch.len());
         }
-        if let Some(inactive) = self.inactive.as_mut() {
-            for (source, user) in batch {
-                let targets = if inactive.contains(source).await? {
-                    Vec::new()
-                } else {
-                    vec![Member { subscription_id: source, external_user_id: user }]
-                };
-                self.resolved.push_back(Resolved { source, targets, unreachable: false });
-            }
-            return Ok(());
+        for (source, user) in batch {
+            let resolved = match &mut self.against {
+                Against::SameChannel(inactive) => {
+                    let targets = if inactive.contains(source).await? {
+                        Vec::new()
+                    } else {
+                        vec![Member { subscription_id: source, external_user_id: user }]
+                    };
+                    Resolved { source, targets, unreachable: false }
+                }
+                Against::CrossChannel(replicas) => {
+                    let replica = replicas.take(source).await?;
+                    cross_channel(&self.store, &self.spec, source, replica).await?
+                }
+            };
+            self.resolved.push_back(resolved);
         }
-        let (store, spec) = (self.store.clone(), Arc::clone(&self.spec));
-        self.in_flight.push_back(tokio::spawn(async move { cross_channel(&store, &spec, batch).await }));
         Ok(())
     }
 }
 
-impl Drop for AudienceStream {
-    fn drop(&mut self) {
-        for task in &self.in_flight {
-            task.abort();
-        }
-    }
-}
-
-/// A batch of matching source subscriptions mapped to the target channel through their
-/// people: one BatchGetItem for the batch (and, for a person with an earlier subscription on
-/// the source's channel, that one's kinds, to give the person's targets to the first match).
+/// A matching source subscription mapped to the target channel through its person's replica
+/// (and, for a person with an earlier subscription on the source's channel, that one's kinds:
+/// the person's targets go to the first match).
 async fn cross_channel(
     store: &Store,
     spec: &AudienceSpec,
-    batch: Vec<(SubscriptionId, Option<ExternalUserId>)>,
-) -> Result<Vec<Resolved>, StoreError> {
+    source: SubscriptionId,
+    replica: Option<Replica>,
+) -> Result<Resolved, StoreError> {
     let message = &spec.source;
-    let people = store.people(message.app_id, batch.iter().filter_map(|(_, user)| user.clone())).await?;
-    let mut resolved = Vec::with_capacity(batch.len());
-    for (source, user) in batch {
-        let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
-        let Some((user, person)) = user.and_then(|u| people.get(&u).map(|p| (u, p))) else {
-            resolved.push(unreachable);
-            continue;
-        };
-        let targets: Vec<Member> = person
-            .active_on(spec.target)
-            .into_iter()
-            .map(|subscription_id| Member { subscription_id, external_user_id: Some(user.clone()) })
-            .collect();
-        if targets.is_empty() {
-            resolved.push(unreachable);
-            continue;
-        }
-        // An earlier matching source subscription of this person already contributed them.
-        let earlier = person.earlier_on(message.channel, source);
-        if !earlier.is_empty() {
-            let kinds = store.kinds_of(&message.scope(), message.channel, &earlier).await?;
-            let taken =
-                kinds.values().any(|k| spec.predicate.matches(message.channel, k.iter().copied().collect()));
-            if taken {
-                resolved.push(Resolved { source, targets: Vec::new(), unreachable: false });
-                continue;
-            }
-        }
-        resolved.push(Resolved { source, targets, unreachable: false });
+    let unreachable = Resolved { source, targets: Vec::new(), unreachable: true };
+    let Some(Replica { external_user_id: user, person, .. }) = replica else { return Ok(unreachable) };
+    let targets: Vec<Member> = person
+        .active_on(spec.target)
+        .into_iter()
+        .map(|subscription_id| Member { subscription_id, external_user_id: Some(user.clone()) })
+        .collect();
+    if targets.is_empty() {
+        return Ok(unreachable);
     }
-    Ok(resolved)
+    // An earlier matching source subscription of this person already contributed them.
+    let earlier = person.earlier_on(message.channel, source);
+    if !earlier.is_empty() {
+        let kinds = store.kinds_of(&message.scope(), message.channel, &earlier).await?;
+        let taken =
+            kinds.values().any(|k| spec.predicate.matches(message.channel, k.iter().copied().collect()));
+        if taken {
+            return Ok(Resolved { source, targets: Vec::new(), unreachable: false });
+        }
+    }
+    Ok(Resolved { source, targets, unreachable: false })
 }
 
 /// One page of an audience and where the next one starts.
