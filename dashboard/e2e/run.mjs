@@ -112,7 +112,22 @@ async function newPage(viewport, name) {
   watch(page, name);
   return { context, page };
 }
-const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true, animations: 'disabled' });
+async function shot(page, name) {
+  // At phone width nothing may make the page scroll sideways (wide tables scroll in their box).
+  const overflow = await page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const by = document.documentElement.scrollWidth - width;
+    // The outermost elements reaching past the right edge, to say what is too wide.
+    const wide = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > width + 1)
+      .slice(0, 5)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().width)}px`);
+    return { by, wide };
+  });
+  assert.ok(overflow.by <= 0, `${name}: the page scrolls sideways by ${overflow.by}px: ${overflow.wide.join(', ')}`);
+  await shotOnly(page, name);
+}
+const shotOnly = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true, animations: 'disabled' });
 
 try {
   const { page } = await newPage(DESKTOP, 'desktop');
@@ -202,7 +217,7 @@ try {
   await form.getByLabel('At a time').check();
   const local = await form.getByLabel('Send at (your local time)').inputValue();
   const utcShown = (await page.locator('#rt-at-utc').textContent()).match(/as (\S+Z)/)[1];
-  await shot(page, 'retarget-desktop');
+  await page.locator('section[aria-labelledby="retarget-title"]').screenshot({ path: `${SHOTS}/retarget-desktop.png`, animations: 'disabled' });
   await form.getByRole('button', { name: 'Review retarget' }).click();
   await form.getByRole('button', { name: 'Confirm retarget' }).click();
   const createdText = await form.getByRole('status').textContent();
@@ -223,7 +238,6 @@ try {
     assert.equal(digits(await rtRow.locator(`[data-col="${col}"]`).textContent()), done[col], `retarget ${col}`);
   }
   assert.equal(done.audience_size, want.count, 'dispatched to the counted audience');
-  await shot(page, 'retargets-desktop');
 
   // ---- Out of the 30-day window: the API's own words.
   step('out of the window');
@@ -257,12 +271,16 @@ try {
   await page.getByRole('button', { name: `Cancel retarget ${RT2}` }).click();
   await page.locator(`tr[data-retarget="${RT2}"][data-status="cancelled"]`).waitFor();
   assert.equal((await api(`/v1/retargets/${RT2}`)).status, 'cancelled');
+  await page.locator('section[aria-labelledby="retargets-title"]').screenshot({ path: `${SHOTS}/retargets-desktop.png`, animations: 'disabled' });
 
   // ---- A retarget's own message opens like any other.
   step("the retarget's message");
   await rtRow.getByRole('link').click();
   await page.getByRole('heading', { name: /Sms message/ }).waitFor();
   assert.equal(await page.locator('.facts').getByRole('link').textContent(), MSG, 'retarget of the source');
+  // Its own activity (a retarget of the retarget starts here); loaded before leaving the page.
+  await page.locator('table.activity').waitFor();
+  await page.locator('tr[data-retarget]').or(page.getByText('No retargets of this message yet.')).first().waitFor();
 
   // ---- The delivery policy, edited.
   step('delivery policy');
@@ -306,11 +324,10 @@ try {
   await phone.locator('table.activity').waitFor();
   await phone.locator(`tr[data-retarget="${RT}"]`).waitFor();
   await shot(phone, 'message-phone');
+  await phone.locator('section[aria-labelledby="retargets-title"]').screenshot({ path: `${SHOTS}/retargets-phone.png`, animations: 'disabled' });
   await phone.goto(`${DASHBOARD}#/policy`);
   await phone.getByRole('button', { name: 'Save policy' }).waitFor();
   await shot(phone, 'policy-phone');
-  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `no sideways scrolling at phone width (${overflow}px)`);
 
   for (const [status, n] of expected) assert.equal(expectedSeen.get(status) ?? 0, n, `the provoked ${status} was seen`);
   assert.deepEqual(problems, [], 'no console error and no failed request');

@@ -9,13 +9,13 @@ export function FunnelChart({ channel, stats }: { channel: Channel; stats: Stats
   const first = steps[0]?.count ?? 0;
   const max = Math.max(1, ...steps.map((s) => s.count));
   const row = 34;
-  const labelW = 90;
-  const barW = 300;
+  const labelW = 84;
+  const barW = 200;
   const height = steps.length * row;
   const summary = steps.map((s) => `${s.label} ${num(s.count)} (${pct(s.count, first)})`).join(', ');
   return (
     <figure class="funnel">
-      <svg viewBox={`0 0 ${labelW + barW + 150} ${height}`} role="img" aria-label={`Funnel: ${summary}`} preserveAspectRatio="xMinYMin meet">
+      <svg viewBox={`0 0 ${labelW + barW + 110} ${height}`} role="img" aria-label={`Funnel: ${summary}`} preserveAspectRatio="xMinYMin meet">
         {steps.map((s, i) => {
           const w = Math.max(2, (s.count / max) * barW);
           const y = i * row;

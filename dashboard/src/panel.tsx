@@ -90,6 +90,7 @@ const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 function StatsTable({ m }: { m: Message }) {
   const entries = Object.entries(m.stats) as [string, number | undefined][];
   return (
+    <div class="scroll" role="region" aria-label="Stats" tabIndex={0}>
     <table class="stats">
       <caption class="visually-hidden">Stats: distinct subscriptions per event kind</caption>
       <thead>
@@ -111,6 +112,7 @@ function StatsTable({ m }: { m: Message }) {
         </tr>
       </tbody>
     </table>
+    </div>
   );
 }
 
