@@ -142,6 +142,8 @@ try {
     return { ttfb: n.responseStart, domContentLoaded: n.domContentLoadedEventEnd, load: n.loadEventEnd, res };
   });
   log(`first load: TTFB ${nav.ttfb.toFixed(0)} ms, DOMContentLoaded ${nav.domContentLoaded.toFixed(0)} ms, load ${nav.load.toFixed(0)} ms (navigation timing); ${nav.res.length} resources, ${nav.res.reduce((a, r) => a + r.bytes, 0)} bytes transferred`);
+  const transferred = nav.res.reduce((a, r) => a + r.bytes, 0);
+  assert.ok(transferred < 30_000, `the bundle goes gzipped: ${transferred} bytes transferred`);
   for (const r of nav.res) assert.ok(r.name.startsWith(`${API_URL}/dashboard/`), `only this origin: ${r.name}`);
   await shot(page, 'signin-desktop');
 

@@ -6,6 +6,7 @@
 //! costs nothing. `DASHBOARD_DIST=/path/to/dist` embeds an already built folder instead.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
@@ -41,10 +42,20 @@ fn main() {
     let mut code = String::from("pub static ASSETS: &[Asset] = &[\n");
     for (path, full) in &files {
         let bytes = std::fs::read(full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
-        let etag = format!("\"{:016x}\"", fnv1a(&bytes));
+        let hash = fnv1a(&bytes);
+        let etag = format!("\"{hash:016x}\"");
+        let gzip = match gzipped(&bytes) {
+            Some(gz) if is_text(path) && gz.len() < bytes.len() => {
+                std::fs::create_dir_all(out.join("gz")).unwrap_or_else(|e| panic!("gz dir: {e}"));
+                let gz_path = out.join("gz").join(format!("{hash:016x}.gz"));
+                std::fs::write(&gz_path, gz).unwrap_or_else(|e| panic!("{}: {e}", gz_path.display()));
+                format!("Some(include_bytes!({:?}))", gz_path.display())
+            }
+            _ => "None".to_owned(),
+        };
         writeln!(
             code,
-            "    Asset {{ path: {path:?}, body: include_bytes!({:?}), etag: {etag:?} }},",
+            "    Asset {{ path: {path:?}, body: include_bytes!({:?}), gzip: {gzip}, etag: {etag:?} }},",
             full.display()
         )
         .unwrap_or_default();
@@ -96,6 +107,16 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             files.push((relative, path));
         }
     }
+}
+
+fn is_text(path: &str) -> bool {
+    [".html", ".js", ".css", ".svg", ".json", ".txt", ".map"].iter().any(|ext| path.ends_with(ext))
+}
+
+fn gzipped(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
 }
 
 /// A content hash for the ETag (FNV-1a, 64 bits): no build dependency for a cache validator.

@@ -15,12 +15,32 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use retarget_shared::bootstrap::{Error, FromEnv, HttpFunction, Infra};
 use retarget_shared::config::EnvReader;
 
-/// One built file: its path under `/dashboard/`, its bytes, its ETag.
+/// One built file: its path under `/dashboard/`, its bytes, the same gzipped (text files that
+/// shrink), its ETag (of the identity bytes; the gzipped variant's ends in `-gz`).
 #[derive(Debug)]
 pub struct Asset {
     pub path: &'static str,
     pub body: &'static [u8],
+    pub gzip: Option<&'static [u8]>,
     pub etag: &'static str,
+}
+
+impl Asset {
+    /// The ETag of the gzipped variant: `"abc"` → `"abc-gz"`.
+    pub fn gzip_etag(&self) -> String {
+        format!("{}-gz\"", self.etag.trim_end_matches('"'))
+    }
+}
+
+/// Whether `Accept-Encoding` takes gzip (with a q above 0).
+pub fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    let codings = headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok());
+    codings.flat_map(|v| v.split(',')).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let q = parts.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
+    })
 }
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -102,14 +122,19 @@ pub fn serve(method: &Method, path: &str, headers: &http::HeaderMap) -> Response
     let Some(asset) = asset(path) else {
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
+    let (bytes, etag) = match asset.gzip {
+        Some(gz) if accepts_gzip(headers) => (gz, asset.gzip_etag()),
+        _ => (asset.body, asset.etag.to_owned()),
+    };
+    let gzipped = etag != asset.etag;
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let (status, body) = match (fresh, method == Method::HEAD) {
         (true, _) => (StatusCode::NOT_MODIFIED, Body::Empty),
         (false, true) => (StatusCode::OK, Body::Empty),
-        (false, false) => (StatusCode::OK, Body::Binary(asset.body.to_vec())),
+        (false, false) => (StatusCode::OK, Body::Binary(bytes.to_vec())),
     };
     let cache = if asset.path.starts_with("assets/") { IMMUTABLE } else { REVALIDATE };
     let mut response = Response::new(body);
@@ -117,7 +142,15 @@ pub fn serve(method: &Method, path: &str, headers: &http::HeaderMap) -> Response
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(asset.path)));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::ETAG, HeaderValue::from_static(asset.etag));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, etag);
+    }
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if asset.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
     secure(h);
     response
 }
@@ -266,6 +299,30 @@ mod tests {
         assert_eq!(head.status(), 200);
         assert!(body(&head).is_empty());
         assert_eq!(header(&head, "etag"), page.etag);
+    }
+
+    #[test]
+    fn text_files_go_gzipped_to_a_browser_that_takes_gzip() {
+        let script = ASSETS.iter().find(|a| a.path.ends_with(".js")).unwrap();
+        let url = format!("/dashboard/{}", script.path);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
+        let r = serve(&Method::GET, &url, &headers);
+        assert_eq!(header(&r, "content-encoding"), "gzip");
+        assert_eq!(header(&r, "vary"), "Accept-Encoding");
+        assert_eq!(header(&r, "etag"), script.gzip_etag());
+        assert!(body(&r).len() < script.body.len() / 2, "{} of {}", body(&r).len(), script.body.len());
+        assert_eq!(&body(&r)[..2], [0x1f, 0x8b], "a gzip stream");
+        let plain = get(&url);
+        assert_eq!((header(&plain, "content-encoding"), body(&plain)), ("", script.body));
+        // A cached gzipped copy is current; the identity ETag does not validate it.
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&script.gzip_etag()).unwrap());
+        assert_eq!(serve(&Method::GET, &url, &headers).status(), 304);
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static(script.etag));
+        assert_eq!(serve(&Method::GET, &url, &headers).status(), 200);
+        let mut refused = http::HeaderMap::new();
+        refused.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        assert_eq!(header(&serve(&Method::GET, &url, &refused), "content-encoding"), "");
     }
 
     #[test]
