@@ -5,7 +5,7 @@ import { downloadCsv } from './download';
 import { describe } from './errors';
 import { localTime, num } from './format';
 import { ACTION_LABELS, CHANNELS, actionsOf, kindsOf } from './funnel';
-import { useLoad } from './load';
+import { type Live, useLoad } from './load';
 import { RetargetForm, Retargets } from './retarget';
 import { href } from './route';
 
@@ -116,12 +116,13 @@ function StatsTable({ m }: { m: Message }) {
   );
 }
 
-/** Runs `tasks` `limit` at a time (a browser keeps six connections to an origin anyway). */
-async function pooled<T>(tasks: (() => Promise<T>)[], limit = 6): Promise<T[]> {
+/** Runs `tasks` `limit` at a time (a browser keeps six connections to an origin anyway), and
+ * starts no more once the screen is gone. */
+async function pooled<T>(tasks: (() => Promise<T>)[], live: Live, limit = 6): Promise<T[]> {
   const out: T[] = new Array(tasks.length);
   let next = 0;
   const worker = async () => {
-    while (next < tasks.length) {
+    while (next < tasks.length && live.current) {
       const i = next++;
       out[i] = await tasks[i]!();
     }
@@ -136,7 +137,7 @@ function Activity({ api, m }: { api: Api; m: Message }) {
   const actions = actionsOf(m.channel);
   const others = CHANNELS.filter((c) => c !== m.channel);
   const targets: Channel[] = [m.channel, ...others];
-  const [cells] = useLoad(async () => {
+  const [cells] = useLoad(async (live) => {
     const tasks = actions.flatMap((action) =>
       targets.map((channel) => async (): Promise<Cell> => {
         try {
@@ -146,7 +147,7 @@ function Activity({ api, m }: { api: Api; m: Message }) {
         }
       }),
     );
-    return pooled(tasks);
+    return pooled(tasks, live);
   }, [api.key, m.message_id]);
   const cell = (ai: number, ci: number): Cell | undefined => (cells.state === 'ok' ? cells.value[ai * targets.length + ci] : undefined);
   const firstError = cells.state === 'ok' ? cells.value.find((c): c is { error: unknown } => 'error' in c) : undefined;
