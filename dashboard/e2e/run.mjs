@@ -234,6 +234,11 @@ try {
   assert.equal(await rtRow.getAttribute('data-status'), 'scheduled');
   step('advance the clock; watch it dispatch');
   await post('/dev/clock', { advance_seconds: 3660 });
+  // The page's clock did not move with the stack's: to it, the send is still an hour out, so it
+  // asks only every 30 s; a person who moved the clock presses Refresh. Once due (the next
+  // scheduler tick, 1 s here), the page follows it by itself while it is dispatching.
+  await until('the scheduler claimed it', async () => (await api(`/v1/retargets/${RT}`)).status !== 'scheduled');
+  await page.locator('section[aria-labelledby="retargets-title"]').getByRole('button', { name: 'Refresh' }).click();
   await page.locator(`tr[data-retarget="${RT}"][data-status="dispatched"]`).waitFor({ timeout: 30_000 });
   const done = await api(`/v1/retargets/${RT}`);
   for (const col of ['audience_size', 'enqueued', 'unreachable', 'deferred', 'capped']) {

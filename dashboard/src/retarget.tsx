@@ -217,16 +217,29 @@ export function RetargetForm({ api, m, onCreated }: { api: Api; m: Message; onCr
   );
 }
 
+/**
+ * How soon to ask again about a message's retargets: 1.5 s while one is dispatching, 3 s while
+ * one is due within two minutes (or overdue: the scheduler ticks every minute), 30 s while the
+ * scheduled ones are further out, never once none can change.
+ */
+export function refreshInterval(retargets: Pick<Retarget, 'status' | 'send_at'>[], now: number): number | null {
+  if (retargets.some((r) => r.status === 'dispatching')) return 1500;
+  const waiting = retargets.filter((r) => r.status === 'scheduled');
+  if (waiting.length === 0) return null;
+  return waiting.some((r) => Date.parse(r.send_at) - now < 120_000) ? 3000 : 30_000;
+}
+
 export function Retargets({ api, messageId, version }: { api: Api; messageId: string; version: number }) {
   const [list, reload] = useLoad(() => api.retargets(messageId), [api.key, messageId, version]);
   const [error, setError] = useState<string | null>(null);
   const retargets = list.state === 'ok' ? list.value.retargets : [];
   const dispatching = retargets.some((r) => r.status === 'dispatching');
   const scheduled = retargets.some((r) => r.status === 'scheduled');
-  // Follow progress: often while one is dispatching, now and then while one waits.
+  // Follow progress: often while one is dispatching or about to be, rarely while one waits.
   useEffect(() => {
-    if (!dispatching && !scheduled) return;
-    const t = setTimeout(() => void reload(), dispatching ? 1500 : 3000);
+    const every = refreshInterval(retargets, Date.now());
+    if (every === null) return;
+    const t = setTimeout(() => void reload(), every);
     return () => clearTimeout(t);
   }, [list]);
   const cancel = async (r: Retarget) => {
