@@ -13,15 +13,21 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-export SERVICES_DIR=.local/dev-services
+# DEV_SERVICES_DIR and DEV_STACK_ENV_FILE let a script run a stack of its own next to a running
+# make dev (scripts/dashboard-test.sh).
+export SERVICES_DIR="${DEV_SERVICES_DIR:-.local/dev-services}"
 # retarget-local writes this once the table, queues and bus exist.
-export STACK_ENV_FILE="$ROOT/.local/stack.env"
+export STACK_ENV_FILE="${DEV_STACK_ENV_FILE:-$ROOT/.local/stack.env}"
 
 STANDIN_PID=""
+ANNOUNCE_PID=""
 
 # shellcheck disable=SC2317 # only called from the EXIT trap
 cleanup() {
   local rc=$?
+  if [[ -n "$ANNOUNCE_PID" ]]; then
+    kill "$ANNOUNCE_PID" 2>/dev/null || true
+  fi
   if [[ -n "$STANDIN_PID" ]]; then
     stop_group "$STANDIN_PID"
   fi
@@ -48,7 +54,7 @@ for base in TWILIO_API_BASE FCM_API_BASE APNS_API_BASE; do
     standing_in+=("$base")
   fi
 done
-spawn target/debug/retarget-standin serve --port "$STANDIN_PORT" \
+spawn "${CARGO_TARGET_DIR:-target}/debug/retarget-standin" serve --port "$STANDIN_PORT" \
   --callback-origin "http://127.0.0.1:$API_PORT" </dev/null
 STANDIN_PID=$SPAWNED_PID
 deadline=$((SECONDS + 20))
@@ -60,7 +66,13 @@ done
 log "provider stand-ins on $STANDIN_URL, for ${standing_in[*]:-none of the providers (all three bases given)}"
 
 rm -f "$STACK_ENV_FILE"
-log "starting retarget-local: API on http://127.0.0.1:${API_PORT:-3000}, env in .local/stack.env (Ctrl-C stops everything)"
-run_fg target/debug/retarget-local
+# Once the stack is up (retarget-local writes the env file then), say where the dashboard is.
+(
+  until [[ -s "$STACK_ENV_FILE" ]]; do sleep 0.2; done
+  log "stack up: API on http://127.0.0.1:$API_PORT, dashboard on http://127.0.0.1:$API_PORT/dashboard (sign in with an app's api_key: make dev-app)"
+) &
+ANNOUNCE_PID=$!
+log "starting retarget-local: API on http://127.0.0.1:${API_PORT:-3000}, env in ${STACK_ENV_FILE#"$ROOT"/} (Ctrl-C stops everything)"
+run_fg "${CARGO_TARGET_DIR:-target}/debug/retarget-local"
 log "retarget-local exited with status $FG_STATUS"
 exit "$FG_STATUS"

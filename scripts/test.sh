@@ -2,7 +2,9 @@
 # Runs the tests in two tiers:
 #   1. the fast tier: every crate's unit and handler-level tests that need no AWS stand-in
 #      (cargo test --workspace --exclude retarget-tests), run with no endpoint configured;
-#   2. the integration tier (the retarget-tests crate) against a private DynamoDB Local + moto.
+#   2. the integration tier (the retarget-tests crate) against a private DynamoDB Local + moto,
+#      then the dashboard's tests (scripts/dashboard-test.sh: Vitest, and the end-to-end run in
+#      headless Chromium against a stack started as make dev starts it).
 # TEST_TIER=fast runs the first only (make test-fast). Extra arguments replace both tiers with one
 # cargo test against the services, e.g. scripts/test.sh -p retarget-shared -- --nocapture.
 # Its own SERVICES_DIR lets it run next to make dev / make run.
@@ -84,6 +86,14 @@ if (($# == 0)); then
     ((FG_SIGNALLED == 0)) || exit "$FG_STATUS"
     ((FG_STATUS == 0)) || status=$FG_STATUS
   done
+  # Last, the dashboard in a real browser against make dev's stack (its own services).
+  bash scripts/services.sh stop >/dev/null 2>&1 || true
+  log "dashboard: Vitest, then the end-to-end run in headless Chromium (scripts/dashboard-test.sh)"
+  started=$SECONDS
+  run_fg bash scripts/dashboard-test.sh
+  log "dashboard: exit $FG_STATUS in $((SECONDS - started)) s"
+  ((FG_SIGNALLED == 0)) || exit "$FG_STATUS"
+  ((FG_STATUS == 0)) || status=$FG_STATUS
   exit "$status"
 fi
 

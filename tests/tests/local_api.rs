@@ -158,3 +158,33 @@ fn requests_reach_handlers_shaped_like_api_gateway_http_api_events() {
     let binary = apigw::to_lambda_request(&parts, &[0xff, 0xfe, 0x00], [127, 0, 0, 1].into(), now).unwrap();
     assert_eq!(binary.body().as_ref(), &[0xff, 0xfe, 0x00], "non-UTF-8 bodies survive base64");
 }
+
+/// Issue 18: the local stack serves the dashboard through the dashboard function's handler, on
+/// the API's origin, as API Gateway's `GET /dashboard` and `GET /dashboard/{proxy+}` do; any other
+/// method there is the `$default` route's problem+json, as on AWS.
+#[tokio::test]
+async fn the_dashboard_is_served_on_the_apis_origin_with_its_policy() {
+    let stack = start().await;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{}/dashboard", stack.url)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    };
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&page, "content-security-policy"), retarget_dashboard::CONTENT_SECURITY_POLICY);
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let html = page.text().await.unwrap();
+    let script = html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+    let asset = client.get(format!("{}{script}", stack.url)).send().await.unwrap();
+    assert_eq!(asset.status().as_u16(), 200, "{script}");
+    assert_eq!(header(&asset, "cache-control"), "public, max-age=31536000, immutable");
+    let missing = client.get(format!("{}/dashboard/nope.js", stack.url)).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let (status, content_type, body) =
+        fetch(reqwest::Method::POST, format!("{}/dashboard", stack.url), Some(json!({}))).await;
+    assert_eq!(
+        (status, content_type.as_str(), body["code"].as_str()),
+        (404, "application/problem+json", Some("not_found"))
+    );
+}

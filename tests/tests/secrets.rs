@@ -46,6 +46,10 @@ const FUNCTIONS: [&str; 13] = [
     "EmailEventsFunction",
 ];
 
+/// The functions with no AWS permission at all (beyond the logging and tracing SAM gives every
+/// role): the dashboard serves files it carries in its binary.
+const UNPRIVILEGED: [&str; 1] = ["DashboardFunction"];
+
 /// Who may read each scope, and nobody else.
 fn expected_readers(scope: SecretScope) -> BTreeSet<&'static str> {
     match scope {
@@ -267,7 +271,36 @@ fn the_template_lets_each_scope_of_secrets_be_read_by_its_functions_only() {
         .filter(|(_, r)| opt_field(r, "Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
         .filter_map(|(k, _)| k.as_str().map(str::to_owned))
         .collect();
-    assert_eq!(declared, FUNCTIONS.iter().map(|f| (*f).to_owned()).collect::<BTreeSet<_>>());
+    let expected = FUNCTIONS.iter().chain(&UNPRIVILEGED).map(|f| (*f).to_owned()).collect::<BTreeSet<_>>();
+    assert_eq!(declared, expected);
+}
+
+/// The dashboard's function can do nothing on AWS: no statement, no role, not even the app item
+/// every other function reads; and nothing in its environment names the table or a queue.
+#[test]
+fn the_dashboard_function_has_no_permission_on_the_table_or_the_queues() {
+    let t = template();
+    for id in UNPRIVILEGED {
+        let statements = statements_of(&t, id);
+        assert!(statements.is_empty(), "{id} has statements: {statements:?}");
+        let props = field(resource(&t, id, "AWS::Serverless::Function"), "Properties", id);
+        assert!(opt_field(props, "Role").is_none() && opt_field(props, "Policies").is_none(), "{id}");
+        assert!(opt_field(props, "Environment").is_none(), "{id} is given variables");
+        let app = AppId::new();
+        for action in
+            ITEM_ACTIONS.iter().chain(&["sqs:SendMessage", "sqs:ReceiveMessage", "events:PutEvents"])
+        {
+            for res in [Res::Table, Res::Any] {
+                assert!(!allowed(&statements, action, &res, Some(&keys::app(app))), "{id} may {action}");
+            }
+        }
+    }
+    if let Some(globals) = opt_field(&t, "Globals").and_then(|g| opt_field(g, "Function")) {
+        assert!(
+            opt_field(globals, "Environment").is_none(),
+            "Globals give every function, the dashboard's too, variables"
+        );
+    }
 }
 
 /// The IAM evaluator itself: the shapes it must get right.

@@ -188,23 +188,21 @@ fn visibility_timeout_covers_six_sender_timeouts() {
     }
 }
 
+/// The variables every function gets (`Globals.Function.Environment.Variables`), if any.
+fn global_env(t: &Value) -> Option<&Value> {
+    opt_field(field(field(t, "Globals", "template"), "Function", "Globals"), "Environment")
+        .map(|e| field(e, "Variables", "Globals.Function.Environment"))
+}
+
 /// The environment variables of `logical_id` on AWS: the Globals' and its own, with what each
 /// refers to (`!Ref X` → `X`; a plain value or another intrinsic as its Debug form).
 fn function_env(t: &Value, logical_id: &str) -> std::collections::BTreeMap<String, String> {
-    let globals = field(
-        field(
-            field(field(t, "Globals", "template"), "Function", "Globals"),
-            "Environment",
-            "Globals.Function",
-        ),
-        "Variables",
-        "Globals.Function.Environment",
-    );
+    let globals = global_env(t);
     let function = resource(t, logical_id, "AWS::Serverless::Function");
     let own = opt_field(field(function, "Properties", logical_id), "Environment")
         .map(|e| field(e, "Variables", &format!("{logical_id}.Properties.Environment")));
     let mut vars = std::collections::BTreeMap::new();
-    for map in [Some(globals), own].into_iter().flatten() {
+    for map in [globals, own].into_iter().flatten() {
         for (name, value) in
             map.as_mapping().unwrap_or_else(|| panic!("{logical_id}: Variables not a mapping"))
         {
@@ -297,7 +295,7 @@ async fn each_function_is_given_exactly_the_environment_it_reads() {
     use retarget_shared::edge::request::AppFunction;
     use retarget_shared::services::{dispatch::DispatchDeps, sender::SenderDeps, stats::StatsDeps};
     type Reader = fn(&std::collections::BTreeMap<String, String>) -> BTreeSet<String>;
-    let functions: [(&str, Reader); 13] = [
+    let functions: [(&str, Reader); 14] = [
         ("SubscriptionsFunction", names_read::<AppFunction<retarget_subscriptions::Subscriptions>>),
         ("MessagesFunction", names_read::<AppFunction<retarget_messages::Messages>>),
         ("EventsFunction", names_read::<AppFunction<retarget_events::Events>>),
@@ -311,6 +309,7 @@ async fn each_function_is_given_exactly_the_environment_it_reads() {
         ("PushSenderFunction", names_read::<SenderDeps<retarget_push_sender::PushProvider>>),
         ("EmailSenderFunction", names_read::<SenderDeps<retarget_email_sender::EmailProvider>>),
         ("EmailEventsFunction", names_read::<retarget_email_events::EmailEvents>),
+        ("DashboardFunction", names_read::<retarget_dashboard::Dashboard>),
     ];
     let t = template();
     let all: BTreeSet<String> = field(&t, "Resources", "template")
@@ -352,7 +351,7 @@ fn every_function_logs_into_its_own_group_with_a_retention() {
         assert_eq!(as_str(field(g, "DeletionPolicy", &group), &group), "Delete");
         assert!(groups.insert(group.clone()), "{group} is shared");
     }
-    assert_eq!(groups.len(), 13);
+    assert_eq!(groups.len(), 14);
     assert_eq!(as_str(field(table(&t), "DeletionPolicy", "Table"), "Table"), "Retain");
 }
 
@@ -402,15 +401,7 @@ fn table_stream_feeds_the_stats_aggregator_as_the_local_stack_does() {
 #[test]
 fn senders_retry_onto_their_own_queue_and_dead_letter_their_own_dlq() {
     let t = template();
-    let globals = field(
-        field(
-            field(field(&t, "Globals", "template"), "Function", "Globals"),
-            "Environment",
-            "Globals.Function",
-        ),
-        "Variables",
-        "Globals.Function.Environment",
-    );
+    let globals = global_env(&t);
     for (id, channel, spec) in [
         ("SmsSenderFunction", Channel::Sms, resources::SMS_QUEUE),
         ("PushSenderFunction", Channel::Push, resources::PUSH_QUEUE),
@@ -420,7 +411,9 @@ fn senders_retry_onto_their_own_queue_and_dead_letter_their_own_dlq() {
             field(prop(function, id, "Environment"), "Variables", &format!("{id}.Properties.Environment"));
         let w = format!("{id}.Properties.Environment.Variables");
         let queue_var = queue_url_var(channel);
-        let queue = opt_field(vars, queue_var).unwrap_or_else(|| field(globals, queue_var, "Globals"));
+        let queue = opt_field(vars, queue_var)
+            .or_else(|| globals.and_then(|g| opt_field(g, queue_var)))
+            .unwrap_or_else(|| panic!("{w}.{queue_var} missing"));
         assert_eq!(reference(queue, &format!("{w}.{queue_var}")), spec.logical_id, "{w}.{queue_var} differs");
         let dlq_var = dead_letter_queue_url_var(channel);
         let dlq = field(vars, dlq_var, &w);

@@ -3,7 +3,8 @@
 //! - [`provision`] creates the table, queues and bus in DynamoDB Local and the emulator from
 //!   the same definitions the template is checked against;
 //! - [`LocalApi`] serves the contract's routes by handing API Gateway–shaped requests to the
-//!   Lambda handler functions themselves, plus the local-only test clock `/dev/clock`;
+//!   Lambda handler functions themselves, plus the local-only test clock `/dev/clock`, and the
+//!   dashboard's `GET /dashboard…` through the dashboard function's own handler;
 //! - [`serve`] is the HTTP server in front of it;
 //! - [`workers`] and [`streams`] stand in for Lambda's event sources (the schedule, the
 //!   queues' and the table stream's event source mappings), invoking [`Workers`].
@@ -273,6 +274,9 @@ pub struct LocalApi {
     pub handlers: Handlers,
     /// The target of the EventBridge rule on `source: aws.ses`, fed by `POST /dev/ses-events`.
     pub email_events: retarget_email_events::EmailEvents,
+    /// `GET /dashboard` and `GET /dashboard/{proxy+}`: the template's routes of the dashboard
+    /// function (any other method there is API Gateway's `$default`, as below).
+    pub dashboard: retarget_dashboard::Dashboard,
 }
 
 #[derive(Deserialize)]
@@ -289,8 +293,9 @@ impl LocalApi {
         let mut env = function_env(&config, &resources);
         let handlers = Handlers::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
         let email_events = FromEnv::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
+        let dashboard = FromEnv::from_env(&mut env, &infra).map_err(|e| anyhow::anyhow!(e))?;
         env.finish()?;
-        Ok(Self { clock, infra, resources, config, handlers, email_events })
+        Ok(Self { clock, infra, resources, config, handlers, email_events, dashboard })
     }
 
     /// The scheduler, the two senders and the stats aggregator, built as their Lambda `main`s
@@ -322,6 +327,9 @@ impl LocalApi {
         if request.raw_http_path() == ses::DEV_SES_EVENTS {
             let response = ses::dev_ses_events(&self.email_events, &request).await;
             return streamed::buffered(response.unwrap_or_else(|e| e.to_response()));
+        }
+        if request.method() == Method::GET && retarget_dashboard::owns(request.raw_http_path()) {
+            return streamed::buffered(self.dashboard.handle(request).await);
         }
         self.handlers.route_streamed(request).await
     }

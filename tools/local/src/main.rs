@@ -25,7 +25,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &config.stack_env_file {
         write_atomically(path, &stack_env(&api_url, &resources)).context("write the stack env file")?;
     }
-    tracing::info!(%api_url, table = %resources.table_name, "local stack ready");
+    let dashboard_url = format!("{api_url}{}", retarget_dashboard::PREFIX);
+    tracing::info!(%api_url, %dashboard_url, table = %resources.table_name, "local stack ready");
 
     let stack_env_file = config.stack_env_file.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
