@@ -323,7 +323,9 @@ fn model_table(raw: &[&Value], modelled: &[&Value]) -> String {
                     Some(|x| x >= 0.8),
                 );
                 pair(
-                    format!("{what}: paged export / raw Query throughput, emulator's excess removed (estimate)"),
+                    format!(
+                        "{what}: paged export / raw Query throughput, emulator's excess removed (estimate)"
+                    ),
                     &["emulator_excess_removed", "export_over_raw_throughput"],
                     &p2,
                     "≥ 0.8",
