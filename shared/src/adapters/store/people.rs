@@ -102,13 +102,19 @@ pub(crate) struct PersonAsRead {
     pub version: Option<u64>,
 }
 
-/// The people named by a change of `before` into `after`, as read now (strongly consistent).
+/// The people whose items a change of `before` into `after` writes, as read now (strongly
+/// consistent): none when neither its person nor whether it is active changes.
 pub(crate) async fn read_people(
     store: &Store,
     before: Option<&Subscription>,
     after: &Subscription,
 ) -> Result<HashMap<ExternalUserId, PersonAsRead>, StoreError> {
     let mut people = HashMap::new();
+    if before
+        .is_some_and(|b| b.external_user_id == after.external_user_id && b.is_active() == after.is_active())
+    {
+        return Ok(people);
+    }
     for user in
         before.and_then(|b| b.external_user_id.as_ref()).into_iter().chain(after.external_user_id.as_ref())
     {
@@ -142,7 +148,8 @@ pub(crate) fn derived_changes(
         (Some(false), true) => items.push(delete_inactive(store, app, channel, id)?),
         _ => {}
     }
-    let as_read = |user: &ExternalUserId| people.get(user).cloned().unwrap_or_default();
+    let unknown = PersonAsRead::default();
+    let as_read = |user: &ExternalUserId| people.get(user).unwrap_or(&unknown);
     // The person items and their replicas.
     let old_user = before.and_then(|b| b.external_user_id.as_ref());
     let new_user = after.external_user_id.as_ref();
@@ -151,11 +158,10 @@ pub(crate) fn derived_changes(
     // condition fails, and the caller reads again.
     let mut touched = HashSet::new();
     let mut change = |user: &ExternalUserId, add: &[Set], delete: &[Set], skip_own: bool| {
-        let person = as_read(user);
         if skip_own {
             touched.insert(id);
         }
-        person_change(store, app, user, &person, add, delete, (channel, id), &mut touched)
+        person_change(store, app, user, as_read(user), add, delete, (channel, id), &mut touched)
     };
     let own_sets: &[Set] = if after.is_active() { &[Set::Subs, Set::Active] } else { &[Set::Subs] };
     if old_user != new_user {
